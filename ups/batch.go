@@ -1,0 +1,241 @@
+package ups
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// The batch encoding is how readings travel on the bus: many readings of
+// one partition in one message, because a bus message per reading costs
+// more CPU than the rest of the ingest together.
+//
+//	batch   = version:byte count:uvarint reading*
+//	reading = serial:str time:varint(unix ms) presence:byte status:name?
+//	          nmetrics:uvarint (name float64-bits:8 bytes LE)*
+//	          ntexts:uvarint (name str)*
+//	name    = uvarint k; k>0: dictionary[k-1]; k==0: str follows
+//	str     = len:uvarint bytes
+//
+// The status is written as a str preceded by a byte 1, or a byte 0 when
+// the reading had no ups.status. Names found in the dictionary cost one
+// byte and no allocation when decoded. The dictionary is append-only:
+// entries may be added at its end, never changed or removed, since
+// batches already stored in a stream refer to them by position.
+const batchVersion = 1
+
+var dictionary = []string{
+	// Known numeric variables, in the order of the Var constants at the
+	// time the format was fixed.
+	"battery.charge", "battery.charge.low", "battery.charge.warning",
+	"battery.runtime", "battery.runtime.low", "battery.voltage",
+	"battery.voltage.nominal", "battery.temperature", "battery.packs.bad",
+	"input.voltage", "input.voltage.nominal", "input.transfer.low",
+	"input.transfer.high", "input.frequency", "input.frequency.nominal",
+	"output.voltage", "output.frequency", "ups.load", "ups.temperature",
+	"ups.realpower", "ups.power", "ambient.temperature",
+	// Frequent others.
+	"ups.alarm", "ups.test.result", "ups.model", "ups.mfr", "ups.serial",
+	"device.model", "device.mfr", "device.serial", "device.type",
+	"output.current", "input.current", "output.voltage.nominal",
+	"ups.realpower.nominal", "ups.power.nominal", "battery.type",
+	"ups.beeper.status", "ups.firmware", "ups.delay.shutdown",
+	"ups.delay.start", "ups.timer.shutdown", "ups.timer.start",
+	"driver.name", "driver.version", "battery.voltage.low",
+	"battery.voltage.high", "ups.type", "input.voltage.fault",
+}
+
+var dictIndex = func() map[string]uint64 {
+	m := make(map[string]uint64, len(dictionary))
+	for i, s := range dictionary {
+		m[s] = uint64(i + 1)
+	}
+	return m
+}()
+
+// ErrBadBatch is returned (wrapped) for a batch that cannot be decoded.
+var ErrBadBatch = errors.New("malformed reading batch")
+
+// AppendBatch appends the encoding of rs to dst.
+func AppendBatch(dst []byte, rs []Reading) []byte {
+	dst = append(dst, batchVersion)
+	dst = binary.AppendUvarint(dst, uint64(len(rs)))
+	for i := range rs {
+		dst = appendReading(dst, &rs[i])
+	}
+	return dst
+}
+
+func appendReading(dst []byte, r *Reading) []byte {
+	dst = appendStr(dst, string(r.Serial))
+	dst = binary.AppendVarint(dst, r.Time.UnixMilli())
+	dst = append(dst, byte(r.Presence))
+	if r.HasStatus {
+		dst = append(dst, 1)
+		dst = appendStr(dst, r.Status.Raw)
+	} else {
+		dst = append(dst, 0)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(r.Metrics)))
+	for _, m := range r.Metrics {
+		dst = appendName(dst, m.Name)
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(m.Value))
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(r.Texts)))
+	for _, t := range r.Texts {
+		dst = appendName(dst, t.Name)
+		dst = appendStr(dst, t.Value)
+	}
+	return dst
+}
+
+func appendName(dst []byte, s string) []byte {
+	if k, ok := dictIndex[s]; ok {
+		return binary.AppendUvarint(dst, k)
+	}
+	dst = append(dst, 0)
+	return appendStr(dst, s)
+}
+
+func appendStr(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+// DecodeBatch decodes a batch made by AppendBatch, appending to rs.
+func DecodeBatch(b []byte, rs []Reading) ([]Reading, error) {
+	d := decoder{b: b}
+	if v := d.byte(); v != batchVersion {
+		if d.err != nil {
+			return rs, d.err
+		}
+		return rs, fmt.Errorf("%w: unknown version %d", ErrBadBatch, v)
+	}
+	n := d.uvarint()
+	if n > uint64(len(b)) { // each reading takes at least one byte
+		return rs, fmt.Errorf("%w: count %d exceeds size", ErrBadBatch, n)
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		var r Reading
+		d.reading(&r)
+		rs = append(rs, r)
+	}
+	if d.err != nil {
+		return rs, d.err
+	}
+	if len(d.b) != 0 {
+		return rs, fmt.Errorf("%w: %d trailing bytes", ErrBadBatch, len(d.b))
+	}
+	return rs, nil
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: truncated %s", ErrBadBatch, what)
+	}
+	d.b = nil
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) < 1 {
+		d.fail("byte")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail("string")
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) name() string {
+	k := d.uvarint()
+	if k == 0 {
+		return d.str()
+	}
+	if k > uint64(len(dictionary)) {
+		if d.err == nil {
+			d.err = fmt.Errorf("%w: unknown name index %d", ErrBadBatch, k)
+		}
+		d.b = nil
+		return ""
+	}
+	return dictionary[k-1]
+}
+
+func (d *decoder) reading(r *Reading) {
+	r.Serial = Serial(d.str())
+	r.Time = time.UnixMilli(d.varint()).UTC()
+	r.Presence = Presence(d.byte())
+	if d.byte() == 1 {
+		r.Status = ParseStatus(d.str())
+		r.HasStatus = true
+	}
+	n := d.uvarint()
+	if n > uint64(len(d.b))/9 {
+		d.fail("metrics")
+		return
+	}
+	if n > 0 {
+		r.Metrics = make([]Metric, 0, n)
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		name := d.name()
+		if len(d.b) < 8 {
+			d.fail("float")
+			return
+		}
+		v := math.Float64frombits(binary.LittleEndian.Uint64(d.b))
+		d.b = d.b[8:]
+		r.Metrics = append(r.Metrics, Metric{name, v})
+	}
+	r.Reindex()
+	n = d.uvarint()
+	if n > uint64(len(d.b))/2 {
+		d.fail("texts")
+		return
+	}
+	if n > 0 {
+		r.Texts = make([]Text, 0, n)
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		name := d.name()
+		r.Texts = append(r.Texts, Text{name, d.str()})
+	}
+}
