@@ -1,0 +1,413 @@
+// Package config loads upswatch's configuration: built-in defaults, then a
+// YAML file, then UPSWATCH_* environment variables, then validation.
+//
+// Every key has exactly one environment variable: UPSWATCH_ + the key
+// upper-cased with dots as underscores (mqtt.url -> UPSWATCH_MQTT_URL).
+// The mapping is derived from the yaml tags below, so a new key gets its
+// variable for free.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultPath is read when --config is not given and the file exists.
+const DefaultPath = "configs/upswatch.yaml"
+
+// EnvPrefix starts every environment variable upswatch reads.
+const EnvPrefix = "UPSWATCH_"
+
+// Config is the whole configuration of `upswatch serve`.
+type Config struct {
+	// DataDir holds the embedded NATS store, the SQLite history, the
+	// generated admin token and ingest credentials.
+	DataDir string `yaml:"data_dir"`
+	// AdminToken authorises the admin API. Empty: generated on first
+	// start into DataDir/admin.token and printed once.
+	AdminToken string `yaml:"admin_token"`
+	Log        Log    `yaml:"log"`
+	HTTP       HTTP   `yaml:"http"`
+	MQTT       MQTT   `yaml:"mqtt"`
+	NATS       NATS   `yaml:"nats"`
+	Ingest     Ingest `yaml:"ingest"`
+	Store      Store  `yaml:"store"`
+	Influx     Influx `yaml:"influx"`
+}
+
+// Log configures log/slog output.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// HTTP configures the API, health and metrics server.
+type HTTP struct {
+	Addr string `yaml:"addr"`
+}
+
+// MQTT configures the device-facing broker and the ingest's client.
+type MQTT struct {
+	// Listen is the embedded broker's TCP address, used when URL is empty.
+	Listen string `yaml:"listen"`
+	// URL of an external broker (tcp://, ssl://, ws://, wss://). Empty:
+	// run the embedded broker.
+	URL string `yaml:"url"`
+	// Username and Password of the ingest on an external broker. With the
+	// embedded broker they are generated into the data dir.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// ClientID of the ingest; it keeps a persistent session, so a restart
+	// receives what the broker queued meanwhile. Default upswatch-<host>.
+	ClientID string `yaml:"client_id"`
+	// TopicPrefix is the first topic level: {prefix}/{serial}/telemetry.
+	TopicPrefix string `yaml:"topic_prefix"`
+	// SharedGroup, when set, subscribes through $share/<group>/... so
+	// several instances split the devices' messages.
+	SharedGroup string `yaml:"shared_group"`
+	// MaxPendingWrites bounds the embedded broker's per-client outbound
+	// queue; past it the broker drops QoS 1 messages (counted in
+	// upswatch_mqtt_broker_dropped_total).
+	MaxPendingWrites int `yaml:"max_pending_writes"`
+}
+
+// NATS configures the bus.
+type NATS struct {
+	// URL of an external NATS cluster. Empty: run NATS in-process with
+	// JetStream under DataDir/nats.
+	URL string `yaml:"url"`
+	// Credentials file for an external NATS (.creds), optional.
+	CredsFile string `yaml:"creds_file"`
+	// Listen makes the embedded server also accept TCP clients (for the
+	// nats CLI); empty: in-process only.
+	Listen string `yaml:"listen"`
+	// Partitions of the readings stream. Fixed for the stream's life.
+	Partitions int `yaml:"partitions"`
+	// Replicas of the streams and buckets on an external cluster.
+	Replicas int `yaml:"replicas"`
+	// StreamMaxAge and StreamMaxBytes bound the readings stream. When
+	// full, new readings are refused (the ingest stops acking devices and
+	// the broker queues) instead of old ones being discarded unread.
+	StreamMaxAge   time.Duration `yaml:"stream_max_age"`
+	StreamMaxBytes int64         `yaml:"stream_max_bytes"`
+}
+
+// Ingest configures MQTT -> bus.
+type Ingest struct {
+	// BatchSize readings per bus message at most.
+	BatchSize int `yaml:"batch_size"`
+	// FlushInterval: a partition's batch is published at the latest this
+	// long after its first reading.
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// MaxInflight MQTT messages received but not yet stored on the bus.
+	MaxInflight int `yaml:"max_inflight"`
+	// MaxPayloadBytes: larger payloads are rejected as oversized.
+	MaxPayloadBytes int `yaml:"max_payload_bytes"`
+	// MaxReadings per payload (a JSON array replay).
+	MaxReadings int `yaml:"max_readings"`
+	// MaxFuture: a ts this far ahead of receipt is rejected.
+	MaxFuture time.Duration `yaml:"max_future"`
+}
+
+// Store configures the embedded history store.
+type Store struct {
+	// Retention of readings; 0 keeps them forever.
+	Retention time.Duration `yaml:"retention"`
+}
+
+// Influx selects InfluxDB as the history store when URL is set.
+type Influx struct {
+	URL       string        `yaml:"url"`
+	Token     string        `yaml:"token"`
+	Org       string        `yaml:"org"`
+	Bucket    string        `yaml:"bucket"`
+	BatchSize int           `yaml:"batch_size"`
+	Timeout   time.Duration `yaml:"timeout"`
+}
+
+// Default returns the built-in defaults: everything embedded, on loopback.
+func Default() Config {
+	return Config{
+		DataDir: "./data",
+		Log:     Log{Level: "info", Format: "text"},
+		HTTP:    HTTP{Addr: "127.0.0.1:8080"},
+		MQTT: MQTT{
+			Listen:           "127.0.0.1:1883",
+			TopicPrefix:      "ups",
+			MaxPendingWrites: 8192,
+		},
+		NATS: NATS{
+			Partitions:     16,
+			Replicas:       1,
+			StreamMaxAge:   7 * 24 * time.Hour,
+			StreamMaxBytes: 4 << 30,
+		},
+		Ingest: Ingest{
+			BatchSize:       500,
+			FlushInterval:   5 * time.Millisecond,
+			MaxInflight:     4096,
+			MaxPayloadBytes: 1 << 20,
+			MaxReadings:     10000,
+			MaxFuture:       time.Hour,
+		},
+		Store:  Store{Retention: 400 * 24 * time.Hour},
+		Influx: Influx{Bucket: "upswatch/autogen", BatchSize: 5000, Timeout: 10 * time.Second},
+	}
+}
+
+// Load builds the configuration: defaults, then the YAML file at path
+// (DefaultPath if path is empty and that file exists), then the
+// environment (lookup is os.LookupEnv in production), then Validate.
+func Load(path string, lookup func(string) (string, bool)) (Config, error) {
+	c := Default()
+	explicit := path != ""
+	if !explicit {
+		path = DefaultPath
+	}
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := decodeYAML(data, &c); err != nil {
+			return c, fmt.Errorf("config %s: %w", path, err)
+		}
+	case explicit || !errors.Is(err, os.ErrNotExist):
+		return c, fmt.Errorf("config: %w", err)
+	}
+	if lookup != nil {
+		if err := applyEnv(reflect.ValueOf(&c).Elem(), lookup); err != nil {
+			return c, err
+		}
+	}
+	return c, c.Validate()
+}
+
+func decodeYAML(data []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true) // a misspelt key is an error, not a silent default
+	// An empty file (io.EOF) is fine: defaults apply.
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// Keys lists every configuration key with its environment variable, in
+// declaration order (for `upswatch config keys` and the docs).
+func Keys() [][2]string {
+	var out [][2]string
+	walk(reflect.TypeOf(Config{}), "", func(key string, _ []int) {
+		out = append(out, [2]string{key, EnvName(key)})
+	}, nil)
+	return out
+}
+
+// EnvName is the environment variable of a key.
+func EnvName(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+func walk(t reflect.Type, prefix string, leaf func(key string, index []int), index []int) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := tag
+		if prefix != "" {
+			key = prefix + "." + tag
+		}
+		idx := append(append([]int{}, index...), i)
+		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
+			walk(f.Type, key, leaf, idx)
+			continue
+		}
+		leaf(key, idx)
+	}
+}
+
+func applyEnv(v reflect.Value, lookup func(string) (string, bool)) error {
+	var errs []error
+	walk(v.Type(), "", func(key string, index []int) {
+		s, ok := lookup(EnvName(key))
+		if !ok {
+			return
+		}
+		if err := setString(v.FieldByIndex(index), s); err != nil {
+			errs = append(errs, fmt.Errorf("config: %s (from %s): %w", key, EnvName(key), err))
+		}
+	}, nil)
+	return errors.Join(errs...)
+}
+
+func setString(f reflect.Value, s string) error {
+	s = strings.TrimSpace(s)
+	switch {
+	case f.Type() == reflect.TypeOf(time.Duration(0)):
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("not a duration like 10s or 5m: %q", s)
+		}
+		f.SetInt(int64(d))
+	case f.Kind() == reflect.String:
+		f.SetString(s)
+	case f.Kind() == reflect.Int || f.Kind() == reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return fmt.Errorf("not an integer: %q", s)
+		}
+		f.SetInt(n)
+	case f.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("not a boolean: %q", s)
+		}
+		f.SetBool(b)
+	default:
+		return fmt.Errorf("unsupported type %s", f.Type())
+	}
+	return nil
+}
+
+// Validate checks every key and reports all problems at once, each naming
+// its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	if !oneOf(c.Log.Level, "debug", "info", "warn", "error") {
+		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if !oneOf(c.Log.Format, "text", "json") {
+		bad("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		bad("admin_token", "must be at least 16 characters (or empty to generate one)")
+	}
+	checkHostPort(bad, "http.addr", c.HTTP.Addr)
+	if c.MQTT.URL == "" {
+		checkHostPort(bad, "mqtt.listen", c.MQTT.Listen)
+		if c.MQTT.MaxPendingWrites < 64 || c.MQTT.MaxPendingWrites > 1<<20 {
+			bad("mqtt.max_pending_writes", "must be between 64 and 1048576, got %d", c.MQTT.MaxPendingWrites)
+		}
+	} else {
+		checkURL(bad, "mqtt.url", c.MQTT.URL, "tcp", "ssl", "tls", "mqtt", "mqtts", "ws", "wss")
+		if c.MQTT.Username == "" {
+			bad("mqtt.username", "is required with mqtt.url (the ingest's account on the external broker)")
+		}
+	}
+	if c.MQTT.TopicPrefix == "" || strings.ContainsAny(c.MQTT.TopicPrefix, "+#") {
+		bad("mqtt.topic_prefix", "must be a non-empty topic without wildcards, got %q", c.MQTT.TopicPrefix)
+	}
+	if strings.ContainsAny(c.MQTT.SharedGroup, "/+#") {
+		bad("mqtt.shared_group", "must not contain / + or #, got %q", c.MQTT.SharedGroup)
+	}
+	if c.NATS.URL != "" {
+		checkURL(bad, "nats.url", strings.Split(c.NATS.URL, ",")[0], "nats", "tls", "ws", "wss")
+	}
+	if c.NATS.Listen != "" {
+		checkHostPort(bad, "nats.listen", c.NATS.Listen)
+	}
+	if c.NATS.Partitions < 1 || c.NATS.Partitions > 1024 {
+		bad("nats.partitions", "must be between 1 and 1024, got %d", c.NATS.Partitions)
+	}
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		bad("nats.replicas", "must be between 1 and 5, got %d", c.NATS.Replicas)
+	}
+	if c.NATS.StreamMaxAge < time.Minute {
+		bad("nats.stream_max_age", "must be at least 1m, got %s", c.NATS.StreamMaxAge)
+	}
+	if c.NATS.StreamMaxBytes < 1<<20 {
+		bad("nats.stream_max_bytes", "must be at least 1048576, got %d", c.NATS.StreamMaxBytes)
+	}
+	if c.Ingest.BatchSize < 1 || c.Ingest.BatchSize > 10000 {
+		bad("ingest.batch_size", "must be between 1 and 10000, got %d", c.Ingest.BatchSize)
+	}
+	if c.Ingest.FlushInterval <= 0 || c.Ingest.FlushInterval > 10*time.Second {
+		bad("ingest.flush_interval", "must be between 1ns and 10s, got %s", c.Ingest.FlushInterval)
+	}
+	if c.Ingest.MaxInflight < 1 || c.Ingest.MaxInflight > 65535 {
+		bad("ingest.max_inflight", "must be between 1 and 65535, got %d", c.Ingest.MaxInflight)
+	}
+	if c.Ingest.MaxPayloadBytes < 1024 || c.Ingest.MaxPayloadBytes > 64<<20 {
+		bad("ingest.max_payload_bytes", "must be between 1024 and 67108864, got %d", c.Ingest.MaxPayloadBytes)
+	}
+	if c.Ingest.MaxReadings < 1 {
+		bad("ingest.max_readings", "must be at least 1, got %d", c.Ingest.MaxReadings)
+	}
+	if c.Ingest.MaxFuture < 0 {
+		bad("ingest.max_future", "must not be negative, got %s", c.Ingest.MaxFuture)
+	}
+	if c.Store.Retention < 0 || (c.Store.Retention > 0 && c.Store.Retention < time.Hour) {
+		bad("store.retention", "must be 0 (keep forever) or at least 1h, got %s", c.Store.Retention)
+	}
+	if c.Influx.URL != "" {
+		checkURL(bad, "influx.url", c.Influx.URL, "http", "https")
+		if c.Influx.Bucket == "" {
+			bad("influx.bucket", "is required with influx.url")
+		}
+		if c.Influx.BatchSize < 1 {
+			bad("influx.batch_size", "must be at least 1, got %d", c.Influx.BatchSize)
+		}
+		if c.Influx.Timeout <= 0 {
+			bad("influx.timeout", "must be positive, got %s", c.Influx.Timeout)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func oneOf(s string, options ...string) bool {
+	for _, o := range options {
+		if s == o {
+			return true
+		}
+	}
+	return false
+}
+
+func checkHostPort(bad func(string, string, ...any), key, addr string) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		bad(key, "must be host:port, got %q", addr)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		bad(key, "port must be 0-65535, got %q", port)
+	}
+}
+
+func checkURL(bad func(string, string, ...any), key, raw string, schemes ...string) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		bad(key, "must be a URL like %s://host:port, got %q", schemes[0], redact(raw))
+		return
+	}
+	if !oneOf(u.Scheme, schemes...) {
+		bad(key, "scheme must be one of %s, got %q", strings.Join(schemes, ", "), u.Scheme)
+	}
+}
+
+// redact hides userinfo so an error never prints a password.
+func redact(raw string) string {
+	if i := strings.Index(raw, "@"); i >= 0 {
+		if j := strings.Index(raw, "://"); j >= 0 && j < i {
+			return raw[:j+3] + "***" + raw[i:]
+		}
+	}
+	return raw
+}

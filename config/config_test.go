@@ -1,0 +1,123 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "upswatch.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadDefaultsWithoutFile(t *testing.T) {
+	t.Chdir(t.TempDir()) // no configs/upswatch.yaml here
+	c, err := Load("", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.Addr != "127.0.0.1:8080" || c.MQTT.Listen != "127.0.0.1:1883" || c.DataDir != "./data" {
+		t.Fatalf("defaults not applied: %+v", c)
+	}
+}
+
+func TestFileThenEnv(t *testing.T) {
+	p := writeFile(t, "data_dir: /var/lib/upswatch\nmqtt:\n  url: tcp://broker:1883\n  username: ingest\nnats:\n  partitions: 8\ningest:\n  flush_interval: 20ms\n")
+	c, err := Load(p, env(map[string]string{
+		"UPSWATCH_NATS_PARTITIONS":   "32",
+		"UPSWATCH_HTTP_ADDR":         "0.0.0.0:9000",
+		"UPSWATCH_STORE_RETENTION":   "720h",
+		"UPSWATCH_INFLUX_URL":        "http://127.0.0.1:8086",
+		"UPSWATCH_MQTT_SHARED_GROUP": "upswatch",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/var/lib/upswatch" || c.MQTT.URL != "tcp://broker:1883" {
+		t.Fatalf("file not applied: %+v", c)
+	}
+	if c.NATS.Partitions != 32 || c.HTTP.Addr != "0.0.0.0:9000" || c.Store.Retention != 720*time.Hour {
+		t.Fatalf("env not applied: %+v", c)
+	}
+	if c.Ingest.FlushInterval != 20*time.Millisecond || c.MQTT.SharedGroup != "upswatch" {
+		t.Fatalf("got %+v", c)
+	}
+}
+
+func TestEnvNames(t *testing.T) {
+	want := map[string]string{
+		"mqtt.url":    "UPSWATCH_MQTT_URL",
+		"data_dir":    "UPSWATCH_DATA_DIR",
+		"admin_token": "UPSWATCH_ADMIN_TOKEN",
+		"influx.url":  "UPSWATCH_INFLUX_URL",
+		"nats.url":    "UPSWATCH_NATS_URL",
+		"mqtt.listen": "UPSWATCH_MQTT_LISTEN",
+		"http.addr":   "UPSWATCH_HTTP_ADDR",
+	}
+	got := map[string]string{}
+	for _, kv := range Keys() {
+		got[kv[0]] = kv[1]
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("env for %s = %q, want %q", k, got[k], v)
+		}
+	}
+}
+
+// Each bad configuration gets an error naming its key and the problem.
+func TestValidationErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		env  map[string]string
+		want string
+	}{
+		{"unknown key", "mqtt:\n  urll: tcp://x:1\n", nil, "field urll not found"},
+		{"bad yaml", "mqtt: [\n", nil, "config "},
+		{"bad http addr", "http:\n  addr: localhost\n", nil, `config: http.addr: must be host:port, got "localhost"`},
+		{"bad mqtt scheme", "mqtt:\n  url: http://b:1883\n  username: u\n", nil, `config: mqtt.url: scheme must be one of tcp, ssl, tls, mqtt, mqtts, ws, wss, got "http"`},
+		{"external mqtt needs user", "mqtt:\n  url: tcp://b:1883\n", nil, "config: mqtt.username: is required with mqtt.url"},
+		{"partitions", "", map[string]string{"UPSWATCH_NATS_PARTITIONS": "0"}, "config: nats.partitions: must be between 1 and 1024, got 0"},
+		{"env not int", "", map[string]string{"UPSWATCH_NATS_PARTITIONS": "many"}, `config: nats.partitions (from UPSWATCH_NATS_PARTITIONS): not an integer: "many"`},
+		{"env not duration", "", map[string]string{"UPSWATCH_INGEST_FLUSH_INTERVAL": "5"}, `config: ingest.flush_interval (from UPSWATCH_INGEST_FLUSH_INTERVAL): not a duration like 10s or 5m: "5"`},
+		{"short admin token", "admin_token: abc\n", nil, "config: admin_token: must be at least 16 characters"},
+		{"log level", "log:\n  level: loud\n", nil, `config: log.level: must be debug, info, warn or error, got "loud"`},
+		{"influx url", "influx:\n  url: influx:8086\n", nil, "config: influx.url: "},
+		{"url password not echoed", "nats:\n  url: nats://user:secret@\n", nil, "nats://***@"},
+		{"retention", "store:\n  retention: 5m\n", nil, "config: store.retention: must be 0 (keep forever) or at least 1h, got 5m0s"},
+		{"shared group", "mqtt:\n  shared_group: a/b\n", nil, "config: mqtt.shared_group: must not contain"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(writeFile(t, tt.yaml), env(tt.env))
+			if err == nil {
+				t.Fatalf("Load succeeded, want error containing %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %q\nwant it to contain %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Fatalf("error leaks a password: %q", err)
+			}
+		})
+	}
+}
+
+func TestMissingExplicitFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"), env(nil))
+	if err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("err = %v", err)
+	}
+}
