@@ -1,0 +1,59 @@
+#!/bin/sh
+# deps.sh installs the external servers the integration tests run against:
+#   - mosquitto (and mosquitto-clients) from the distribution's apt
+#     repository, when missing;
+#   - influxd 1.8.10 (pure Go, built from source with `go install`) into the
+#     tools cache dir, when missing.
+#
+# It is idempotent and silent when everything is already there, so `make
+# test` can call it every time. CI runs it on a clean machine.
+#
+# UPSWATCH_TOOLS_DIR overrides the tools dir (default <repo>/.cache/tools);
+# internal/testenv looks in the same place.
+set -eu
+
+INFLUXD_VERSION=v1.8.10
+
+repo_root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
+tools_dir=${UPSWATCH_TOOLS_DIR:-$repo_root/.cache/tools}
+
+have_mosquitto() {
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]
+}
+
+if ! have_mosquitto || ! command -v mosquitto_pub >/dev/null 2>&1; then
+	if ! command -v apt-get >/dev/null 2>&1; then
+		echo "deps.sh: mosquitto is missing and apt-get is not available; install mosquitto >= 2.0 by hand" >&2
+		exit 1
+	fi
+	sudo=
+	if [ "$(id -u)" -ne 0 ]; then
+		sudo=sudo
+	fi
+	echo "deps.sh: installing mosquitto with apt-get" >&2
+	$sudo apt-get update -qq >/dev/null
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+		mosquitto mosquitto-clients >/dev/null
+	# The Debian package enables a system-wide broker on port 1883; the
+	# tests start their own on free ports and do not need it.
+fi
+
+# The binary name carries the version so a version bump rebuilds it; the
+# test helper (internal/testenv) uses the same name.
+influxd_bin=$tools_dir/influxd-$INFLUXD_VERSION
+if [ ! -x "$influxd_bin" ]; then
+	echo "deps.sh: building influxd $INFLUXD_VERSION into $tools_dir (about a minute)" >&2
+	mkdir -p "$tools_dir"
+	build_dir=$(mktemp -d "$tools_dir/build.XXXXXX")
+	trap 'rm -rf "$build_dir"' EXIT
+	# Outside the module: GOFLAGS=-mod=mod and go.work would otherwise
+	# interfere with installing a foreign main package at a version.
+	# main.version feeds the X-Influxdb-Version header, which clients use
+	# to tell a 1.x server from a 2.x one; a plain `go install` says
+	# "unknown".
+	(cd "$build_dir" && GOWORK=off GOFLAGS= GOBIN="$build_dir" \
+		go install -ldflags "-X main.version=${INFLUXD_VERSION#v}" \
+		"github.com/influxdata/influxdb/cmd/influxd@$INFLUXD_VERSION")
+	# Rename is atomic: a concurrent test never sees a half-written binary.
+	mv "$build_dir/influxd" "$influxd_bin"
+fi
