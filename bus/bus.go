@@ -1,0 +1,127 @@
+// Package bus is upswatch's NATS JetStream backbone: the embedded server,
+// the connection, and the streams and subjects every component agrees on.
+//
+// Subjects (the seams between components):
+//
+//	upswatch.readings.<p>   batches of readings of partition p, encoded
+//	                        with ups.AppendBatch; p = ups.Partition(serial, P)
+//
+// The READINGS stream holds them. P is stored in the stream's metadata and
+// never changes for the stream's life: a unit always maps to one
+// partition, so its readings stay in order and one consumer can own a
+// partition's rule evaluation.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Names of the streams, buckets and subjects.
+const (
+	ReadingsStream        = "READINGS"
+	ReadingsSubjectPrefix = "upswatch.readings."
+	partitionsMetadataKey = "upswatch.partitions"
+)
+
+// ReadingsSubject is the subject of partition p.
+func ReadingsSubject(p int) string { return ReadingsSubjectPrefix + strconv.Itoa(p) }
+
+// ErrPartitionsChanged is returned when the configured partition count
+// differs from the one the existing stream was created with.
+var ErrPartitionsChanged = errors.New("nats.partitions differs from the existing stream")
+
+// StreamConfig sizes the readings stream.
+type StreamConfig struct {
+	Partitions int
+	Replicas   int
+	MaxAge     time.Duration
+	MaxBytes   int64
+}
+
+// EnsureReadingsStream creates the readings stream or updates its limits,
+// refusing to change its partition count.
+func EnsureReadingsStream(ctx context.Context, js jetstream.JetStream, c StreamConfig) (jetstream.Stream, error) {
+	cfg := jetstream.StreamConfig{
+		Name:        ReadingsStream,
+		Description: "UPS readings, batched per partition",
+		Subjects:    []string{ReadingsSubjectPrefix + "*"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      c.MaxAge,
+		MaxBytes:    c.MaxBytes,
+		// DiscardNew: when the stream is full, refuse new batches (the
+		// ingest keeps retrying and stops acking devices, so the broker
+		// and devices buffer) rather than delete old batches nobody has
+		// stored yet.
+		Discard:    jetstream.DiscardNew,
+		Duplicates: 2 * time.Minute,
+		Replicas:   c.Replicas,
+		Metadata:   map[string]string{partitionsMetadataKey: strconv.Itoa(c.Partitions)},
+	}
+	s, err := js.Stream(ctx, ReadingsStream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		s, err = js.CreateStream(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("create stream %s: %w", ReadingsStream, err)
+		}
+		return s, nil
+	case err != nil:
+		return nil, fmt.Errorf("look up stream %s: %w", ReadingsStream, err)
+	}
+	if got := s.CachedInfo().Config.Metadata[partitionsMetadataKey]; got != strconv.Itoa(c.Partitions) {
+		return nil, fmt.Errorf("%w: stream has %s, config says %d (the partition count is fixed for the stream's life)",
+			ErrPartitionsChanged, got, c.Partitions)
+	}
+	s, err = js.UpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("update stream %s: %w", ReadingsStream, err)
+	}
+	return s, nil
+}
+
+// PartitionsOf reads the partition count of an existing readings stream.
+func PartitionsOf(ctx context.Context, js jetstream.JetStream) (int, error) {
+	s, err := js.Stream(ctx, ReadingsStream)
+	if err != nil {
+		return 0, fmt.Errorf("look up stream %s: %w", ReadingsStream, err)
+	}
+	n, err := strconv.Atoi(s.CachedInfo().Config.Metadata[partitionsMetadataKey])
+	if err != nil {
+		return 0, fmt.Errorf("stream %s has no valid partition count: %w", ReadingsStream, err)
+	}
+	return n, nil
+}
+
+// ConnectOptions are the common options of every upswatch NATS
+// connection: reconnect forever, and log state changes.
+func ConnectOptions(name string, log *slog.Logger) []nats.Option {
+	return []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Error("nats async error", "subject", subj, "err", err)
+		}),
+	}
+}
