@@ -257,7 +257,10 @@ func (m *model) sample(t time.Duration) values {
 	v.over = p.overload
 	v.load = max(m.loadFor(p)+m.rng.NormFloat64()*0.8, 0)
 	v.charge = m.charge
-	v.runtime = m.runtimeFull * m.charge / 100 * m.runtimeScale(v.load)
+	// The runtime estimate uses the load without its noise: UPS firmware
+	// smooths it, and a jittering estimate would flap LB near
+	// battery.runtime.low.
+	v.runtime = m.runtimeFull * m.charge / 100 * m.runtimeScale(m.loadFor(p))
 	v.low = m.charge <= m.chargeLow || (m.runtimeLow > 0 && v.runtime <= m.runtimeLow)
 	v.charging = !p.onBattery && m.charge < 100
 	v.outV = m.outV + m.rng.NormFloat64()*m.outV*0.002
