@@ -3,6 +3,19 @@
 // device contract: a JSON object of NUT variable names to values, a JSON
 // array of such objects (oldest first), or upsc text verbatim.
 //
+// Validation rejects the whole payload, with a counted Reason, for
+// anything that is not a credible reading: malformed input, NaN or
+// infinity, a bad ts, a payload beyond Limits. Out-of-range numbers are
+// the exception: such a value (a known variable outside its ups.Vars
+// range, any other beyond ±ups.AbsurdLimit) is dropped from its reading
+// and counted in Decoder.Dropped, and the rest of the reading is kept.
+// Real units report such values all the time from driver bugs
+// (battery.temperature in kelvin, input.frequency times 100, 255 for
+// "unknown"; 37 of the 718 dumps of NUT's device library do), and
+// rejecting their whole readings would leave those units with no status
+// and no alerts at all. A reading left with no variable by the drops is
+// rejected as ReasonOutOfRange.
+//
 // The decoder runs for every MQTT message, so it avoids reflection and
 // generic JSON trees: a small scanner reads the narrow JSON subset the
 // contract allows (flat objects of scalars) in one pass, and all text of a
@@ -12,6 +25,7 @@ package payload
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/upswatch/upswatch/ups"
@@ -29,8 +43,9 @@ const (
 	// ReasonNaNInf: a NaN or infinite value, or a number overflowing
 	// float64.
 	ReasonNaNInf Reason = "nan_inf"
-	// ReasonOutOfRange: a known variable outside its range, or any other
-	// numeric variable beyond ups.AbsurdLimit.
+	// ReasonOutOfRange: every variable of a reading was out of range (a
+	// known variable outside its range, any other beyond
+	// ups.AbsurdLimit). Single such values are dropped, not rejected.
 	ReasonOutOfRange Reason = "out_of_range"
 	// ReasonOversized: the payload exceeds Limits.MaxBytes, or holds more
 	// readings or fields than the limits allow.
@@ -71,7 +86,7 @@ func (e *Error) Error() string {
 type Limits struct {
 	MaxBytes    int           // payload size; default 1 MiB
 	MaxReadings int           // readings per payload; default 10000
-	MaxFields   int           // fields per reading, ts included; default 512
+	MaxFields   int           // fields per reading, ts included; default 1024
 	MaxFuture   time.Duration // how far ts may be ahead of receipt; default 1h
 }
 
@@ -79,8 +94,11 @@ type Limits struct {
 const (
 	DefaultMaxBytes    = 1 << 20
 	DefaultMaxReadings = 10000
-	DefaultMaxFields   = 512
-	DefaultMaxFuture   = time.Hour
+	// A metered ePDU reports 581 variables in NUT's device library (a
+	// UPS up to about 100): 1024 accepts every real device and still
+	// bounds the work of one reading.
+	DefaultMaxFields = 1024
+	DefaultMaxFuture = time.Hour
 )
 
 func (l Limits) withDefaults() Limits {
@@ -102,14 +120,19 @@ func (l Limits) withDefaults() Limits {
 // Decoder decodes telemetry payloads. It is safe for concurrent use: its
 // scratch buffers come from a pool, so one Decoder serves every goroutine.
 type Decoder struct {
-	lim  Limits
-	pool sync.Pool // of *state
+	lim     Limits
+	pool    sync.Pool // of *state
+	dropped atomic.Uint64
 }
 
 // New returns a Decoder enforcing l (zero fields take their defaults).
 func New(l Limits) *Decoder {
 	return &Decoder{lim: l.withDefaults()}
 }
+
+// Dropped returns how many out-of-range values d has dropped from the
+// payloads it accepted (see the package comment), for a metric.
+func (d *Decoder) Dropped() uint64 { return d.dropped.Load() }
 
 // Limits returns the limits d enforces, defaults filled in.
 func (d *Decoder) Limits() Limits { return d.lim }
@@ -133,6 +156,9 @@ func (d *Decoder) Decode(serial ups.Serial, payload []byte, received time.Time, 
 	err := s.decode(payload)
 	if err == nil {
 		dst = s.build(serial, dst)
+		if s.dropped > 0 {
+			d.dropped.Add(uint64(s.dropped))
+		}
 	}
 	s.release()
 	if s.reusable() {
@@ -174,6 +200,7 @@ type rec struct {
 	time           time.Time
 	hasTime        bool
 	tsSeen         bool
+	dropMsg        string // why the first out-of-range value was dropped
 }
 
 // span is a byte range of state.arena.
@@ -196,6 +223,7 @@ type state struct {
 	others    []span // non-interned names of the reading, in the arena
 	othersSet map[string]struct{}
 	index     int // current reading's index for errors (-1 for a single one)
+	dropped   int // out-of-range values dropped from this payload
 	nFields   int // fields read in the current reading, ts and nulls included
 }
 
@@ -216,6 +244,7 @@ func (s *state) start(lim *Limits, received time.Time) {
 	s.fields = s.fields[:0]
 	s.recs = s.recs[:0]
 	s.arena = s.arena[:0]
+	s.dropped = 0
 }
 
 func (s *state) release() {
@@ -296,6 +325,9 @@ func (s *state) endReading() error {
 	r := &s.recs[len(s.recs)-1]
 	r.end = len(s.fields)
 	if r.end == r.start {
+		if r.dropMsg != "" {
+			return s.fail(ReasonOutOfRange, "%s", r.dropMsg)
+		}
 		return s.fail(ReasonEmpty, "reading has no variables")
 	}
 	return nil

@@ -270,7 +270,7 @@ func TestDecodeRejects(t *testing.T) {
 		{name: "upsc inf", payload: "battery.charge: inf", reason: ReasonNaNInf, index: -1,
 			msg: `line 1: battery.charge = "inf" is not a finite number`},
 
-		// out_of_range
+		// out_of_range: only when every variable of a reading was dropped
 		{name: "charge above max", payload: `[{"ups.load":1},{"ups.load":1},{"ups.load":1},{"battery.charge":250}]`,
 			reason: ReasonOutOfRange, index: 3, msg: `reading 3: battery.charge = 250 is out of range [0, 200]`},
 		{name: "negative voltage", payload: `{"input.voltage":"-1"}`, reason: ReasonOutOfRange, index: -1},
@@ -279,6 +279,8 @@ func TestDecodeRejects(t *testing.T) {
 			msg: `x.y = 1.5e+12 is beyond the limit of ±1e+12 for any variable`},
 		{name: "unknown absurd negative", payload: `{"x.y":"-2e12"}`, reason: ReasonOutOfRange, index: -1},
 		{name: "upsc out of range", payload: "ups.load: 1500", reason: ReasonOutOfRange, index: -1},
+		{name: "all values out of range, first reported", payload: `{"ups.load":1500,"battery.charge":-1,"x":null}`,
+			reason: ReasonOutOfRange, index: -1, msg: `ups.load = 1500 is out of range [0, 1000]`},
 
 		// oversized
 		{name: "too many bytes", lim: Limits{MaxBytes: 16}, payload: `{"ups.load":12345}`, reason: ReasonOversized, index: -1,
@@ -345,6 +347,62 @@ func TestDecodeRejects(t *testing.T) {
 	}
 }
 
+// TestDecodeDropsOutOfRange checks that an out-of-range value is dropped
+// from its reading and counted, while the rest of the reading is kept.
+func TestDecodeDropsOutOfRange(t *testing.T) {
+	d := New(Limits{})
+	tests := []struct {
+		payload     string
+		want        []view
+		wantDropped uint64 // Dropped() after this payload
+	}{
+		{
+			payload: `{"ups.status":"OB DISCHRG","battery.temperature":302,"battery.charge":"1000","input.voltage":"0","x.y":-2e12}`,
+			want: []view{{Time: received, HasStatus: true, Status: "OB DISCHRG",
+				Metrics: nums{"input.voltage": 0}, Texts: texts{}}},
+			wantDropped: 3,
+		},
+		{
+			payload: "ups.status: OL\ninput.frequency: 5990\nups.load: 2.3e256\nbattery.charge: 100\n",
+			want: []view{{Time: received, HasStatus: true, Status: "OL",
+				Metrics: nums{"battery.charge": 100}, Texts: texts{}}},
+			wantDropped: 5,
+		},
+		{
+			payload: `[{"battery.charge":255,"ups.alarm":"x"},{"ups.load":1}]`,
+			want: []view{
+				{Time: received, Metrics: nums{}, Texts: texts{"ups.alarm": "x"}},
+				{Time: received, Metrics: nums{"ups.load": 1}, Texts: texts{}},
+			},
+			wantDropped: 6,
+		},
+	}
+	for _, tc := range tests {
+		rs, err := d.Decode(testSerial, []byte(tc.payload), received, nil)
+		if err != nil {
+			t.Fatalf("Decode(%s): %v", tc.payload, err)
+		}
+		var got []view
+		for i := range rs {
+			got = append(got, viewOf(&rs[i]))
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("Decode(%s) =\n%+v\nwant\n%+v", tc.payload, got, tc.want)
+		}
+		if n := d.Dropped(); n != tc.wantDropped {
+			t.Errorf("after %s: Dropped() = %d, want %d", tc.payload, n, tc.wantDropped)
+		}
+	}
+	// A rejected payload's values are not counted: it is counted once,
+	// by its Reason.
+	if _, err := d.Decode(testSerial, []byte(`{"ups.load":5000,"x":"NaN"}`), received, nil); err == nil {
+		t.Fatal("payload with NaN accepted")
+	}
+	if n := d.Dropped(); n != 6 {
+		t.Errorf("Dropped() = %d after a rejected payload, want 6", n)
+	}
+}
+
 func TestErrorMessage(t *testing.T) {
 	for _, tc := range []struct {
 		err  Error
@@ -375,7 +433,7 @@ func TestReasonsDistinct(t *testing.T) {
 
 func TestLimitsDefaults(t *testing.T) {
 	got := New(Limits{MaxFields: -1, MaxReadings: 7}).Limits()
-	want := Limits{MaxBytes: 1 << 20, MaxReadings: 7, MaxFields: 512, MaxFuture: time.Hour}
+	want := Limits{MaxBytes: 1 << 20, MaxReadings: 7, MaxFields: 1024, MaxFuture: time.Hour}
 	if got != want {
 		t.Errorf("Limits() = %+v, want %+v", got, want)
 	}

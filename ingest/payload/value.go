@@ -85,8 +85,13 @@ func (s *state) addField(name []byte, kind valKind, val []byte) error {
 		if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
 			return s.fail(ReasonNaNInf, "%s = %s overflows a 64-bit float", name, t)
 		}
-		if err := s.checkRange(info, name, v); err != nil {
-			return err
+		if msg := rangeError(info, name, v); msg != "" {
+			// Dropped, not rejected: see the package comment.
+			s.dropped++
+			if r := &s.recs[len(s.recs)-1]; r.dropMsg == "" {
+				r.dropMsg = msg
+			}
+			return nil
 		}
 		f.kind, f.num = kindNum, v
 	}
@@ -146,20 +151,22 @@ func (s *state) addOther(name []byte) int32 {
 	return off
 }
 
-func (s *state) checkRange(info nameInfo, name []byte, v float64) error {
+// rangeError describes why v is not a credible value of the variable
+// name, or returns "" when it is.
+func rangeError(info nameInfo, name []byte, v float64) string {
 	if info.known {
 		vi := ups.Vars[info.v]
 		if v < vi.Min || v > vi.Max {
-			return s.fail(ReasonOutOfRange, "%s = %s is out of range [%s, %s]",
-				name, fmtFloat(v), fmtFloat(vi.Min), fmtFloat(vi.Max))
+			return string(name) + " = " + fmtFloat(v) + " is out of range [" +
+				fmtFloat(vi.Min) + ", " + fmtFloat(vi.Max) + "]"
 		}
-		return nil
+		return ""
 	}
 	if math.Abs(v) > ups.AbsurdLimit {
-		return s.fail(ReasonOutOfRange, "%s = %s is beyond the limit of ±%s for any variable",
-			name, fmtFloat(v), fmtFloat(ups.AbsurdLimit))
+		return string(name) + " = " + fmtFloat(v) + " is beyond the limit of ±" +
+			fmtFloat(ups.AbsurdLimit) + " for any variable"
 	}
-	return nil
+	return ""
 }
 
 // setTime reads a JSON reading's ts: unix milliseconds as a number or a
