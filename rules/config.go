@@ -272,7 +272,7 @@ func DefaultRules() RuleSet {
 		SelfTestFailed: SelfTestConfig{Common: on(0), Severity: Warning,
 			FailureWords: []string{"fail", "error", "warning", "bad"}},
 		CommLost: CommLostConfig{Enabled: true, Severity: Warning, Factor: 3,
-			DefaultInterval: time.Minute, MinInterval: 10 * time.Second,
+			DefaultInterval: time.Minute, MinInterval: 20 * time.Second,
 			MaxInterval: 15 * time.Minute, RepeatEvery: 5 * time.Minute},
 	}
 }

@@ -523,7 +523,7 @@ func (x *run) telemetry(t int64) {
 	x.step(rOnBattery, p.OnBattery.Common, c, t)
 
 	x.step(rLowBattery, p.LowBattery.Common, x.lowBattery(flags, onBatt), t)
-	x.step(rBatteryWarning, p.BatteryWarning.Common, x.batteryWarning(onBatt), t)
+	x.step(rBatteryWarning, p.BatteryWarning.Common, x.batteryWarning(raw), t)
 	x.step(rReplaceBattery, p.ReplaceBattery.Common, x.replaceBattery(flags, hasStatus), t)
 	x.step(rOverload, p.Overload.Common, x.overload(flags, hasStatus), t)
 	x.step(rInputVoltage, p.InputVoltage.Common, x.inputVoltage(in, hasIn), t)
@@ -672,6 +672,8 @@ func (x *run) lowBattery(f ups.Flag, onBatt bool) cond {
 	return cond{kind: cClear, vals: v}
 }
 
+// batteryWarning: onBatt excludes self-tests and calibrations, which
+// drain the battery on purpose.
 func (x *run) batteryWarning(onBatt bool) cond {
 	p := &x.p.BatteryWarning
 	warn := x.devOr(dChargeWarning, p.UseDeviceThresholds, p.ChargeBelow)
