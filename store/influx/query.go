@@ -1,0 +1,314 @@
+package influx
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/upswatch/upswatch/store"
+	"github.com/upswatch/upswatch/ups"
+)
+
+// MaxBuckets bounds the buckets one Query may span, as store/sqlite does.
+const MaxBuckets = 10_000
+
+// aggregates are computed in one Flux script, one yield each; the result
+// name tells them apart.
+var aggregates = []string{"mean", "min", "max", "count"}
+
+// Query aggregates the numeric fields of one unit over [q.From, q.To)
+// with Flux's aggregateWindow, which runs on 1.8 (Flux 0.65) and 2.x.
+//
+// Buckets are aligned to multiples of q.Every since the unix epoch, as in
+// store/sqlite: Point.Time is the aligned start even when the first
+// bucket begins before q.From. Fields without readings in the range are
+// left out; series are sorted by field name, points by time.
+func (s *Store) Query(ctx context.Context, q store.Query) (store.Series, error) {
+	if err := validateQuery(q); err != nil {
+		return store.Series{}, err
+	}
+	start := time.Now()
+	defer func() { s.m.querySeconds.Observe(time.Since(start).Seconds()) }()
+
+	var b strings.Builder
+	b.WriteString("data = from(bucket: ")
+	b.WriteString(fluxString(s.cfg.Bucket))
+	fmt.Fprintf(&b, ")\n  |> range(start: %s, stop: %s)\n", fluxTime(q.From), fluxTime(q.To))
+	b.WriteString(`  |> filter(fn: (r) => r._measurement == "` + measReading + `" and r.serial == `)
+	b.WriteString(fluxString(string(q.Serial)))
+	b.WriteString(` and r._field != "` + fieldStatus + `")` + "\n")
+	// InfluxDB 1.8's storage reads range's stop inclusively; the filter
+	// makes [From, To) exact on every version.
+	fmt.Fprintf(&b, "  |> filter(fn: (r) => r._time < %s)\n", fluxTime(q.To))
+	if len(q.Fields) > 0 {
+		b.WriteString("  |> filter(fn: (r) => ")
+		for i, f := range q.Fields {
+			if i > 0 {
+				b.WriteString(" or ")
+			}
+			b.WriteString("r._field == ")
+			b.WriteString(fluxString(f))
+		}
+		b.WriteString(")\n")
+	}
+	every := strconv.FormatInt(q.Every.Nanoseconds(), 10) + "ns"
+	for _, agg := range aggregates {
+		fmt.Fprintf(&b, "data |> aggregateWindow(every: %s, fn: %s, createEmpty: false, timeSrc: \"_start\") |> yield(name: %q)\n", every, agg, agg)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	res, err := s.query.Query(ctx, b.String())
+	if err != nil {
+		return store.Series{}, s.queryErr("query", err)
+	}
+	defer res.Close()
+
+	type key struct {
+		field string
+		t     int64
+	}
+	points := map[key]*store.Point{}
+	every64 := q.Every.Nanoseconds()
+	for res.Next() {
+		r := res.Record()
+		v, ok := toFloat(r.Value())
+		if !ok {
+			continue
+		}
+		// Flux clips the first window's _start to the range start; the
+		// bucket is the epoch-aligned one holding it.
+		t := r.Time().UnixNano()
+		t -= ((t % every64) + every64) % every64
+		k := key{r.Field(), t}
+		p := points[k]
+		if p == nil {
+			p = &store.Point{Time: time.Unix(0, t).UTC()}
+			points[k] = p
+		}
+		switch r.Result() {
+		case "mean":
+			p.Mean = v
+		case "min":
+			p.Min = v
+		case "max":
+			p.Max = v
+		case "count":
+			p.Count = int(v)
+		}
+	}
+	if err := res.Err(); err != nil {
+		return store.Series{}, s.queryErr("query", err)
+	}
+
+	byField := map[string][]store.Point{}
+	for k, p := range points {
+		byField[k.field] = append(byField[k.field], *p)
+	}
+	series := store.Series{Serial: q.Serial, From: q.From, To: q.To, Every: q.Every, Fields: make([]store.FieldSeries, 0, len(byField))}
+	for f, ps := range byField {
+		slices.SortFunc(ps, func(a, b store.Point) int { return a.Time.Compare(b.Time) })
+		series.Fields = append(series.Fields, store.FieldSeries{Field: f, Points: ps})
+	}
+	slices.SortFunc(series.Fields, func(a, b store.FieldSeries) int { return strings.Compare(a.Field, b.Field) })
+	return series, nil
+}
+
+func validateQuery(q store.Query) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", store.ErrBadQuery, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case !ups.ValidSerial(string(q.Serial)):
+		return bad("serial %q is not 12 or 16 digits", q.Serial)
+	case !q.To.After(q.From):
+		return bad("to (%s) must be after from (%s)", q.To.Format(time.RFC3339Nano), q.From.Format(time.RFC3339Nano))
+	case q.Every <= 0:
+		return bad("every (%s) must be positive", q.Every)
+	case q.Every%time.Millisecond != 0:
+		return bad("every (%s) must be a whole number of milliseconds", q.Every)
+	case q.From.Before(minTime) || q.To.After(maxTime):
+		return bad("range must lie within %s and %s", minTime.Format(time.RFC3339), maxTime.Format(time.RFC3339))
+	}
+	for _, f := range q.Fields {
+		if !validName(f) {
+			return bad("invalid field name %q", truncate(f, 40))
+		}
+	}
+	every := q.Every.Nanoseconds()
+	// Counted before anything multiplies, so an absurd range cannot
+	// overflow.
+	if n := floorDiv(q.To.UnixNano()-1, every) - floorDiv(q.From.UnixNano(), every) + 1; n > MaxBuckets {
+		return bad("range %s at every %s spans %d buckets, more than %d", q.To.Sub(q.From), q.Every, n, MaxBuckets)
+	}
+	return nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// latestWindows are the look-back ranges Latest tries in turn: a unit
+// that reports often is found in the first, cheap one; a silent unit
+// costs a scan of its whole history only once the short ranges are empty.
+var latestWindows = []time.Duration{time.Hour, 7 * 24 * time.Hour, 400 * 24 * time.Hour, 0}
+
+// Latest returns the most recent telemetry reading of a unit: every
+// numeric variable, the status and the text variables stored at that
+// instant.
+//
+// Flux's last() gives each field's last value, which for a field the
+// newest reading lacks is an older one; keeping only the values at the
+// newest time of all rebuilds exactly the newest reading.
+func (s *Store) Latest(ctx context.Context, serial ups.Serial) (ups.Reading, error) {
+	if !ups.ValidSerial(string(serial)) {
+		return ups.Reading{}, fmt.Errorf("influx store: latest: %w", store.ErrNotFound)
+	}
+	now := time.Now()
+	// Devices with a fast clock write a little into the future.
+	stop := now.Add(24 * time.Hour)
+	for _, back := range latestWindows {
+		from := minTime
+		if back > 0 {
+			from = now.Add(-back)
+		}
+		r, found, err := s.latestIn(ctx, serial, from, stop)
+		if err != nil {
+			return ups.Reading{}, err
+		}
+		if found {
+			return r, nil
+		}
+	}
+	// Nothing before tomorrow: look at the far future once, for units
+	// whose clock is badly wrong.
+	r, found, err := s.latestIn(ctx, serial, stop, maxTime)
+	if err != nil {
+		return ups.Reading{}, err
+	}
+	if !found {
+		return ups.Reading{}, fmt.Errorf("influx store: latest %s: %w", serial, store.ErrNotFound)
+	}
+	return r, nil
+}
+
+func (s *Store) latestIn(ctx context.Context, serial ups.Serial, from, to time.Time) (ups.Reading, bool, error) {
+	flux := "from(bucket: " + fluxString(s.cfg.Bucket) + ")\n" +
+		"  |> range(start: " + fluxTime(from) + ", stop: " + fluxTime(to) + ")\n" +
+		`  |> filter(fn: (r) => (r._measurement == "` + measReading + `" or r._measurement == "` + measText + `") and r.serial == ` + fluxString(string(serial)) + ")\n" +
+		"  |> last()\n"
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	res, err := s.query.Query(ctx, flux)
+	if err != nil {
+		return ups.Reading{}, false, s.queryErr("latest", err)
+	}
+	defer res.Close()
+
+	type value struct {
+		meas, field string
+		t           time.Time
+		v           any
+	}
+	var vals []value
+	var newest time.Time
+	for res.Next() {
+		r := res.Record()
+		v := value{r.Measurement(), r.Field(), r.Time(), r.Value()}
+		if v.t.After(newest) || len(vals) == 0 {
+			newest = v.t
+		}
+		vals = append(vals, v)
+	}
+	if err := res.Err(); err != nil {
+		return ups.Reading{}, false, s.queryErr("latest", err)
+	}
+	if len(vals) == 0 {
+		return ups.Reading{}, false, nil
+	}
+	// Stable output: metrics and texts by name.
+	slices.SortFunc(vals, func(a, b value) int { return strings.Compare(a.field, b.field) })
+	r := ups.Reading{Serial: serial, Time: newest.UTC()}
+	for _, v := range vals {
+		if !v.t.Equal(newest) {
+			continue
+		}
+		switch {
+		case v.meas == measReading && v.field == fieldStatus:
+			if str, ok := v.v.(string); ok {
+				r.SetText("ups.status", str)
+			}
+		case v.meas == measReading:
+			if f, ok := toFloat(v.v); ok {
+				r.SetNum(v.field, f)
+			}
+		case v.meas == measText:
+			if str, ok := v.v.(string); ok {
+				r.SetText(v.field, str)
+			}
+		}
+	}
+	return r, true, nil
+}
+
+// queryErr classifies a query failure like a write failure: a server
+// that cannot answer now is ErrUnavailable.
+func (s *Store) queryErr(op string, err error) error {
+	c := classify(err)
+	switch c.kind {
+	case kindUnavailable:
+		return fmt.Errorf("influx store: %s: %w: %w", op, store.ErrUnavailable, err)
+	case kindConfig:
+		s.log.Error("influx refused the query: check url, token, org and bucket", "status", c.status, "error", c.message, "bucket", s.cfg.Bucket)
+	}
+	return fmt.Errorf("influx store: %s: %w", op, err)
+}
+
+func toFloat(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case int64:
+		return float64(x), true
+	case uint64:
+		return float64(x), true
+	}
+	return 0, false
+}
+
+// fluxString quotes s as a Flux string literal. "${" would start an
+// interpolation; "\$" escapes it (Flux 0.65 and later).
+func fluxString(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '"', '\\', '$':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// fluxTime is a Flux time literal.
+func fluxTime(t time.Time) string {
+	return t.UTC().Format(time.RFC3339Nano)
+}
