@@ -119,7 +119,10 @@ type OverloadConfig struct {
 // InputVoltageConfig configures input_voltage.
 type InputVoltageConfig struct {
 	Common `yaml:",inline"`
-	// Nominal is the fallback for input.voltage.nominal.
+	// Nominal is the fallback for input.voltage.nominal. 0 infers it
+	// from the unit's first reading with mains (the nearest of 100, 120
+	// and 230 V) and remembers it: most units report their nominal, and
+	// a fixed 230 would put every silent 120 V unit in alarm.
 	Nominal             float64 `yaml:"nominal"`
 	UseDeviceThresholds bool    `yaml:"use_device_thresholds"`
 	// Warning outside nominal +/- TolerancePct; clears inside
@@ -258,7 +261,7 @@ func DefaultRules() RuleSet {
 			Severity: Warning},
 		Overload: OverloadConfig{Common: on(0), Window: 10 * time.Minute, WarnAbove: 80,
 			CriticalAbove: 95, WarnClearBelow: 70, CriticalClearBelow: 85},
-		InputVoltage: InputVoltageConfig{Common: on(60 * time.Second), Nominal: 230,
+		InputVoltage: InputVoltageConfig{Common: on(60 * time.Second), Nominal: 0,
 			UseDeviceThresholds: true, TolerancePct: 10, ClearPct: 8, CriticalPct: 15},
 		InputFrequency: InputFrequencyConfig{Common: on(10 * time.Second), Nominal: 0,
 			UseDeviceThresholds: true, TolerancePct: 1, ClearPct: 0.8, CriticalHz: 3},
@@ -484,7 +487,9 @@ func (rs *RuleSet) validate(p string) []error {
 
 	iv := rs.InputVoltage
 	v.common(r+"input_voltage", iv.Common)
-	v.rangeF(r+"input_voltage.nominal", iv.Nominal, 1, 1000)
+	if iv.Nominal != 0 {
+		v.rangeF(r+"input_voltage.nominal", iv.Nominal, 1, 1000)
+	}
 	v.rangeF(r+"input_voltage.tolerance_pct", iv.TolerancePct, 0.1, 100)
 	v.rangeF(r+"input_voltage.clear_pct", iv.ClearPct, 0, iv.TolerancePct)
 	v.rangeF(r+"input_voltage.critical_pct", iv.CriticalPct, iv.TolerancePct, 100)

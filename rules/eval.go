@@ -754,6 +754,9 @@ func (x *run) inputVoltage(in float64, hasIn bool) cond {
 		return quiet
 	}
 	nom := x.devOr(dVoltageNominal, p.UseDeviceThresholds, p.Nominal)
+	if nom == 0 {
+		nom = x.st.inferVoltageNominal(in)
+	}
 	lo, hi := nom*(1-p.CriticalPct/100), nom*(1+p.CriticalPct/100)
 	if p.UseDeviceThresholds {
 		tl, th := float64(x.st.dev[dTransferLow]), float64(x.st.dev[dTransferHigh])
@@ -774,6 +777,23 @@ func (x *run) inputVoltage(in float64, hasIn bool) cond {
 		return quiet
 	}
 	return clears(v)
+}
+
+// inferVoltageNominal guesses a unit's nominal input voltage from a
+// reading and remembers it (in the slot of the reported nominal, which
+// wins whenever the unit reports one).
+func (st *UnitState) inferVoltageNominal(in float64) float64 {
+	if st.dev[dVoltageNominal] > 0 {
+		return float64(st.dev[dVoltageNominal])
+	}
+	nom := 230.0
+	for _, n := range []float64{100, 120} {
+		if math.Abs(in-n) < math.Abs(in-nom) {
+			nom = n
+		}
+	}
+	st.dev[dVoltageNominal] = float32(nom)
+	return nom
 }
 
 func (x *run) inputFrequency(noMains bool) cond {
