@@ -15,12 +15,15 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/upswatch/upswatch/ups"
 )
@@ -42,8 +45,15 @@ type Options struct {
 	// MaxPendingWrites bounds each client's outbound queue. Past it mochi
 	// drops QoS 1 messages to that client; the drops are counted.
 	MaxPendingWrites int
-	Logger           *slog.Logger
-	Registerer       prometheus.Registerer
+	// DeviceRate and DeviceBurst bound how fast one device may publish
+	// (messages per second, token bucket). A device over its budget gets
+	// no PUBACK, so its message stays in its own outbox for a later
+	// retry, and it cannot crowd other units out of the ingest, which
+	// reads every device through one ordered subscription. 0 = no limit.
+	DeviceRate  float64
+	DeviceBurst int
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
 }
 
 // Broker is the embedded MQTT broker.
@@ -76,6 +86,9 @@ func New(o Options) (*Broker, error) {
 		SysTopicResendInterval: 0,
 	})
 	h := &authHook{opts: o, prefix: o.TopicPrefix + "/"}
+	if o.DeviceRate > 0 {
+		h.limiters = map[string]*rate.Limiter{}
+	}
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("broker auth hook: %w", err)
 	}
@@ -126,6 +139,9 @@ func (b *Broker) collector() prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "upswatch_mqtt_broker_auth_rejected_total",
 			Help: "Connections refused for missing or wrong credentials."},
 			func() float64 { return float64(b.hook.rejected.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "upswatch_mqtt_broker_rate_limited_total",
+			Help: "Device messages refused (not acked) because the device exceeded mqtt.device_rate."},
+			func() float64 { return float64(b.hook.limited.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "upswatch_mqtt_broker_messages_received_total",
 			Help: "PUBLISH packets received by the embedded broker."},
 			func() float64 { return float64(atomic.LoadInt64(&info.MessagesReceived)) }),
@@ -152,12 +168,17 @@ type authHook struct {
 	opts     Options
 	prefix   string // "ups/"
 	rejected atomic.Int64
+	limited  atomic.Int64
+
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter // by username, so a reconnect keeps its budget
+	lastLog  map[string]time.Time
 }
 
 func (h *authHook) ID() string { return "upswatch-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish}, []byte{b})
 }
 
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
@@ -188,6 +209,46 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	}
 	own := h.prefix + user + "/"
 	return strings.HasPrefix(topic, own) && !strings.ContainsAny(topic[len(own):], "+#")
+}
+
+// OnPublish enforces the per-device rate. ErrRejectPacket makes mochi
+// drop the packet without acking it.
+func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if h.limiters == nil || cl.Net.Inline {
+		return pk, nil
+	}
+	user := string(cl.Properties.Username)
+	if user == h.opts.ServiceUser {
+		return pk, nil
+	}
+	now := time.Now()
+	h.mu.Lock()
+	l := h.limiters[user]
+	if l == nil {
+		l = rate.NewLimiter(rate.Limit(h.opts.DeviceRate), max(h.opts.DeviceBurst, 1))
+		h.limiters[user] = l
+	}
+	ok := l.AllowN(now, 1)
+	logIt := false
+	if !ok {
+		if h.lastLog == nil {
+			h.lastLog = map[string]time.Time{}
+		}
+		if now.Sub(h.lastLog[user]) > time.Minute {
+			h.lastLog[user] = now
+			logIt = true
+		}
+	}
+	h.mu.Unlock()
+	if ok {
+		return pk, nil
+	}
+	h.limited.Add(1)
+	if logIt {
+		h.opts.Logger.Warn("device over its publish rate; messages refused", "username", truncate(user, 32),
+			"rate", h.opts.DeviceRate, "burst", h.opts.DeviceBurst)
+	}
+	return pk, packets.ErrRejectPacket
 }
 
 func truncate(s string, n int) string {

@@ -80,6 +80,12 @@ type MQTT struct {
 	// queue; past it the broker drops QoS 1 messages (counted in
 	// upswatch_mqtt_broker_dropped_total).
 	MaxPendingWrites int `yaml:"max_pending_writes"`
+	// DeviceRate (messages/s) and DeviceBurst bound one device's publishing
+	// on the embedded broker, so a misbehaving unit cannot crowd out the
+	// others. Messages over the budget are not acked (the device keeps and
+	// retries them) and are counted. 0 disables the limit.
+	DeviceRate  float64 `yaml:"device_rate"`
+	DeviceBurst int     `yaml:"device_burst"`
 }
 
 // NATS configures the bus.
@@ -146,6 +152,8 @@ func Default() Config {
 			Listen:           "127.0.0.1:1883",
 			TopicPrefix:      "ups",
 			MaxPendingWrites: 8192,
+			DeviceRate:       20,
+			DeviceBurst:      200,
 		},
 		NATS: NATS{
 			Partitions:     16,
@@ -268,6 +276,12 @@ func setString(f reflect.Value, s string) error {
 			return fmt.Errorf("not an integer: %q", s)
 		}
 		f.SetInt(n)
+	case f.Kind() == reflect.Float64:
+		x, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return fmt.Errorf("not a number: %q", s)
+		}
+		f.SetFloat(x)
 	case f.Kind() == reflect.Bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {
@@ -304,6 +318,12 @@ func (c *Config) Validate() error {
 		checkHostPort(bad, "mqtt.listen", c.MQTT.Listen)
 		if c.MQTT.MaxPendingWrites < 64 || c.MQTT.MaxPendingWrites > 1<<20 {
 			bad("mqtt.max_pending_writes", "must be between 64 and 1048576, got %d", c.MQTT.MaxPendingWrites)
+		}
+		if c.MQTT.DeviceRate < 0 {
+			bad("mqtt.device_rate", "must be 0 (no limit) or positive, got %g", c.MQTT.DeviceRate)
+		}
+		if c.MQTT.DeviceRate > 0 && c.MQTT.DeviceBurst < 1 {
+			bad("mqtt.device_burst", "must be at least 1 with mqtt.device_rate, got %d", c.MQTT.DeviceBurst)
 		}
 	} else {
 		checkURL(bad, "mqtt.url", c.MQTT.URL, "tcp", "ssl", "tls", "mqtt", "mqtts", "ws", "wss")

@@ -1,0 +1,373 @@
+// Package app wires upswatch together: the bus, the registry, the history
+// store and its recorder, the MQTT broker and ingest, and the HTTP API.
+// cmd/upswatch only parses flags and calls it, so tests start the whole
+// daemon in-process and ask it its real addresses.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/upswatch/upswatch/api"
+	"github.com/upswatch/upswatch/broker"
+	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/config"
+	"github.com/upswatch/upswatch/ingest"
+	"github.com/upswatch/upswatch/ingest/payload"
+	"github.com/upswatch/upswatch/registry"
+	"github.com/upswatch/upswatch/store"
+	"github.com/upswatch/upswatch/store/influx"
+	"github.com/upswatch/upswatch/store/recorder"
+	"github.com/upswatch/upswatch/store/sqlite"
+)
+
+// ingestUser is the ingest's account on the embedded broker.
+const ingestUser = "upswatch-ingest"
+
+// App is one upswatch instance.
+type App struct {
+	cfg config.Config
+	log *slog.Logger
+	// Out receives the one-time admin token notice (stdout by default).
+	Out io.Writer
+
+	started  chan struct{}
+	httpAddr string
+	mqttURL  string
+	token    string
+}
+
+// New validates the configuration; Run starts everything.
+func New(cfg config.Config, log *slog.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &App{cfg: cfg, log: log, Out: os.Stdout, started: make(chan struct{})}, nil
+}
+
+// Started is closed once every component runs; the addresses are then
+// known.
+func (a *App) Started() <-chan struct{} { return a.started }
+
+// HTTPAddr is the API's bound address (after Started).
+func (a *App) HTTPAddr() string { return a.httpAddr }
+
+// MQTTURL is the broker devices connect to (after Started).
+func (a *App) MQTTURL() string { return a.mqttURL }
+
+// AdminToken is the admin bearer token in force (after Started).
+func (a *App) AdminToken() string { return a.token }
+
+// component is a running part: stop ends it and waits.
+type component struct {
+	name string
+	stop func()
+}
+
+// Run starts upswatch and blocks until ctx is done, then stops the parts
+// in reverse order of start: devices first stop being read, held readings
+// reach the bus and are acked, the history finishes its write, the bus
+// closes last.
+func (a *App) Run(ctx context.Context) (err error) {
+	var running []component
+	defer func() {
+		for i := len(running) - 1; i >= 0; i-- {
+			a.log.Debug("stopping", "component", running[i].name)
+			running[i].stop()
+		}
+		a.log.Info("upswatch stopped")
+	}()
+	// goRun runs fn in the background; its stop cancels fn's context and
+	// waits for it to return.
+	goRun := func(name string, fn func(context.Context) error) {
+		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := fn(cctx); err != nil {
+				a.log.Error("component failed", "component", name, "err", err)
+			}
+		}()
+		running = append(running, component{name, func() { cancel(); <-done }})
+	}
+	onStop := func(name string, fn func()) { running = append(running, component{name, fn}) }
+
+	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Bus.
+	nc, err := a.connectNATS(onStop)
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{
+		Partitions: a.cfg.NATS.Partitions, Replicas: a.cfg.NATS.Replicas,
+		MaxAge: a.cfg.NATS.StreamMaxAge, MaxBytes: a.cfg.NATS.StreamMaxBytes,
+	}); err != nil {
+		return err
+	}
+
+	// Registry.
+	units, err := registry.Open(ctx, js, registry.Options{Replicas: a.cfg.NATS.Replicas, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	goRun("registry", units.Run)
+	select {
+	case <-units.Ready():
+	case <-ctx.Done():
+		return nil
+	case <-time.After(30 * time.Second):
+		return errors.New("registry: view did not load within 30s")
+	}
+
+	// History store and its recorder.
+	hist, err := a.openHistory(ctx, reg)
+	if err != nil {
+		return err
+	}
+	onStop("history store", func() {
+		if err := hist.Close(); err != nil {
+			a.log.Error("closing history store", "err", err)
+		}
+	})
+	if sq, ok := hist.(*sqlite.Store); ok {
+		goRun("retention", sq.Run)
+	}
+	rec, err := recorder.New(js, hist, recorder.Config{Logger: a.log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	goRun("recorder", rec.Run)
+
+	// HTTP API (readiness reports the parts as they come up).
+	a.token, err = a.adminToken()
+	if err != nil {
+		return err
+	}
+	var ing *ingest.Ingest
+	var ingMu sync.Mutex
+	checks := []api.ReadyCheck{
+		{Name: "bus", Ready: nc.IsConnected},
+		{Name: "registry", Ready: closed(units.Ready())},
+		{Name: "history", Ready: closed(rec.Ready())},
+		{Name: "ingest", Ready: func() bool {
+			ingMu.Lock()
+			defer ingMu.Unlock()
+			return ing != nil && ing.Ready()
+		}},
+	}
+
+	// MQTT: embedded broker unless an external one is configured.
+	mqttURL, user, pass := a.cfg.MQTT.URL, a.cfg.MQTT.Username, a.cfg.MQTT.Password
+	if mqttURL == "" {
+		user = ingestUser
+		pass, err = a.secretFile("mqtt-ingest.secret")
+		if err != nil {
+			return err
+		}
+		b, err := broker.New(broker.Options{
+			Listen: a.cfg.MQTT.Listen, TopicPrefix: a.cfg.MQTT.TopicPrefix,
+			ServiceUser: user, ServicePassword: pass, Devices: units,
+			MaxPendingWrites: a.cfg.MQTT.MaxPendingWrites, DeviceRate: a.cfg.MQTT.DeviceRate,
+			DeviceBurst: a.cfg.MQTT.DeviceBurst, Logger: a.log, Registerer: reg,
+		})
+		if err != nil {
+			return err
+		}
+		if err := b.Start(); err != nil {
+			return err
+		}
+		onStop("mqtt broker", func() { _ = b.Close() })
+		mqttURL = b.URL()
+		a.log.Info("embedded mqtt broker listening", "addr", b.Addr())
+	}
+	a.mqttURL = mqttURL
+
+	srv, err := api.New(api.Config{
+		AdminToken: a.token, Broker: mqttURL, TopicPrefix: a.cfg.MQTT.TopicPrefix,
+		Units: units, History: hist, Ready: checks, Gatherer: reg, Logger: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", a.cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("http listen %s: %w", a.cfg.HTTP.Addr, err)
+	}
+	a.httpAddr = ln.Addr().String()
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("http server failed", "err", err)
+		}
+	}()
+	onStop("http", func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+		<-httpDone
+	})
+	a.log.Info("http api listening", "addr", a.httpAddr)
+
+	// Ingest last: devices are read only once everything downstream runs.
+	clientID := a.cfg.MQTT.ClientID
+	if clientID == "" {
+		host, _ := os.Hostname()
+		clientID = "upswatch-" + sanitize(host)
+	}
+	in, err := ingest.New(ingest.Config{
+		BrokerURL: mqttURL, Username: user, Password: pass, ClientID: clientID,
+		TopicPrefix: a.cfg.MQTT.TopicPrefix, SharedGroup: a.cfg.MQTT.SharedGroup,
+		Partitions: a.cfg.NATS.Partitions, BatchSize: a.cfg.Ingest.BatchSize,
+		FlushInterval: a.cfg.Ingest.FlushInterval, MaxInflight: a.cfg.Ingest.MaxInflight,
+		Limits: payload.Limits{MaxBytes: a.cfg.Ingest.MaxPayloadBytes, MaxReadings: a.cfg.Ingest.MaxReadings,
+			MaxFuture: a.cfg.Ingest.MaxFuture},
+		Logger: a.log, Registerer: reg,
+	}, units, js)
+	if err != nil {
+		return err
+	}
+	ingMu.Lock()
+	ing = in
+	ingMu.Unlock()
+	goRun("ingest", in.Run)
+
+	close(a.started)
+	a.log.Info("upswatch running", "http", a.httpAddr, "mqtt", mqttURL, "data_dir", a.cfg.DataDir)
+	<-ctx.Done()
+	a.log.Info("shutting down")
+	return nil
+}
+
+func (a *App) connectNATS(onStop func(string, func())) (*nats.Conn, error) {
+	opts := bus.ConnectOptions("upswatch", a.log)
+	url := a.cfg.NATS.URL
+	if url == "" {
+		ns, err := bus.StartEmbedded(bus.EmbeddedOptions{
+			StoreDir: filepath.Join(a.cfg.DataDir, "nats"), Listen: a.cfg.NATS.Listen, Logger: a.log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		onStop("nats server", func() { ns.Shutdown(); ns.WaitForShutdown() })
+		opts = append(opts, bus.InProcess(ns))
+		a.log.Info("embedded nats running", "store_dir", filepath.Join(a.cfg.DataDir, "nats"), "listen", a.cfg.NATS.Listen)
+	} else if a.cfg.NATS.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(a.cfg.NATS.CredsFile))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nats connect: %w", err)
+	}
+	onStop("nats connection", func() {
+		if err := nc.Drain(); err != nil {
+			nc.Close()
+		}
+		for nc.IsDraining() {
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	return nc, nil
+}
+
+func (a *App) openHistory(ctx context.Context, reg prometheus.Registerer) (store.History, error) {
+	if a.cfg.Influx.URL != "" {
+		h, err := influx.New(ctx, influx.Config{
+			URL: a.cfg.Influx.URL, Token: a.cfg.Influx.Token, Org: a.cfg.Influx.Org, Bucket: a.cfg.Influx.Bucket,
+			BatchSize: a.cfg.Influx.BatchSize, Timeout: a.cfg.Influx.Timeout, Logger: a.log, Registerer: reg,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("influx: %w", err)
+		}
+		a.log.Info("history store: influxdb", "url", a.cfg.Influx.URL, "bucket", a.cfg.Influx.Bucket)
+		return h, nil
+	}
+	path := filepath.Join(a.cfg.DataDir, "history.db")
+	h, err := sqlite.Open(path, sqlite.Options{Retention: a.cfg.Store.Retention, Logger: a.log, Registerer: reg})
+	if err != nil {
+		return nil, fmt.Errorf("history store %s: %w", path, err)
+	}
+	a.log.Info("history store: embedded sqlite", "path", path)
+	return h, nil
+}
+
+// adminToken returns the configured token, or the one in the data dir,
+// generating (and printing, once) a new one on first start.
+func (a *App) adminToken() (string, error) {
+	if a.cfg.AdminToken != "" {
+		return a.cfg.AdminToken, nil
+	}
+	path := filepath.Join(a.cfg.DataDir, "admin.token")
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	tok, err := a.secretFile("admin.token")
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(a.Out, "\nGenerated admin token (shown once; saved in %s):\n\n    %s\n\n", path, tok)
+	return tok, nil
+}
+
+// secretFile reads a secret from the data dir, creating it if missing.
+func (a *App) secretFile(name string) (string, error) {
+	path := filepath.Join(a.cfg.DataDir, name)
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	s := registry.RandomSecret(24)
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func closed(ch <-chan struct{}) func() bool {
+	return func() bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e || r == '+' || r == '#' || r == '/' {
+			return '-'
+		}
+		return r
+	}, s)
+}

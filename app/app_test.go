@@ -1,0 +1,222 @@
+package app
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The whole pipeline on embedded defaults: register through the API,
+// publish with a real paho client in all three payload forms, read the
+// values back from the history API.
+func TestEndToEndThreePayloadForms(t *testing.T) {
+	in := start(t, testConfig(t, t.TempDir()))
+	u := in.register("123456789012")
+	dev := in.device(u)
+	topic := "ups/123456789012/telemetry"
+	base := time.Now().Add(-time.Minute).Truncate(time.Second)
+
+	// 1. JSON object, numbers as numbers and as numeric strings.
+	publish(t, dev, topic, fmt.Sprintf(`{"ts":%d,"ups.status":"OB DISCHRG","input.voltage":0,"battery.charge":"87","battery.runtime":1490}`, base.UnixMilli()))
+	// 2. JSON array replay, RFC 3339 timestamps.
+	publish(t, dev, topic, fmt.Sprintf(`[{"ts":%q,"battery.charge":80,"ups.status":"OB"},{"ts":%q,"battery.charge":70,"ups.status":"OB LB"}]`,
+		base.Add(10*time.Second).Format(time.RFC3339), base.Add(20*time.Second).Format(time.RFC3339)))
+	// 3. upsc text verbatim (time of receipt).
+	publish(t, dev, topic, "battery.charge: 100\nbattery.runtime: 3000\ninput.voltage: 229.5\nups.status: OL CHRG\nups.load: 23\ndevice.model: Back-UPS XS 1500\n")
+
+	eventually(t, "upsc reading is the latest", 10*time.Second, func() bool {
+		l := in.latest("123456789012")
+		return l != nil && l["ups.status"] == "OL CHRG"
+	})
+	l := in.latest("123456789012")
+	if l["battery.charge"] != 100.0 || l["input.voltage"] != 229.5 || l["device.model"] != "Back-UPS XS 1500" {
+		t.Fatalf("latest = %v", l)
+	}
+	h := in.history("123456789012", base, base.Add(30*time.Second), "10s", "battery.charge,battery.runtime")
+	got := map[string][]float64{}
+	for _, f := range h.Fields {
+		for _, p := range f.Points {
+			got[f.Field] = append(got[f.Field], p.Mean)
+		}
+	}
+	if fmt.Sprint(got["battery.charge"]) != "[87 80 70]" || fmt.Sprint(got["battery.runtime"]) != "[1490]" {
+		t.Fatalf("history = %v", got)
+	}
+	if n := in.metric("upswatch_ingest_readings_accepted_total"); n != 4 {
+		t.Fatalf("accepted = %v, want 4", n)
+	}
+}
+
+// Each bad message is rejected with its own counted reason, and never
+// stops the unit's good messages behind it.
+func TestRejectionReasons(t *testing.T) {
+	c := testConfig(t, t.TempDir())
+	c.Ingest.MaxPayloadBytes = 2048
+	in := start(t, c)
+	u := in.register("123456789012")
+	dev := in.device(u)
+	topic := "ups/123456789012/telemetry"
+	now := time.Now()
+	tests := []struct {
+		reason  string
+		topic   string
+		payload string
+	}{
+		{"malformed", topic, `{"battery.charge": 87`},
+		{"malformed", topic, "this is not telemetry"},
+		{"nan_inf", topic, `{"battery.charge":"NaN"}`},
+		{"nan_inf", topic, `{"input.voltage":"+Inf"}`},
+		{"oversized", topic, `{"x":"` + strings.Repeat("a", 3000) + `"}`},
+		{"bad_timestamp", topic, fmt.Sprintf(`{"ts":%d,"battery.charge":50}`, now.Add(48*time.Hour).UnixMilli())},
+		{"bad_timestamp", topic, `{"ts":"yesterday","battery.charge":50}`},
+		{"empty", topic, `{}`},
+		{"malformed", "ups/123456789012/status", "maybe"},
+	}
+	for _, tt := range tests {
+		publish(t, dev, tt.topic, tt.payload)
+	}
+	// A good reading after all of them still lands.
+	publish(t, dev, topic, `{"battery.charge":42,"ups.status":"OL"}`)
+	eventually(t, "good reading stored", 10*time.Second, func() bool {
+		l := in.latest("123456789012")
+		return l != nil && l["battery.charge"] == 42.0
+	})
+	want := map[string]float64{}
+	for _, tt := range tests {
+		want[tt.reason]++
+	}
+	for reason, n := range want {
+		if got := in.metric(`upswatch_ingest_messages_rejected_total{reason="` + reason + `"}`); got != n {
+			t.Errorf("rejected{reason=%s} = %v, want %v", reason, got, n)
+		}
+	}
+}
+
+// An unregistered serial cannot even connect to the embedded broker; on a
+// broker that lets it publish (an external one with a stale ACL), the
+// ingest rejects it as unregistered. Removing a unit makes its messages
+// count as unregistered.
+func TestUnregisteredSerial(t *testing.T) {
+	in := start(t, testConfig(t, t.TempDir()))
+	u := in.register("123456789012")
+	dev := in.device(u)
+	if code, body := in.do("DELETE", "/v1/units/123456789012", nil, nil); code != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	publish(t, dev, "ups/123456789012/telemetry", `{"battery.charge":50}`)
+	eventually(t, "unregistered counted", 10*time.Second, func() bool {
+		return in.metric(`upswatch_ingest_messages_rejected_total{reason="unregistered"}`) == 1
+	})
+	if l := in.latest("123456789012"); l != nil {
+		t.Fatalf("reading of a removed unit stored: %v", l)
+	}
+}
+
+// A flood of garbage from one unit does not delay another unit's
+// readings: the broker holds each device to its publish budget, and what
+// the ingest does take from the flooder is rejected cheaply.
+func TestGarbageFloodDoesNotDelayOthers(t *testing.T) {
+	in := start(t, testConfig(t, t.TempDir()))
+	bad := in.device(in.register("111111111111"))
+	good := in.device(in.register("222222222222"))
+	stop := make(chan struct{})
+	flooded := make(chan int)
+	go func() {
+		n := 0
+		defer func() { flooded <- n }()
+		for ; n < 200000; n++ { // bounded, and stopped as soon as the test is done
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			bad.Publish("ups/111111111111/telemetry", 1, false, `{"battery.charge": garbage`)
+		}
+	}()
+	eventually(t, "flood under way", 10*time.Second, func() bool {
+		return in.metric(`upswatch_ingest_messages_rejected_total{reason="malformed"}`) >= 100 &&
+			in.metric("upswatch_mqtt_broker_rate_limited_total") > 0
+	})
+	var worst time.Duration
+	for i := range 20 {
+		sent := time.Now()
+		publish(t, good, "ups/222222222222/telemetry", fmt.Sprintf(`{"battery.charge":%d}`, i))
+		eventually(t, "good reading stored during flood", 10*time.Second, func() bool {
+			l := in.latest("222222222222")
+			return l != nil && l["battery.charge"] == float64(i)
+		})
+		worst = max(worst, time.Since(sent))
+	}
+	close(stop)
+	n := <-flooded
+	t.Logf("%d garbage messages flooded, %v refused by the broker; worst good-reading latency %s",
+		n, in.metric("upswatch_mqtt_broker_rate_limited_total"), worst)
+	if worst > 2*time.Second {
+		t.Fatalf("good unit delayed %s by the flood", worst)
+	}
+}
+
+// Restarting serve on the same data dir keeps the registry and history.
+func TestRestartKeepsRegistryAndHistory(t *testing.T) {
+	dir := t.TempDir()
+	in := start(t, testConfig(t, dir))
+	u := in.register("1234567890123456")
+	publish(t, in.device(u), "ups/1234567890123456/telemetry", `{"battery.charge":61,"ups.status":"OL"}`)
+	eventually(t, "reading stored", 10*time.Second, func() bool { return in.latest("1234567890123456") != nil })
+	token := in.app.AdminToken()
+	in.stop()
+
+	again := start(t, testConfig(t, dir))
+	if again.app.AdminToken() != token {
+		t.Fatal("admin token changed across restart")
+	}
+	var unit map[string]any
+	if code, body := again.do("GET", "/v1/units/1234567890123456", nil, &unit); code != http.StatusOK {
+		t.Fatalf("unit lost across restart: %d %s", code, body)
+	}
+	if l := again.latest("1234567890123456"); l == nil || l["battery.charge"] != 61.0 {
+		t.Fatalf("history lost across restart: %v", l)
+	}
+	// The device's credentials still work.
+	publish(t, again.device(u), "ups/1234567890123456/telemetry", `{"battery.charge":62}`)
+	eventually(t, "reading after restart", 10*time.Second, func() bool {
+		l := again.latest("1234567890123456")
+		return l != nil && l["battery.charge"] == 62.0
+	})
+}
+
+func TestAPIErrors(t *testing.T) {
+	in := start(t, testConfig(t, t.TempDir()))
+	tests := []struct {
+		method, path string
+		body         any
+		token        string
+		code         int
+		errCode      string
+	}{
+		{"GET", "/v1/units", nil, "wrong", 401, "unauthorized"},
+		{"POST", "/v1/units", map[string]string{"serial": "12345"}, "", 400, "invalid_serial"},
+		{"POST", "/v1/units", map[string]any{"serial": "123456789012", "colour": "red"}, "", 400, "bad_request"},
+		{"GET", "/v1/units/999999999999", nil, "", 404, "not_found"},
+		{"GET", "/v1/units/abc", nil, "", 400, "invalid_serial"},
+		{"GET", "/v1/units/999999999999/latest", nil, "", 404, "not_found"},
+	}
+	for _, tt := range tests {
+		code, body := in.doAs(tt.token, tt.method, tt.path, tt.body)
+		if code != tt.code || !strings.Contains(body, `"code": "`+tt.errCode+`"`) {
+			t.Errorf("%s %s: %d %s, want %d %s", tt.method, tt.path, code, body, tt.code, tt.errCode)
+		}
+	}
+	in.register("123456789012")
+	if code, body := in.doAs("", "POST", "/v1/units", map[string]string{"serial": "123456789012"}); code != 409 || !strings.Contains(body, "already_registered") {
+		t.Errorf("duplicate: %d %s", code, body)
+	}
+	if code, body := in.doAs("", "GET", "/v1/units/123456789012/history?every=-1s", nil); code != 400 || !strings.Contains(body, "invalid_query") {
+		t.Errorf("bad every: %d %s", code, body)
+	}
+	if code, body := in.doAs("", "GET", "/v1/units/123456789012/latest", nil); code != 404 || !strings.Contains(body, "no_readings") {
+		t.Errorf("latest without readings: %d %s", code, body)
+	}
+}

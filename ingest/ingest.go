@@ -1,0 +1,469 @@
+// Package ingest takes device messages from MQTT and stores them on the
+// bus: subscribe (in OnConnect, so a reconnect resubscribes), decode and
+// validate each payload, batch readings per partition, publish each batch
+// to JetStream and only then ack the MQTT messages it holds. A message is
+// therefore acked to the broker only once its readings are durable on the
+// bus (at-least-once); a redelivered message produces the same readings,
+// which the stores deduplicate on (serial, time).
+//
+// Rejected messages (unregistered serial, malformed, NaN/Inf, out of
+// range, oversized...) are counted by reason and acked at once: they can
+// never become good, and holding them would block the unit's good ones.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/ingest/payload"
+	"github.com/upswatch/upswatch/ups"
+)
+
+// Extra rejection reasons beyond the decoder's.
+const (
+	ReasonUnregistered payload.Reason = "unregistered"
+	ReasonBadTopic     payload.Reason = "bad_topic"
+)
+
+// ShutdownGrace bounds how long Run waits, after its context ends, for
+// held batches to reach the bus.
+var ShutdownGrace = 10 * time.Second
+
+// Units tells whether a serial is registered (the registry's view).
+type Units interface {
+	Registered(ups.Serial) bool
+}
+
+// Config of the ingest.
+type Config struct {
+	BrokerURL   string
+	Username    string
+	Password    string
+	ClientID    string
+	TopicPrefix string
+	// SharedGroup, when set, subscribes via $share/<group>/ so several
+	// instances split the load.
+	SharedGroup   string
+	Partitions    int
+	BatchSize     int
+	FlushInterval time.Duration
+	MaxInflight   int
+	Limits        payload.Limits
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer
+}
+
+// Ingest is the MQTT -> JetStream pipeline.
+type Ingest struct {
+	cfg    Config
+	units  Units
+	js     jetstream.JetStream
+	dec    *payload.Decoder
+	log    *slog.Logger
+	m      *metrics
+	slots  chan struct{} // in-flight MQTT messages
+	parts  []*partition
+	idBase string
+	client paho.Client
+	ready  atomic.Bool
+	// stopping is closed when shutdown begins: a handler blocked on
+	// backpressure gives up its message (unacked) instead of waiting.
+	stopping chan struct{}
+	// gate: handlers hold it shared; shutdown takes it exclusively to know
+	// no handler is still adding items, then sets closed.
+	gate   sync.RWMutex
+	closed bool
+
+	rejectLogMu sync.Mutex
+	rejectLog   map[ups.Serial]time.Time
+}
+
+// New validates the configuration. It connects nothing: Run does.
+func New(cfg Config, units Units, js jetstream.JetStream) (*Ingest, error) {
+	switch {
+	case cfg.BrokerURL == "":
+		return nil, errors.New("ingest: BrokerURL is required")
+	case cfg.TopicPrefix == "":
+		return nil, errors.New("ingest: TopicPrefix is required")
+	case cfg.Partitions < 1:
+		return nil, errors.New("ingest: Partitions must be at least 1")
+	case cfg.BatchSize < 1 || cfg.MaxInflight < 1 || cfg.FlushInterval <= 0:
+		return nil, errors.New("ingest: BatchSize, MaxInflight and FlushInterval must be positive")
+	case units == nil || js == nil:
+		return nil, errors.New("ingest: units and js are required")
+	}
+	if cfg.ClientID == "" {
+		return nil, errors.New("ingest: ClientID is required (it names the persistent session)")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	in := &Ingest{
+		cfg:       cfg,
+		units:     units,
+		js:        js,
+		dec:       payload.New(cfg.Limits),
+		log:       cfg.Logger.With("component", "ingest"),
+		m:         m,
+		slots:     make(chan struct{}, cfg.MaxInflight),
+		idBase:    cfg.ClientID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36),
+		rejectLog: map[ups.Serial]time.Time{},
+		stopping:  make(chan struct{}),
+	}
+	for p := range cfg.Partitions {
+		in.parts = append(in.parts, &partition{
+			in:      in,
+			id:      p,
+			subject: bus.ReadingsSubject(p),
+			items:   make(chan item, 256),
+		})
+	}
+	return in, nil
+}
+
+// Ready reports whether the ingest is connected and subscribed.
+func (in *Ingest) Ready() bool { return in.ready.Load() }
+
+// Run connects to the broker and moves messages to the bus until ctx is
+// done; then it stops taking messages, publishes what it holds, acks it,
+// and disconnects. Messages it did not get to store stay unacked, and the
+// broker redelivers them (persistent session).
+func (in *Ingest) Run(ctx context.Context) error {
+	opts := paho.NewClientOptions().
+		AddBroker(in.cfg.BrokerURL).
+		SetClientID(in.cfg.ClientID).
+		SetUsername(in.cfg.Username).
+		SetPassword(in.cfg.Password).
+		// A persistent session: while upswatch restarts, the broker keeps
+		// the subscription and queues QoS 1 messages for it.
+		SetCleanSession(false).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(10 * time.Second).
+		SetKeepAlive(30 * time.Second).
+		// Ack only once the batch holding the message is on the bus.
+		SetAutoAckDisabled(true).
+		// In order: a unit's readings reach its partition in the order
+		// the broker delivered them.
+		SetOrderMatters(true).
+		SetOnConnectHandler(in.onConnect).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			in.ready.Store(false)
+			in.log.Warn("mqtt connection lost; reconnecting", "err", err)
+		}).
+		SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) {
+			in.log.Info("mqtt reconnecting", "broker", in.cfg.BrokerURL)
+		})
+	in.client = paho.NewClient(opts)
+
+	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFlush()
+	var flushers sync.WaitGroup
+	for _, p := range in.parts {
+		flushers.Add(1)
+		go func() { defer flushers.Done(); p.run(flushCtx) }()
+	}
+
+	tok := in.client.Connect() // retries in the background until connected
+	go func() {
+		if tok.Wait() && tok.Error() != nil {
+			in.log.Error("mqtt connect failed", "err", tok.Error())
+		}
+	}()
+
+	<-ctx.Done()
+	in.log.Info("ingest stopping: no new messages, flushing what is held")
+	in.ready.Store(false)
+	close(in.stopping)
+	if in.client.IsConnectionOpen() {
+		in.client.Unsubscribe(in.filters()...).WaitTimeout(2 * time.Second)
+	}
+	in.gate.Lock() // waits for running handlers
+	in.closed = true
+	in.gate.Unlock()
+	for _, p := range in.parts {
+		close(p.items)
+	}
+	// Every held batch is published and acked, unless the bus stays down
+	// past the grace period; then it is left unacked for redelivery.
+	flushed := make(chan struct{})
+	go func() { flushers.Wait(); close(flushed) }()
+	select {
+	case <-flushed:
+	case <-time.After(ShutdownGrace):
+		stopFlush()
+		<-flushed
+	}
+	in.client.Disconnect(500)
+	in.log.Info("ingest stopped")
+	return nil
+}
+
+func (in *Ingest) filters() []string {
+	base := []string{in.cfg.TopicPrefix + "/+/telemetry", in.cfg.TopicPrefix + "/+/status"}
+	if in.cfg.SharedGroup == "" {
+		return base
+	}
+	for i := range base {
+		base[i] = "$share/" + in.cfg.SharedGroup + "/" + base[i]
+	}
+	return base
+}
+
+// onConnect subscribes on every (re)connection: with a clean session the
+// broker forgets subscriptions, and with a persistent one resubscribing is
+// harmless.
+func (in *Ingest) onConnect(c paho.Client) {
+	subs := map[string]byte{}
+	for _, f := range in.filters() {
+		subs[f] = 1
+	}
+	tok := c.SubscribeMultiple(subs, in.handle)
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		in.log.Error("mqtt subscribe failed; reconnecting", "err", tok.Error(), "filters", in.filters())
+		// Drop the connection so auto-reconnect tries again.
+		go c.Disconnect(0)
+		return
+	}
+	in.ready.Store(true)
+	in.log.Info("mqtt subscribed", "broker", in.cfg.BrokerURL, "filters", in.filters())
+}
+
+// handle runs for every message, in delivery order.
+func (in *Ingest) handle(_ paho.Client, msg paho.Message) {
+	in.gate.RLock()
+	defer in.gate.RUnlock()
+	if in.closed {
+		return // not acked: the broker redelivers it after restart
+	}
+	received := time.Now()
+	in.m.received.Inc()
+	serial, kind, ok := in.parseTopic(msg.Topic())
+	if !ok {
+		in.reject(msg, "", &payload.Error{Reason: ReasonBadTopic, Index: -1, Msg: "topic is not {prefix}/{serial}/telemetry or /status"})
+		return
+	}
+	if !in.units.Registered(serial) {
+		in.reject(msg, serial, &payload.Error{Reason: ReasonUnregistered, Index: -1, Msg: "serial is not registered"})
+		return
+	}
+	var readings []ups.Reading
+	var err error
+	if kind == "status" {
+		readings, err = presence(serial, msg.Payload(), received)
+	} else {
+		readings, err = in.dec.Decode(serial, msg.Payload(), received, nil)
+	}
+	if err != nil {
+		in.reject(msg, serial, err)
+		return
+	}
+	// Bound what is held unacked. Blocking here pushes back on the broker
+	// (through TCP) when the bus is slow or down.
+	select {
+	case in.slots <- struct{}{}:
+	case <-in.stopping:
+		return // unacked: redelivered after restart
+	}
+	in.m.inflight.Inc()
+	select {
+	case in.parts[ups.Partition(serial, len(in.parts))].items <- item{readings: readings, msg: msg, received: received}:
+	case <-in.stopping:
+		<-in.slots
+		in.m.inflight.Dec()
+	}
+}
+
+func (in *Ingest) parseTopic(topic string) (ups.Serial, string, bool) {
+	rest, ok := strings.CutPrefix(topic, in.cfg.TopicPrefix+"/")
+	if !ok {
+		return "", "", false
+	}
+	serial, kind, ok := strings.Cut(rest, "/")
+	if !ok || (kind != "telemetry" && kind != "status") || !ups.ValidSerial(serial) {
+		return "", "", false
+	}
+	return ups.Serial(serial), kind, true
+}
+
+func presence(serial ups.Serial, body []byte, received time.Time) ([]ups.Reading, error) {
+	var p ups.Presence
+	switch strings.ToLower(strings.TrimSpace(string(body))) {
+	case "online":
+		p = ups.PresenceOnline
+	case "offline":
+		p = ups.PresenceOffline
+	default:
+		return nil, &payload.Error{Reason: payload.ReasonMalformed, Index: -1, Msg: "status payload must be online or offline"}
+	}
+	return []ups.Reading{{Serial: serial, Time: received.UTC(), Presence: p}}, nil
+}
+
+// reject counts a bad message, logs it (at most once a minute per unit, so
+// a flood cannot flood the log) and acks it.
+func (in *Ingest) reject(msg paho.Message, serial ups.Serial, err error) {
+	reason := payload.ReasonMalformed
+	var pe *payload.Error
+	if errors.As(err, &pe) {
+		reason = pe.Reason
+	}
+	in.m.rejected.WithLabelValues(string(reason)).Inc()
+	now := time.Now()
+	in.rejectLogMu.Lock()
+	last, seen := in.rejectLog[serial]
+	logIt := !seen || now.Sub(last) > time.Minute
+	if logIt {
+		if len(in.rejectLog) > 100000 {
+			clear(in.rejectLog)
+		}
+		in.rejectLog[serial] = now
+	}
+	in.rejectLogMu.Unlock()
+	if logIt {
+		in.log.Warn("message rejected", "serial", serial, "reason", reason, "err", err, "bytes", len(msg.Payload()))
+	}
+	msg.Ack()
+}
+
+// item is one accepted MQTT message on its way to the bus.
+type item struct {
+	readings []ups.Reading
+	msg      paho.Message
+	received time.Time
+}
+
+// partition batches the readings of one bus partition and publishes each
+// batch before acking its messages. One goroutine per partition keeps the
+// partition's order.
+type partition struct {
+	in      *Ingest
+	id      int
+	subject string
+	items   chan item
+	seq     uint64
+
+	held     []item
+	readings []ups.Reading
+	buf      []byte
+}
+
+func (p *partition) run(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case it, ok := <-p.items:
+			if !ok {
+				p.flush(ctx)
+				return
+			}
+			if len(p.held) == 0 {
+				timer.Reset(p.in.cfg.FlushInterval)
+			}
+			p.add(it)
+			// Take whatever else is already waiting before deciding.
+			for len(p.readings) < p.in.cfg.BatchSize {
+				select {
+				case it, ok := <-p.items:
+					if !ok {
+						p.flush(ctx)
+						return
+					}
+					p.add(it)
+					continue
+				default:
+				}
+				break
+			}
+			if len(p.readings) >= p.in.cfg.BatchSize {
+				timer.Stop()
+				p.flush(ctx)
+			}
+		case <-timer.C:
+			p.flush(ctx)
+		}
+	}
+}
+
+func (p *partition) add(it item) {
+	p.held = append(p.held, it)
+	p.readings = append(p.readings, it.readings...)
+}
+
+// flush publishes the held readings as one bus message, retrying until the
+// bus takes it (or ctx ends, when the messages stay unacked for the broker
+// to redeliver), then acks the MQTT messages.
+func (p *partition) flush(ctx context.Context) {
+	if len(p.held) == 0 {
+		return
+	}
+	p.seq++
+	msgID := p.in.idBase + "-" + strconv.Itoa(p.id) + "-" + strconv.FormatUint(p.seq, 10)
+	p.buf = ups.AppendBatch(p.buf[:0], p.readings)
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := p.in.js.Publish(pctx, p.subject, p.buf, jetstream.WithMsgID(msgID))
+		cancel()
+		if err == nil {
+			p.in.m.publishSeconds.Observe(time.Since(start).Seconds())
+			break
+		}
+		p.in.m.publishErrors.Inc()
+		if attempt == 1 || attempt%20 == 0 {
+			p.in.log.Warn("bus publish failed; holding the batch and retrying",
+				"partition", p.id, "readings", len(p.readings), "attempt", attempt, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			p.in.log.Error("bus unavailable at shutdown; messages left unacked for redelivery",
+				"partition", p.id, "messages", len(p.held))
+			p.release(false)
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+	now := time.Now()
+	for _, it := range p.held {
+		p.in.m.lag.Observe(now.Sub(it.received).Seconds())
+	}
+	p.in.m.accepted.Add(float64(len(p.readings)))
+	p.in.m.batches.Inc()
+	p.release(true)
+}
+
+func (p *partition) release(ack bool) {
+	for i := range p.held {
+		if ack {
+			p.held[i].msg.Ack()
+		}
+		<-p.in.slots
+		p.in.m.inflight.Dec()
+		p.held[i] = item{}
+	}
+	p.held = p.held[:0]
+	clear(p.readings)
+	p.readings = p.readings[:0]
+}
+
+// String describes the partition for logs.
+func (p *partition) String() string { return fmt.Sprintf("partition %d", p.id) }

@@ -1,0 +1,54 @@
+package ingest
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/upswatch/upswatch/ingest/payload"
+)
+
+type metrics struct {
+	received       prometheus.Counter
+	accepted       prometheus.Counter
+	rejected       *prometheus.CounterVec
+	batches        prometheus.Counter
+	publishErrors  prometheus.Counter
+	publishSeconds prometheus.Histogram
+	lag            prometheus.Histogram
+	inflight       prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		received: prometheus.NewCounter(prometheus.CounterOpts{Name: "upswatch_ingest_messages_received_total",
+			Help: "MQTT messages received by the ingest."}),
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "upswatch_ingest_readings_accepted_total",
+			Help: "Readings stored on the bus (each acked to the broker after)."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "upswatch_ingest_messages_rejected_total",
+			Help: "MQTT messages rejected, by reason."}, []string{"reason"}),
+		batches: prometheus.NewCounter(prometheus.CounterOpts{Name: "upswatch_ingest_batches_published_total",
+			Help: "Reading batches published to the bus."}),
+		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "upswatch_ingest_publish_errors_total",
+			Help: "Failed bus publish attempts (each retried)."}),
+		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "upswatch_ingest_publish_seconds",
+			Help: "Time to publish one batch and get the JetStream ack.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "upswatch_ingest_bus_lag_seconds",
+			Help: "From MQTT receipt to the batch stored on the bus.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "upswatch_ingest_inflight_messages",
+			Help: "MQTT messages accepted but not yet stored on the bus and acked."}),
+	}
+	// Every reason shows up as 0 from the start, so alerts on rate() work.
+	for _, r := range append(payload.Reasons(), ReasonUnregistered, ReasonBadTopic) {
+		m.rejected.WithLabelValues(string(r))
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.received, m.accepted, m.rejected, m.batches, m.publishErrors, m.publishSeconds, m.lag, m.inflight} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("ingest metrics: %w", err)
+		}
+	}
+	return m, nil
+}
