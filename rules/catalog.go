@@ -28,12 +28,18 @@ type params struct {
 	RuleSet
 	historicalAfter int64 // ms
 	failureWords    []string
+	// failureFirst marks the first bytes (both cases) of failureWords,
+	// so the test result is scanned once rather than once per word.
+	failureFirst [256]bool
 }
 
 func compile(rs RuleSet, historicalAfter time.Duration) *params {
 	p := &params{RuleSet: rs, historicalAfter: historicalAfter.Milliseconds()}
 	for _, w := range rs.SelfTestFailed.FailureWords {
-		p.failureWords = append(p.failureWords, strings.ToLower(strings.TrimSpace(w)))
+		w = strings.ToLower(strings.TrimSpace(w))
+		p.failureWords = append(p.failureWords, w)
+		p.failureFirst[w[0]] = true
+		p.failureFirst[strings.ToUpper(w[:1])[0]] = true
 	}
 	return p
 }

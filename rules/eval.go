@@ -880,9 +880,14 @@ func (x *run) selfTest() cond {
 	if !ok {
 		return quiet
 	}
-	for _, w := range x.p.failureWords {
-		if containsFold(res, w) {
-			return fires(x.p.SelfTestFailed.Severity)
+	for i := 0; i < len(res); i++ {
+		if !x.p.failureFirst[res[i]] {
+			continue
+		}
+		for _, w := range x.p.failureWords {
+			if hasPrefixFold(res[i:], w) {
+				return fires(x.p.SelfTestFailed.Severity)
+			}
 		}
 	}
 	return clears()
@@ -919,18 +924,16 @@ func equalFold(a, b string) bool {
 	return true
 }
 
-// containsFold reports whether s contains sub, ASCII case-insensitively;
-// sub is already lower case.
-func containsFold(s, sub string) bool {
-	n := len(sub)
-	for i := 0; i+n <= len(s); i++ {
-		j := 0
-		for j < n && lower(s[i+j]) == sub[j] {
-			j++
-		}
-		if j == n {
-			return true
+// hasPrefixFold reports whether s starts with prefix, ASCII
+// case-insensitively; prefix is already lower case.
+func hasPrefixFold(s, prefix string) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		if lower(s[i]) != prefix[i] {
+			return false
 		}
 	}
-	return false
+	return true
 }
