@@ -407,3 +407,48 @@ func TestScenarios(t *testing.T) {
 		})
 	}
 }
+
+func TestKeepFiringForAndSiteOverride(t *testing.T) {
+	cat, err := ParseCatalog([]byte(`
+sites:
+  depot:
+    bypass:
+      keep_firing_for: 1m
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := time.Second
+	steps := seq(rd(0, "OL"), rd(10*sec, "OL BYPASS"), rd(20*sec, "OL"), rd(40*sec, "OL BYPASS"),
+		rd(50*sec, "OL"), rd(80*sec, "OL"), tick(100*sec), tick(112*sec), rd(2*time.Minute, "OL"))
+	want := []string{
+		"firing bypass warning @10s",
+		"resolved bypass warning @1m50s dur=40s",
+	}
+	base := play(t, cat, steps, -1)
+	var got []string
+	for _, ev := range base {
+		got = append(got, brief(ev))
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("events:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	if !base[1].EndedAt.Equal(t0.Add(50 * sec)) {
+		t.Fatalf("EndedAt = %v, want the clear at 50s", base[1].EndedAt)
+	}
+	for k := 1; k < len(steps); k++ {
+		if again := play(t, cat, steps, k); !reflect.DeepEqual(again, base) {
+			t.Fatalf("restart before step %d changed the events", k)
+		}
+	}
+	// The same unit without the site override resolves at once.
+	e := NewEvaluator(cat)
+	st := &UnitState{}
+	var evs []Event
+	for _, s := range steps[:3] {
+		evs = e.Evaluate(st, s.r, s.r.Time, evs)
+	}
+	if len(evs) != 2 || evs[1].Kind != Resolved {
+		t.Fatalf("without site: %v", evs)
+	}
+}
