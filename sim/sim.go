@@ -80,6 +80,10 @@ type Stats struct {
 	Acked         uint64    // readings the broker acknowledged (QoS 1 and 2)
 	Errors        uint64    // readings whose publish failed
 	Skipped       uint64    // reading slots of a disconnected or backlogged unit
+	// Unconfirmed readings were in flight when their connection went
+	// down: paho resends QoS 1 ones after reconnecting, but whether the
+	// broker got them is not known.
+	Unconfirmed uint64
 }
 
 // ErrConfig is returned (wrapped) by New for an unusable Config.
@@ -122,6 +126,7 @@ type Simulator struct {
 	acked         atomic.Uint64
 	errors        atomic.Uint64
 	skipped       atomic.Uint64
+	unconfirmed   atomic.Uint64
 }
 
 // unit is the run state of one simulated UPS. Except for the atomics,
@@ -136,7 +141,11 @@ type unit struct {
 	// down is set for the length of a CommLoss event: the dialer then
 	// refuses, so paho's reconnect loop waits it out.
 	down atomic.Bool
-	conn atomic.Pointer[connRef] // the live connection, to drop on CommLoss
+	conn atomic.Pointer[droppableConn] // the live connection, to drop on CommLoss
+	// gen counts connections. A publish that completes on a later
+	// connection than its own was superseded by paho's resend, not
+	// acknowledged, and its buffer may still be in use.
+	gen atomic.Uint64
 
 	dropped bool // scheduler's view: the CommLoss drop was done
 	pending []inflight
@@ -144,11 +153,40 @@ type unit struct {
 	bufSize int
 }
 
-type connRef struct{ net.Conn }
+// droppableConn is a connection a CommLoss event can cut. paho ignores
+// "use of closed network connection" errors, taking them for its own
+// Disconnect, so after a drop Read and Write report errLinkDown instead
+// and paho sees a lost link.
+type droppableConn struct {
+	net.Conn
+	dropped atomic.Bool
+}
+
+func (c *droppableConn) drop() error {
+	c.dropped.Store(true)
+	return c.Conn.Close()
+}
+
+func (c *droppableConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil && c.dropped.Load() {
+		err = errLinkDown
+	}
+	return n, err
+}
+
+func (c *droppableConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err != nil && c.dropped.Load() {
+		err = errLinkDown
+	}
+	return n, err
+}
 
 type inflight struct {
 	tok mqtt.Token
 	buf []byte
+	gen uint64
 }
 
 // New validates cfg, reads the dumps and builds every unit's model. It
@@ -300,6 +338,7 @@ func (s *Simulator) Stats() Stats {
 		Acked:         s.acked.Load(),
 		Errors:        s.errors.Load(),
 		Skipped:       s.skipped.Load(),
+		Unconfirmed:   s.unconfirmed.Load(),
 	}
 	if ns := s.start.Load(); ns != 0 {
 		st.Start = time.Unix(0, ns)
@@ -347,7 +386,7 @@ func (s *Simulator) Run(ctx context.Context) error {
 	wg.Wait()
 	st := s.Stats()
 	s.log.Info("simulation finished",
-		"published", st.Published, "acked", st.Acked, "errors", st.Errors, "skipped", st.Skipped,
+		"published", st.Published, "acked", st.Acked, "errors", st.Errors, "skipped", st.Skipped, "unconfirmed", st.Unconfirmed,
 		"elapsed", time.Since(start).Round(time.Millisecond))
 	return nil
 }
@@ -402,7 +441,7 @@ func (s *Simulator) tick(u *unit, off time.Duration, due time.Time) {
 			if c := u.conn.Load(); c != nil {
 				// Closing the socket without DISCONNECT is what a dead
 				// link looks like to the broker: it publishes the will.
-				_ = c.Close()
+				_ = c.drop()
 			}
 			s.log.Info("unit link dropped", "serial", u.Serial, "offset", off)
 		case !lost && u.dropped:
@@ -426,9 +465,10 @@ func (s *Simulator) tick(u *unit, off time.Duration, due time.Time) {
 	}
 	buf = u.model.appendReading(buf, off, due)
 	u.bufSize = max(u.bufSize, cap(buf))
+	gen := u.gen.Load()
 	tok := u.client.Publish(u.telemetry, s.cfg.QoS, false, buf)
 	s.published.Add(1)
-	u.pending = append(u.pending, inflight{tok, buf})
+	u.pending = append(u.pending, inflight{tok, buf, gen})
 }
 
 // reap settles u's completed publishes. A payload buffer is reused only
@@ -451,7 +491,14 @@ func (s *Simulator) reap(u *unit) {
 }
 
 func (s *Simulator) settle(u *unit, f inflight) {
-	if err := f.tok.Error(); err != nil {
+	err := f.tok.Error()
+	if f.gen != u.gen.Load() || errors.Is(err, errLinkDown) {
+		// On reconnect paho resends the stored message (sharing the
+		// buffer) and completes the original token without error.
+		s.unconfirmed.Add(1)
+		return
+	}
+	if err != nil {
 		if s.errors.Add(1) <= maxConnectErrorLogs {
 			s.log.Warn("publish failed", "serial", u.Serial, "error", err)
 		}
@@ -545,6 +592,7 @@ func (s *Simulator) connect(u *unit) error {
 		SetWriteTimeout(writeTimeout).
 		SetWill(u.status, "offline", 1, true).
 		SetCustomOpenConnectionFn(u.dial).
+		SetStore(newResumeSafeStore()).
 		SetOnConnectHandler(func(c mqtt.Client) {
 			// paho runs this in its own goroutine, so waiting is fine.
 			tok := c.Publish(u.status, 1, true, "online")
@@ -605,14 +653,16 @@ func (u *unit) dial(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", host, err)
 	}
-	u.conn.Store(&connRef{c})
-	// A CommLoss may have begun while dialling; the scheduler then closed
+	dc := &droppableConn{Conn: c}
+	u.conn.Store(dc)
+	u.gen.Add(1)
+	// A CommLoss may have begun while dialling; the scheduler then dropped
 	// the previous connection, so this one must go too.
 	if u.down.Load() {
 		_ = c.Close()
 		return nil, errLinkDown
 	}
-	return c, nil
+	return dc, nil
 }
 
 // disconnectAll says offline for each unit still connected, as a device
