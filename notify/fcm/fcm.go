@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	firebase "firebase.google.com/go/v4"
@@ -55,6 +56,10 @@ type Config struct {
 	// "http://127.0.0.1:8081" (the client appends "/v1"). Empty means
 	// Google's.
 	Endpoint string
+	// ParallelBatches is how many SendEach calls of one Send run at once;
+	// each keeps up to 50 requests in flight (the SDK's worker count), so
+	// a 10,000-token storm is not 20 batches in a row. Default 4.
+	ParallelBatches int
 }
 
 func (c Config) validate() error {
@@ -63,6 +68,9 @@ func (c Config) validate() error {
 	}
 	if c.Endpoint != "" && !strings.HasPrefix(c.Endpoint, "http://") && !strings.HasPrefix(c.Endpoint, "https://") {
 		return fmt.Errorf("%w: endpoint %q must be an http:// or https:// URL", ErrInvalidConfig, c.Endpoint)
+	}
+	if c.ParallelBatches < 0 {
+		return fmt.Errorf("%w: parallel_batches must not be negative", ErrInvalidConfig)
 	}
 	return nil
 }
@@ -78,12 +86,13 @@ func WithLogger(l *slog.Logger) Option { return func(s *Sender) { s.log = l } }
 
 // Sender sends through FCM. It is safe for concurrent use.
 type Sender struct {
-	client  *messaging.Client
-	project string
-	reg     prometheus.Registerer
-	log     *slog.Logger
-	metrics *provider.Metrics
-	now     func() time.Time
+	client   *messaging.Client
+	project  string
+	parallel int
+	reg      prometheus.Registerer
+	log      *slog.Logger
+	metrics  *provider.Metrics
+	now      func() time.Time
 }
 
 var _ notify.Sender = (*Sender)(nil)
@@ -93,7 +102,10 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Sender, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Sender{project: cfg.ProjectID, log: slog.Default(), now: time.Now}
+	s := &Sender{project: cfg.ProjectID, parallel: cfg.ParallelBatches, log: slog.Default(), now: time.Now}
+	if s.parallel == 0 {
+		s.parallel = 4
+	}
 	for _, o := range opts {
 		o(s)
 	}
@@ -126,16 +138,24 @@ func (s *Sender) Channel() string { return Channel }
 // MaxBatch returns 500, SendEach's limit.
 func (s *Sender) MaxBatch() int { return MaxBatch }
 
-// Send delivers m to every token, MaxBatch tokens per SendEach call.
+// Send delivers m to every token, MaxBatch tokens per SendEach call,
+// ParallelBatches calls at a time.
 func (s *Sender) Send(ctx context.Context, m notify.Message, tokens []string) []notify.Result {
 	results := make([]notify.Result, len(tokens))
 	for i, t := range tokens {
 		results[i].To = t
 	}
+	sem := make(chan struct{}, s.parallel)
+	var wg sync.WaitGroup
 	for start := 0; start < len(tokens); start += MaxBatch {
-		end := min(start+MaxBatch, len(tokens))
-		s.sendBatch(ctx, m, results[start:end])
+		batch := results[start:min(start+MaxBatch, len(tokens))]
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			s.sendBatch(ctx, m, batch)
+		})
 	}
+	wg.Wait()
 	for _, r := range results {
 		s.metrics.Observe(Channel, r.Outcome)
 	}

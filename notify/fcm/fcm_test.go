@@ -266,6 +266,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{Config{}, "fcm: invalid config: project_id is required"},
 		{Config{ProjectID: "p", Endpoint: "127.0.0.1:80"}, `fcm: invalid config: endpoint "127.0.0.1:80" must be an http:// or https:// URL`},
+		{Config{ProjectID: "p", ParallelBatches: -1}, "fcm: invalid config: parallel_batches must not be negative"},
 	}
 	for _, tt := range tests {
 		_, err := New(context.Background(), tt.cfg)
@@ -284,6 +285,25 @@ func BenchmarkSend500(b *testing.B) {
 	}
 	m := notify.Message{Title: "On battery", Body: "UPS 123456789012 is on battery", Critical: true, CollapseKey: "u/on_battery"}
 	b.ReportAllocs()
+	for b.Loop() {
+		for _, r := range s.Send(context.Background(), m, tokens) {
+			if r.Outcome != notify.Delivered {
+				b.Fatalf("outcome %v: %v", r.Outcome, r.Err)
+			}
+		}
+	}
+}
+
+// The storm shape: a provider answering in 50 ms, 2,000 tokens.
+func BenchmarkSend2000Slow(b *testing.B) {
+	fake := newFake(b)
+	fake.SetDelay(50 * time.Millisecond)
+	s := newSender(b, fake)
+	tokens := make([]string, 4*MaxBatch)
+	for i := range tokens {
+		tokens[i] = fmt.Sprintf("tok-%04d", i)
+	}
+	m := notify.Message{Title: "On battery", Body: "UPS 123456789012 is on battery", Critical: true}
 	for b.Loop() {
 		for _, r := range s.Send(context.Background(), m, tokens) {
 			if r.Outcome != notify.Delivered {
