@@ -143,15 +143,19 @@ var commonNames = []string{
 }
 
 // nameTable holds commonNames plus every variable of ups.Vars, so a name
-// missing from it is never a known variable; ids are dense from 0.
-var nameTable = func() map[string]nameInfo {
+// missing from it is never a known variable; ids are dense from 0 and
+// index nameList.
+var nameTable, nameList = func() (map[string]nameInfo, []nameInfo) {
 	m := make(map[string]nameInfo, len(commonNames)+len(ups.Vars))
+	var list []nameInfo
 	add := func(n string) {
 		if _, dup := m[n]; dup {
 			return
 		}
 		v, known := ups.LookupVar(n)
-		m[n] = nameInfo{name: n, id: len(m), v: v, known: known, textual: isTextual([]byte(n))}
+		info := nameInfo{name: n, id: len(list), v: v, known: known, textual: isTextual([]byte(n))}
+		m[n] = info
+		list = append(list, info)
 	}
 	for _, n := range commonNames {
 		add(n)
@@ -159,29 +163,40 @@ var nameTable = func() map[string]nameInfo {
 	for _, vi := range ups.Vars {
 		add(vi.Name)
 	}
-	return m
+	return m, list
 }()
+
+// statusID is the id of ups.status, which goes to Reading.Status.
+var statusID = int32(nameTable["ups.status"].id)
 
 // seenWords is the size of the bitset of interned names seen in a reading.
 var seenWords = (len(nameTable) + 63) / 64
 
-// internedTexts are frequent text values: reused instead of copied.
-var internedTexts = func() map[string]string {
-	vals := []string{
-		"", "OL", "OB", "OL CHRG", "OL DISCHRG", "OB DISCHRG", "OB LB",
-		"OB DISCHRG LB", "OL CHRG LB", "OL BOOST", "OL TRIM", "OL RB",
-		"OL BYPASS", "OFF", "OL CAL", "OB LB DISCHRG",
-		"enabled", "disabled", "muted", "yes", "no", "true", "false",
-		"ups", "pdu", "charging", "discharging", "resting", "floating",
-		"No test initiated", "Done and passed", "Done and warning",
-		"Done and error", "In progress", "Aborted",
-		"no test initiated", "done and passed", "in progress",
-		"online", "offline", "line interactive", "PbAc", "PbAcid",
-		"no transfer", "input voltage out of range", "unknown",
-	}
-	m := make(map[string]string, len(vals))
-	for _, v := range vals {
-		m[v] = v
+// textList holds frequent text values, reused instead of copied;
+// textIDs indexes it.
+var textList = []string{
+	"true", "false", // first: the JSON literals
+	"", "OL", "OB", "OL CHRG", "OL DISCHRG", "OB DISCHRG", "OB LB",
+	"OB DISCHRG LB", "OL CHRG LB", "OL BOOST", "OL TRIM", "OL RB",
+	"OL BYPASS", "OFF", "OL CAL", "OB LB DISCHRG",
+	"enabled", "disabled", "muted", "yes", "no",
+	"ups", "pdu", "charging", "discharging", "resting", "floating",
+	"No test initiated", "Done and passed", "Done and warning",
+	"Done and error", "In progress", "Aborted",
+	"no test initiated", "done and passed", "in progress",
+	"online", "offline", "line interactive", "PbAc", "PbAcid",
+	"no transfer", "input voltage out of range", "unknown",
+}
+
+const (
+	textTrue  int32 = 0
+	textFalse int32 = 1
+)
+
+var textIDs = func() map[string]int32 {
+	m := make(map[string]int32, len(textList))
+	for i, v := range textList {
+		m[v] = int32(i)
 	}
 	return m
 }()

@@ -171,18 +171,19 @@ func (d *Decoder) Decode(serial ups.Serial, payload []byte, received time.Time, 
 }
 
 // field is one variable of a reading while the payload is being read.
-// Names and texts that are not interned live in state.arena (off, n) until
-// the payload is known to be good, then share one string.
+// It holds no pointer, so the scratch costs the garbage collector
+// nothing: interned names and texts are ids into nameList and textList,
+// others byte ranges of state.arena, which become substrings of one
+// string once the payload is known to be good.
 type field struct {
-	name       string // interned name, or "" when in the arena
-	nameOff    int32
-	nameLen    int32
-	text       string // interned text, or "" when in the arena / numeric
-	textOff    int32
-	textLen    int32
-	num        float64
-	kind       fieldKind
-	textInline bool // text is in text (interned), not in the arena
+	nameID  int32 // into nameList, or -1: in the arena
+	nameOff int32
+	nameLen int32
+	textID  int32 // into textList, or -1: in the arena
+	textOff int32
+	textLen int32
+	num     float64
+	kind    fieldKind
 }
 
 type fieldKind uint8
@@ -248,7 +249,6 @@ func (s *state) start(lim *Limits, received time.Time) {
 }
 
 func (s *state) release() {
-	clear(s.fields) // drop references to interned strings' neighbours
 	s.fields = s.fields[:0]
 	clear(s.recs)
 	s.recs = s.recs[:0]
@@ -358,26 +358,34 @@ func (s *state) build(serial ups.Serial, dst []ups.Reading) []ups.Reading {
 	dst = growReadings(dst, len(s.recs))
 	for ri := range s.recs {
 		rc := &s.recs[ri]
-		r := ups.Reading{Serial: serial, Time: s.received}
+		// Built in place: a Reading is large and copying it costs write
+		// barriers.
+		dst = dst[:len(dst)+1]
+		r := &dst[len(dst)-1]
+		*r = ups.Reading{Serial: serial, Time: s.received}
 		if rc.hasTime {
 			r.Time = rc.time
 		}
 		m0, t0 := len(metrics), len(texts)
 		for fi := rc.start; fi < rc.end; fi++ {
 			f := &s.fields[fi]
-			name := f.name
-			if name == "" {
+			var name string
+			if f.nameID >= 0 {
+				name = nameList[f.nameID].name
+			} else {
 				name = arena[f.nameOff : f.nameOff+f.nameLen]
 			}
 			if f.kind == kindNum {
 				metrics = append(metrics, ups.Metric{Name: name, Value: f.num})
 				continue
 			}
-			text := f.text
-			if !f.textInline {
+			var text string
+			if f.textID >= 0 {
+				text = textList[f.textID]
+			} else {
 				text = arena[f.textOff : f.textOff+f.textLen]
 			}
-			if name == "ups.status" {
+			if f.nameID == statusID {
 				r.SetText(name, text)
 				continue
 			}
@@ -392,7 +400,6 @@ func (s *state) build(serial ups.Serial, dst []ups.Reading) []ups.Reading {
 		if len(texts) > t0 {
 			r.Texts = texts[t0:len(texts):len(texts)]
 		}
-		dst = append(dst, r)
 	}
 	return dst
 }

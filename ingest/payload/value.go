@@ -47,9 +47,9 @@ func (s *state) addField(name []byte, kind valKind, val []byte) error {
 		nameOff = s.addOther(name)
 	}
 
-	f := field{kind: kindText}
+	f := field{kind: kindText, nameID: -1, textID: -1}
 	if interned {
-		f.name = info.name
+		f.nameID = int32(info.id)
 	} else {
 		f.nameOff, f.nameLen = nameOff, int32(len(name))
 	}
@@ -59,9 +59,9 @@ func (s *state) addField(name []byte, kind valKind, val []byte) error {
 	case valNull:
 		return nil // null means absent
 	case valTrue:
-		f.text, f.textInline = "true", true
+		f.textID = textTrue
 	case valFalse:
-		f.text, f.textInline = "false", true
+		f.textID = textFalse
 	case valNumber, valString:
 		if textual {
 			s.setText(&f, val)
@@ -100,15 +100,15 @@ func (s *state) addField(name []byte, kind valKind, val []byte) error {
 	switch {
 	case f.kind == kindNum:
 		r.nMetric++
-	case f.name != "ups.status": // goes to Reading.Status, not Texts
+	case f.nameID != statusID: // goes to Reading.Status, not Texts
 		r.nText++
 	}
 	return nil
 }
 
 func (s *state) setText(f *field, val []byte) {
-	if t, ok := internedTexts[string(val)]; ok {
-		f.text, f.textInline = t, true
+	if id, ok := textIDs[string(val)]; ok {
+		f.textID = id
 		return
 	}
 	f.textOff, f.textLen = int32(len(s.arena)), int32(len(val))
