@@ -34,8 +34,10 @@ if ! have_mosquitto || ! command -v mosquitto_pub >/dev/null 2>&1; then
 	$sudo apt-get update -qq >/dev/null
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
 		mosquitto mosquitto-clients >/dev/null
-	# The Debian package enables a system-wide broker on port 1883; the
-	# tests start their own on free ports and do not need it.
+	# The Debian package may start a system-wide broker on port 1883, the
+	# embedded broker's default: stop and disable it (the tests start their
+	# own brokers on free ports).
+	$sudo systemctl disable --now mosquitto >/dev/null 2>&1 || $sudo service mosquitto stop >/dev/null 2>&1 || true
 fi
 
 # The binary name carries the version so a version bump rebuilds it; the

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/upswatch/upswatch/config"
+)
+
+// apiClient talks to a running serve's HTTP API.
+type apiClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// clientFlags are shared by the commands that call the API.
+type clientFlags struct {
+	cfgPath, server, token *string
+}
+
+func addClientFlags(fs *flag.FlagSet) clientFlags {
+	return clientFlags{
+		cfgPath: fs.String("config", "", "config file (default "+config.DefaultPath+" if present)"),
+		server:  fs.String("server", "", "API base URL (default http:// + http.addr)"),
+		token:   fs.String("token", "", "admin token (default admin_token, else DATA_DIR/admin.token)"),
+	}
+}
+
+func (f clientFlags) client() (*apiClient, config.Config, error) {
+	c, err := loadConfig(*f.cfgPath)
+	if err != nil {
+		return nil, c, err
+	}
+	base := *f.server
+	if base == "" {
+		base = "http://" + c.HTTP.Addr
+	}
+	tok := *f.token
+	if tok == "" {
+		tok = c.AdminToken
+	}
+	if tok == "" {
+		b, err := os.ReadFile(filepath.Join(c.DataDir, "admin.token"))
+		if err != nil {
+			return nil, c, fmt.Errorf("no admin token: set --token or UPSWATCH_ADMIN_TOKEN (%w)", err)
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	return &apiClient{base: strings.TrimRight(base, "/"), token: tok, http: &http.Client{Timeout: 30 * time.Second}}, c, nil
+}
+
+// do sends a request and decodes a JSON answer into out; API errors come
+// back as their message.
+func (c *apiClient) do(method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("is upswatch serve running? %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if json.Unmarshal(raw, &e) == nil && e.Error.Code != "" {
+			return fmt.Errorf("%s (%s)", e.Error.Message, e.Error.Code)
+		}
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	if out != nil {
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}
+
+type unitInfo struct {
+	Serial    string    `json:"serial"`
+	Name      string    `json:"name"`
+	Site      string    `json:"site"`
+	CreatedAt time.Time `json:"created_at"`
+	MQTT      *struct {
+		Broker         string `json:"broker"`
+		Username       string `json:"username"`
+		Password       string `json:"password"`
+		TelemetryTopic string `json:"telemetry_topic"`
+	} `json:"mqtt,omitempty"`
+}
+
+func unitCmd(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: upswatch unit add|list|show|remove")
+	}
+	fs := flag.NewFlagSet("unit "+args[0], flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	name := fs.String("name", "", "unit name (add)")
+	site := fs.String("site", "", "site the unit belongs to (add; filter for list)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	sub := args[0]
+	// Allow the serial before or after the flags.
+	rest := args[1:]
+	var positional []string
+	for len(rest) > 0 {
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		rest = fs.Args()
+		if len(rest) > 0 {
+			positional = append(positional, rest[0])
+			rest = rest[1:]
+		}
+	}
+	c, _, err := cf.client()
+	if err != nil {
+		return err
+	}
+	needSerial := func() (string, error) {
+		if len(positional) != 1 {
+			return "", fmt.Errorf("usage: upswatch unit %s SERIAL", sub)
+		}
+		return positional[0], nil
+	}
+	print := func(v any) error {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	switch sub {
+	case "add":
+		serial, err := needSerial()
+		if err != nil {
+			return err
+		}
+		var u unitInfo
+		if err := c.do("POST", "/v1/units", map[string]string{"serial": serial, "name": *name, "site": *site}, &u); err != nil {
+			return err
+		}
+		if *asJSON {
+			return print(u)
+		}
+		fmt.Fprintf(stdout, "Registered %s. Device MQTT credentials (the password is shown only now):\n", u.Serial)
+		fmt.Fprintf(stdout, "  broker:   %s\n  username: %s\n  password: %s\n  topic:    %s\n",
+			u.MQTT.Broker, u.MQTT.Username, u.MQTT.Password, u.MQTT.TelemetryTopic)
+		return nil
+	case "list":
+		var out struct {
+			Units []unitInfo `json:"units"`
+		}
+		path := "/v1/units"
+		if *site != "" {
+			path += "?site=" + *site
+		}
+		if err := c.do("GET", path, nil, &out); err != nil {
+			return err
+		}
+		if *asJSON {
+			return print(out.Units)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SERIAL\tNAME\tSITE\tREGISTERED")
+		for _, u := range out.Units {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Serial, u.Name, u.Site, u.CreatedAt.Format(time.DateTime))
+		}
+		return tw.Flush()
+	case "show":
+		serial, err := needSerial()
+		if err != nil {
+			return err
+		}
+		var u map[string]any
+		if err := c.do("GET", "/v1/units/"+serial, nil, &u); err != nil {
+			return err
+		}
+		var latest map[string]any
+		if err := c.do("GET", "/v1/units/"+serial+"/latest", nil, &latest); err == nil {
+			u["latest"] = latest
+		}
+		return print(u)
+	case "remove", "rm":
+		serial, err := needSerial()
+		if err != nil {
+			return err
+		}
+		if err := c.do("DELETE", "/v1/units/"+serial, nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Removed %s.\n", serial)
+		return nil
+	}
+	return fmt.Errorf("unknown unit command %q (add, list, show, remove)", sub)
+}

@@ -1,0 +1,116 @@
+// Command upswatch is the UPS telemetry and alerting daemon and its
+// command-line tools. main only parses flags and calls the packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/upswatch/upswatch/app"
+	"github.com/upswatch/upswatch/config"
+)
+
+const usage = `upswatch: UPS telemetry and alerting
+
+Usage:
+  upswatch serve  [--config FILE]              run the daemon
+  upswatch unit   add SERIAL [--name N] [--site S] | list | show SERIAL | remove SERIAL
+  upswatch sim    [--units N] [--rate R] [--event SPEC]...   simulate UPS units
+  upswatch config keys                          list every config key and its env variable
+  upswatch help
+
+Every command reads the same configuration (--config, default
+configs/upswatch.yaml if present, then UPSWATCH_* variables).
+Run "upswatch COMMAND -h" for a command's flags.
+`
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(args[1:], stdout, stderr)
+	case "unit", "units":
+		err = unitCmd(args[1:], stdout)
+	case "sim":
+		err = simCmd(args[1:], stdout, stderr)
+	case "config":
+		err = configCmd(args[1:], stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "upswatch: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "upswatch %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+func loadConfig(path string) (config.Config, error) {
+	return config.Load(path, os.LookupEnv)
+}
+
+func newLogger(c config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "config file (default "+config.DefaultPath+" if present)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(c, stderr)
+	a, err := app.New(c, log)
+	if err != nil {
+		return err
+	}
+	a.Out = stdout
+	// SIGINT/SIGTERM: stop taking messages, finish in-flight ones, flush,
+	// exit 0. A second signal kills the process the default way.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return a.Run(ctx)
+}
+
+func configCmd(args []string, stdout io.Writer) error {
+	if len(args) != 1 || args[0] != "keys" {
+		return errors.New(`usage: upswatch config keys`)
+	}
+	for _, kv := range config.Keys() {
+		fmt.Fprintf(stdout, "%-28s %s\n", kv[0], kv[1])
+	}
+	return nil
+}
