@@ -166,6 +166,15 @@ var nameTable, nameList = func() (map[string]nameInfo, []nameInfo) {
 	return m, list
 }()
 
+// nameIdx finds a name's id in nameList on the hot path.
+var nameIdx = func() *strIndex {
+	keys := make([]string, len(nameList))
+	for i, info := range nameList {
+		keys[i] = info.name
+	}
+	return newStrIndex(keys)
+}()
+
 // statusID is the id of ups.status, which goes to Reading.Status.
 var statusID = int32(nameTable["ups.status"].id)
 
@@ -193,10 +202,4 @@ const (
 	textFalse int32 = 1
 )
 
-var textIDs = func() map[string]int32 {
-	m := make(map[string]int32, len(textList))
-	for i, v := range textList {
-		m[v] = int32(i)
-	}
-	return m
-}()
+var textIdx = newStrIndex(textList)

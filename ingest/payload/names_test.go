@@ -123,3 +123,22 @@ func TestNameTable(t *testing.T) {
 		t.Errorf("seenWords %d too small for %d names", seenWords, len(nameTable))
 	}
 }
+
+func TestStrIndex(t *testing.T) {
+	for _, idx := range []*strIndex{nameIdx, textIdx} {
+		for i, k := range idx.keys {
+			if got, ok := idx.lookup([]byte(k)); !ok || got != i {
+				t.Errorf("lookup(%q) = %d, %v; want %d", k, got, ok, i)
+			}
+		}
+	}
+	for _, k := range []string{"", "x", "ups.statu", "ups.status.", "battery.charge.lo", "Ups.status",
+		"outlet.3.delay.start", "input.transfer.low.mid"} {
+		if i, ok := nameIdx.lookup([]byte(k)); ok {
+			t.Errorf("lookup(%q) found %d", k, i)
+		}
+	}
+	if id, ok := textIdx.lookup([]byte("")); !ok || textList[id] != "" {
+		t.Errorf("empty text not interned")
+	}
+}

@@ -29,7 +29,11 @@ const maxLinearOthers = 16
 // val is the unescaped string, or the number token, or unused for
 // literals. It must not be retained: it may point into a scratch buffer.
 func (s *state) addField(name []byte, kind valKind, val []byte) error {
-	info, interned := nameTable[string(name)]
+	var info nameInfo
+	id, interned := nameIdx.lookup(name)
+	if interned {
+		info = nameList[id]
+	}
 	if !interned && !validName(name) {
 		return s.fail(ReasonMalformed, "invalid variable name %s (want 1 to %d of A-Z a-z 0-9 . _ -)", quote(name), maxNameLen)
 	}
@@ -107,8 +111,8 @@ func (s *state) addField(name []byte, kind valKind, val []byte) error {
 }
 
 func (s *state) setText(f *field, val []byte) {
-	if id, ok := textIDs[string(val)]; ok {
-		f.textID = id
+	if id, ok := textIdx.lookup(val); ok {
+		f.textID = int32(id)
 		return
 	}
 	f.textOff, f.textLen = int32(len(s.arena)), int32(len(val))
