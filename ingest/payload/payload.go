@@ -143,6 +143,11 @@ func (d *Decoder) Limits() Limits { return d.lim }
 //
 // The form is told by the first non-space byte: '{' a JSON object, '[' a
 // JSON array of objects, anything else upsc text.
+//
+// The readings of one payload share their backing arrays and strings
+// (one allocation each); every reading's Metrics and Texts are capped at
+// their length, so appending to one reading never touches another.
+// Decode keeps no reference to payload.
 func (d *Decoder) Decode(serial ups.Serial, payload []byte, received time.Time, dst []ups.Reading) ([]ups.Reading, error) {
 	if len(payload) > d.lim.MaxBytes {
 		return dst, &Error{Reason: ReasonOversized, Index: -1,
