@@ -121,3 +121,14 @@ func TestMissingExplicitFile(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// The sample file documents the defaults: it must parse and change nothing.
+func TestSampleConfigIsTheDefaults(t *testing.T) {
+	c, err := Load("../configs/upswatch.yaml", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != Default() {
+		t.Fatalf("configs/upswatch.yaml differs from Default():\n got %+v\nwant %+v", c, Default())
+	}
+}

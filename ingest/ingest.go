@@ -110,7 +110,8 @@ func New(cfg Config, units Units, js jetstream.JetStream) (*Ingest, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	m, err := newMetrics(cfg.Registerer)
+	dec := payload.New(cfg.Limits)
+	m, err := newMetrics(cfg.Registerer, dec)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +119,7 @@ func New(cfg Config, units Units, js jetstream.JetStream) (*Ingest, error) {
 		cfg:       cfg,
 		units:     units,
 		js:        js,
-		dec:       payload.New(cfg.Limits),
+		dec:       dec,
 		log:       cfg.Logger.With("component", "ingest"),
 		m:         m,
 		slots:     make(chan struct{}, cfg.MaxInflight),

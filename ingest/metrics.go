@@ -19,7 +19,12 @@ type metrics struct {
 	inflight       prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, dec *payload.Decoder) (*metrics, error) {
+	// A value outside its variable's sane range (a driver bug such as a
+	// temperature in kelvin) is dropped from its reading, which is kept.
+	dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "upswatch_ingest_values_dropped_total",
+		Help: "Out-of-range values removed from otherwise good readings."},
+		func() float64 { return float64(dec.Dropped()) })
 	m := &metrics{
 		received: prometheus.NewCounter(prometheus.CounterOpts{Name: "upswatch_ingest_messages_received_total",
 			Help: "MQTT messages received by the ingest."}),
@@ -45,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.received, m.accepted, m.rejected, m.batches, m.publishErrors, m.publishSeconds, m.lag, m.inflight} {
+	for _, c := range []prometheus.Collector{m.received, m.accepted, m.rejected, m.batches, m.publishErrors, m.publishSeconds, m.lag, m.inflight, dropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("ingest metrics: %w", err)
 		}
