@@ -8,28 +8,28 @@ import (
 	"github.com/upswatch/upswatch/ups"
 )
 
-// pruneChunk bounds the rows one prune statement deletes, so the single
-// writer connection is handed back to WriteReadings between chunks even
-// when a retention is first applied to a year of history.
-const pruneChunk = 5000
+// defaultPruneChunk bounds the rows one prune statement deletes, so the
+// single writer connection is handed back to WriteReadings between chunks
+// even when a retention is first applied to a year of history.
+const defaultPruneChunk = 5000
 
-// pruneReadings deletes up to pruneChunk of a unit's readings older than
-// ?2: everything before the (pruneChunk+1)th oldest, or all of them when
+// pruneReadings deletes up to ?3 (the chunk) of a unit's readings older
+// than ?2: everything before the (chunk+1)th oldest, or all of them when
 // there are fewer. ts is unique within a unit, so a chunk deletes exactly
-// pruneChunk rows unless it was the last.
+// chunk rows unless it was the last.
 var (
 	pruneReadings = pruneStmt("readings")
 	prunePresence = pruneStmt("presence")
 )
 
 func pruneStmt(table string) string {
-	return fmt.Sprintf(`DELETE FROM %[1]s WHERE serial = ?1 AND ts < coalesce(
-	(SELECT ts FROM %[1]s WHERE serial = ?1 AND ts < ?2 ORDER BY ts LIMIT 1 OFFSET %[2]d), ?2)`, table, pruneChunk)
+	return fmt.Sprintf(`DELETE FROM %s WHERE serial = ?1 AND ts < coalesce(
+	(SELECT ts FROM %[1]s WHERE serial = ?1 AND ts < ?2 ORDER BY ts LIMIT 1 OFFSET ?3), ?2)`, table)
 }
 
 // Prune deletes the readings and presence changes older than before and
 // returns how many rows it deleted. It works unit by unit along the
-// primary keys, in transactions of at most pruneChunk rows, and stops
+// primary keys, in transactions of at most 5000 rows, and stops
 // early with ctx's error when ctx is done (what was deleted stays
 // deleted).
 func (s *Store) Prune(ctx context.Context, before time.Time) (int64, error) {
@@ -45,7 +45,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (int64, error) {
 				if err := ctx.Err(); err != nil {
 					return total, fmt.Errorf("sqlite store: prune: %w", err)
 				}
-				res, err := s.w.ExecContext(ctx, stmt, string(serial), cut)
+				res, err := s.w.ExecContext(ctx, stmt, string(serial), cut, s.pruneChunk)
 				if err != nil {
 					return total, fmt.Errorf("sqlite store: prune %s: %w", serial, err)
 				}
@@ -55,7 +55,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (int64, error) {
 				}
 				total += n
 				s.m.pruned.Add(float64(n))
-				if n < pruneChunk {
+				if n < s.pruneChunk {
 					break
 				}
 			}

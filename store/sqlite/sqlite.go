@@ -82,6 +82,8 @@ type Store struct {
 	known map[ups.Serial]struct{}
 	gen   uint64
 
+	pruneChunk int64 // defaultPruneChunk; tests lower it
+
 	// afterPrune, when set (by tests), is called after each prune of Run.
 	afterPrune func(n int64, err error)
 }
@@ -181,6 +183,8 @@ func Open(path string, opts Options) (*Store, error) {
 		log:   log,
 		m:     m,
 		known: make(map[ups.Serial]struct{}),
+
+		pruneChunk: defaultPruneChunk,
 	}, nil
 }
 

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -408,9 +409,10 @@ func TestDeleteUnit(t *testing.T) {
 
 func TestPrune(t *testing.T) {
 	s, _ := openStore(t, Options{})
+	s.pruneChunk = 100
 	ctx := context.Background()
-	// More than a chunk for one unit, so the chunk loop runs.
-	n := pruneChunk*2 + 10
+	// More than two chunks for one unit, so the chunk loop runs.
+	n := int(s.pruneChunk)*2 + 10
 	var rs []ups.Reading
 	for i := range n {
 		rs = append(rs, reading(unitA, t0.Add(time.Duration(i)*time.Second), kv{"ups.load", float64(i)}))
@@ -739,4 +741,79 @@ func TestAppendJSONString(t *testing.T) {
 			t.Errorf("appendJSONString(%q) = %s, want %s", tt.in, got, tt.want)
 		}
 	}
+}
+
+func TestEachNumber(t *testing.T) {
+	type member struct {
+		name string
+		v    float64
+	}
+	tests := []struct {
+		in      string
+		want    []member
+		wantErr bool
+	}{
+		{in: `{}`},
+		{in: `{"a":1}`, want: []member{{"a", 1}}},
+		{in: `{"output.current":1.5,"x":-2e-07,"y":1e+21}`, want: []member{{"output.current", 1.5}, {"x", -2e-07}, {"y", 1e+21}}},
+		{in: `{"q\"u,o}te":3}`, want: []member{{`q"u,o}te`, 3}}},
+		{in: ``, wantErr: true},
+		{in: `[]`, wantErr: true},
+		{in: `{"a":}`, wantErr: true},
+		{in: `{"a":1,}`, wantErr: true},
+		{in: `{"a" 1}`, wantErr: true},
+		{in: `{"a":"x"}`, wantErr: true},
+		{in: `{"a":1}x}`, wantErr: true},
+		{in: `{"unterminated}`, wantErr: true},
+	}
+	for _, tt := range tests {
+		var got []member
+		err := eachNumber(tt.in, func(name string, v float64) { got = append(got, member{name, v}) })
+		if (err != nil) != tt.wantErr {
+			t.Errorf("eachNumber(%s) error = %v, want error %v", tt.in, err, tt.wantErr)
+			continue
+		}
+		if !tt.wantErr && !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("eachNumber(%s) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+// FuzzExtraRoundTrip checks that what the encoder writes to the extra
+// column is valid JSON that eachNumber and SQLite-compatible readers parse
+// back to the same members.
+func FuzzExtraRoundTrip(f *testing.F) {
+	f.Add("output.current", 1.5, "x\"\\\x01\xff", -2e-7)
+	f.Add("a", 0.0, "b", 1e300)
+	f.Fuzz(func(t *testing.T, n1 string, v1 float64, n2 string, v2 float64) {
+		if n1 == "" || n2 == "" || n1 == n2 || math.IsNaN(v1+v2) || math.IsInf(v1+v2, 0) {
+			t.Skip()
+		}
+		var enc encoder
+		enc.num(n1, v1)
+		enc.num(n2, v2)
+		obj := enc.object(&enc.nums).(string)
+		var std map[string]float64
+		if err := json.Unmarshal([]byte(obj), &std); err != nil {
+			t.Fatalf("encoder wrote invalid JSON %s: %v", obj, err)
+		}
+		got := map[string]float64{}
+		if err := eachNumber(obj, func(name string, v float64) { got[name] = v }); err != nil {
+			t.Fatalf("eachNumber(%s): %v", obj, err)
+		}
+		if !reflect.DeepEqual(got, std) {
+			t.Errorf("eachNumber(%s) = %v, encoding/json = %v", obj, got, std)
+		}
+	})
+}
+
+// FuzzEachNumber: arbitrary (corrupt) column content is an error, never a
+// panic.
+func FuzzEachNumber(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":1}`, `{"a\"":1,"b":2}`, `{"`, `{"\`, `{"a":`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		_ = eachNumber(s, func(string, float64) {})
+	})
 }
