@@ -1,5 +1,6 @@
 // Package api is upswatch's HTTP interface: the admin and history API
-// under /v1, health (/healthz, /readyz) and Prometheus /metrics.
+// under /v1, health (/healthz, /readyz), Prometheus /metrics and, behind
+// the admin token, Go runtime profiles under /debug/pprof/.
 //
 // Errors are always {"error":{"code":"...","message":"..."}} with a
 // stable code.
@@ -12,6 +13,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -79,6 +81,14 @@ func New(cfg Config) (*Server, error) {
 	s.mux.Handle("DELETE /v1/units/{serial}", s.admin(s.removeUnit))
 	s.mux.Handle("GET /v1/units/{serial}/history", s.admin(s.history))
 	s.mux.Handle("GET /v1/units/{serial}/latest", s.admin(s.latest))
+	// Go runtime profiles (go tool pprof), for the admin only: a CPU
+	// profile costs the process while it runs and the others reveal
+	// internals.
+	s.mux.Handle("GET /debug/pprof/", s.admin(pprof.Index))
+	s.mux.Handle("GET /debug/pprof/cmdline", s.admin(pprof.Cmdline))
+	s.mux.Handle("GET /debug/pprof/profile", s.admin(pprof.Profile))
+	s.mux.Handle("GET /debug/pprof/symbol", s.admin(pprof.Symbol))
+	s.mux.Handle("GET /debug/pprof/trace", s.admin(pprof.Trace))
 	return s, nil
 }
 
