@@ -72,7 +72,7 @@ func (h *deviceAuth) records() []publishRecord {
 }
 
 // startBroker runs mochi on 127.0.0.1:0 and returns its URL.
-func startBroker(t *testing.T, units []Unit) (string, *deviceAuth) {
+func startBroker(t testing.TB, units []Unit) (string, *deviceAuth) {
 	t.Helper()
 	auth := &deviceAuth{creds: map[string]string{watcherUser: watcherPass}}
 	for _, u := range units {
