@@ -1,0 +1,396 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/upswatch/upswatch/app"
+	"github.com/upswatch/upswatch/config"
+)
+
+// client talks to one upswatch's HTTP API, in-process or a subprocess.
+type client struct {
+	t     testing.TB
+	base  string // http://host:port
+	token string // admin token
+}
+
+var httpc = &http.Client{Timeout: 30 * time.Second}
+
+// call sends a request with the admin token and decodes a 2xx JSON
+// answer into out. A transport error is returned as status 0.
+func (c *client) call(method, path string, body, out any) (int, string) {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			c.t.Fatalf("%s %s: %v", method, path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, c.base+path, rd)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			c.t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
+		}
+	}
+	return resp.StatusCode, string(raw)
+}
+
+func (c *client) ready() bool {
+	code, _ := c.call("GET", "/readyz", nil, nil)
+	return code == http.StatusOK
+}
+
+type registered struct {
+	Serial string `json:"serial"`
+	MQTT   struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+	} `json:"mqtt"`
+}
+
+func (c *client) register(serial string) registered {
+	c.t.Helper()
+	var r registered
+	code, body := c.call("POST", "/v1/units", map[string]string{"serial": serial, "name": "unit " + serial, "site": "e2e"}, &r)
+	if code != http.StatusCreated {
+		c.t.Fatalf("register %s: %d %s", serial, code, body)
+	}
+	return r
+}
+
+// known reports whether this instance's registry view has the unit.
+func (c *client) known(serial string) bool {
+	code, _ := c.call("GET", "/v1/units/"+serial, nil, nil)
+	return code == http.StatusOK
+}
+
+// metric reads one unlabelled sample of /metrics; 0 when absent.
+func (c *client) metric(name string) float64 {
+	c.t.Helper()
+	_, body := c.call("GET", "/metrics", nil, nil)
+	re := regexp.MustCompile("(?m)^" + regexp.QuoteMeta(name) + ` ([0-9.e+-]+)$`)
+	m := re.FindStringSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v
+}
+
+// stored returns, for one unit, how many readings the history holds in
+// each one-second bucket from base on, keyed by the reading's index
+// (reading i has ts base+i s and battery.runtime runtime(i)). A bucket
+// whose mean is not the value its index implies is reported as an error.
+func (c *client) stored(serial string, base time.Time, n int) (map[int]int, error) {
+	c.t.Helper()
+	var h struct {
+		Fields []struct {
+			Field  string `json:"field"`
+			Points []struct {
+				Time  time.Time `json:"time"`
+				Mean  float64   `json:"mean"`
+				Count int       `json:"count"`
+			} `json:"points"`
+		} `json:"fields"`
+	}
+	path := fmt.Sprintf("/v1/units/%s/history?from=%d&to=%d&every=1s&fields=battery.runtime",
+		serial, base.UnixMilli(), base.Add(time.Duration(n)*time.Second).UnixMilli())
+	if code, body := c.call("GET", path, nil, &h); code != http.StatusOK {
+		return nil, fmt.Errorf("history %s: %d %s", serial, code, body)
+	}
+	got := map[int]int{}
+	for _, f := range h.Fields {
+		for _, p := range f.Points {
+			i := int(p.Time.Sub(base) / time.Second)
+			if p.Mean != runtime(i) {
+				return nil, fmt.Errorf("unit %s reading %d: battery.runtime mean %v, want %v", serial, i, p.Mean, runtime(i))
+			}
+			got[i] += p.Count
+		}
+	}
+	return got, nil
+}
+
+// server is a whole upswatch running in-process.
+type server struct {
+	*client
+	app    *app.App
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// baseConfig is serve on embedded defaults with free loopback ports, its
+// data in a fresh temp dir, and no per-device rate limit (the load
+// generators publish faster than a real UPS).
+func baseConfig(t testing.TB) config.Config {
+	c := config.Default()
+	c.DataDir = t.TempDir()
+	c.HTTP.Addr = "127.0.0.1:0"
+	c.MQTT.Listen = "127.0.0.1:0"
+	c.MQTT.ClientID = "upswatch-e2e"
+	c.MQTT.DeviceRate = 0
+	c.NATS.Partitions = 4
+	return c
+}
+
+func logger(name string) *slog.Logger {
+	var w io.Writer = io.Discard
+	if testing.Verbose() {
+		w = os.Stderr
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("instance", name)
+}
+
+// startServer runs serve in-process and waits until /readyz says so.
+func startServer(t *testing.T, name string, c config.Config) *server {
+	t.Helper()
+	a, err := app.New(c, logger(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Out = io.Discard
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &server{app: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- a.Run(ctx) }()
+	select {
+	case <-a.Started():
+	case err := <-s.done:
+		cancel()
+		t.Fatalf("%s exited before starting: %v", name, err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatalf("%s did not start within 30s", name)
+	}
+	t.Cleanup(func() { s.stop(t) })
+	s.client = &client{t: t, base: "http://" + a.HTTPAddr(), token: a.AdminToken()}
+	eventually(t, name+" ready", 30*time.Second, s.ready)
+	return s
+}
+
+func (s *server) stop(t *testing.T) {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	s.cancel = nil
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("serve did not stop within 30s")
+	}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true within %s", what, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// serials returns n distinct 12-digit serials for a test.
+func serials(prefix, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%06d%06d", prefix, i+1)
+	}
+	return out
+}
+
+// runtime is the battery.runtime reading i carries, so each stored
+// reading says which one it is.
+func runtime(i int) float64 { return float64(1000 + i) }
+
+// readingBase is the ts of reading 0: in the past, whole seconds, so the
+// history's one-second buckets hold one reading each.
+func readingBase() time.Time { return time.Now().Add(-30 * time.Minute).Truncate(time.Second) }
+
+// unitLoad publishes one unit's readings 0..n-1 with QoS 1, in order,
+// one every interval, and records which ones the broker acknowledged.
+type unitLoad struct {
+	serial string
+	dev    paho.Client
+	base   time.Time
+	acked  []atomic.Bool
+	nAcked atomic.Int64
+	failed atomic.Int64
+}
+
+func (u *unitLoad) payload(i int) string {
+	return fmt.Sprintf(`{"ts":%d,"ups.status":"OL","battery.charge":%d,"battery.runtime":%v}`,
+		u.base.Add(time.Duration(i)*time.Second).UnixMilli(), 50+i%50, runtime(i))
+}
+
+// load drives several units at once.
+type load struct {
+	units    []*unitLoad
+	perUnit  int
+	interval time.Duration // between two readings of one unit
+	// wait bounds how long one publish may wait for its PUBACK (the
+	// device's client holds and resends it across a reconnect).
+	wait time.Duration
+	// stop, when closed, makes the units stop publishing early.
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func newLoad(base time.Time, perUnit int, interval time.Duration, devs map[string]paho.Client) *load {
+	l := &load{perUnit: perUnit, interval: interval, wait: 20 * time.Second, stop: make(chan struct{})}
+	for serial, dev := range devs {
+		l.units = append(l.units, &unitLoad{serial: serial, dev: dev, base: base, acked: make([]atomic.Bool, perUnit)})
+	}
+	return l
+}
+
+// start publishes in the background; wait for the end with done.
+func (l *load) start() {
+	for _, u := range l.units {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			tick := time.NewTicker(l.interval)
+			defer tick.Stop()
+			topic := "ups/" + u.serial + "/telemetry"
+			for i := range l.perUnit {
+				tok := u.dev.Publish(topic, 1, false, u.payload(i))
+				if tok.WaitTimeout(l.wait) && tok.Error() == nil {
+					u.acked[i].Store(true)
+					u.nAcked.Add(1)
+				} else {
+					u.failed.Add(1)
+				}
+				select {
+				case <-l.stop:
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	}
+}
+
+func (l *load) halt() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+}
+
+// done waits for every unit to finish (bounded: each publish waits at
+// most l.wait).
+func (l *load) done(t testing.TB, within time.Duration) {
+	t.Helper()
+	ch := make(chan struct{})
+	go func() { l.wg.Wait(); close(ch) }()
+	select {
+	case <-ch:
+	case <-time.After(within):
+		l.halt()
+		t.Fatalf("load did not finish within %s", within)
+	}
+}
+
+func (l *load) acked() int {
+	n := 0
+	for _, u := range l.units {
+		n += int(u.nAcked.Load())
+	}
+	return n
+}
+
+func (l *load) failed() int {
+	n := 0
+	for _, u := range l.units {
+		n += int(u.failed.Load())
+	}
+	return n
+}
+
+// verify polls the history until every acked reading of every unit is
+// there, then checks that no reading is there twice and (when exact)
+// that nothing unacked is there either.
+func (l *load) verify(t testing.TB, c *client, within time.Duration, exact bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for _, u := range l.units {
+		for {
+			got, err := c.stored(u.serial, u.base, l.perUnit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			missing := 0
+			for i := range l.perUnit {
+				if u.acked[i].Load() && got[i] == 0 {
+					missing++
+				}
+			}
+			if missing == 0 {
+				for i, n := range got {
+					if n != 1 {
+						t.Errorf("unit %s reading %d stored %d times", u.serial, i, n)
+					}
+					if exact && !u.acked[i].Load() {
+						t.Errorf("unit %s reading %d stored but never acked", u.serial, i)
+					}
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("unit %s: %d of %d acked readings missing from history after %s", u.serial, missing, u.nAcked.Load(), within)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// connectDevice connects a device with auto-reconnect and a persistent
+// session, so a QoS 1 message in flight across a broker outage is resent.
+func connectDevice(t testing.TB, url, clientID, user, pass string) paho.Client {
+	t.Helper()
+	o := paho.NewClientOptions().AddBroker(url).SetClientID(clientID).
+		SetUsername(user).SetPassword(pass).SetProtocolVersion(4).
+		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
+		SetConnectRetryInterval(200 * time.Millisecond).SetMaxReconnectInterval(time.Second).
+		SetKeepAlive(10 * time.Second)
+	c := paho.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("device %s connect: %v", user, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c
+}
