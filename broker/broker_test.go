@@ -125,3 +125,61 @@ func TestTopicACL(t *testing.T) {
 		t.Fatal("status publish not delivered")
 	}
 }
+
+// A device over its publish budget gets the excess refused (not acked),
+// counted, and the others are unaffected.
+func TestDeviceRateLimit(t *testing.T) {
+	b, err := New(Options{
+		Listen: "127.0.0.1:0", TopicPrefix: "ups", ServiceUser: "svc", ServicePassword: "svc-secret-1234",
+		Devices: devices{"123456789012": "pw-a", "210987654321": "pw-b"}, DeviceRate: 0.001, DeviceBurst: 3,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	svc, err := connect(t, b, "svc", "svc-secret-1234")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 100)
+	svc.Subscribe("ups/#", 1, func(_ paho.Client, m paho.Message) { got <- m.Topic() }).WaitTimeout(5 * time.Second)
+	flood, err := connect(t, b, "123456789012", "pw-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		flood.Publish("ups/123456789012/telemetry", 0, false, "{}") // QoS 0: no ack to wait for
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.hook.limited.Load() < 7 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // QoS 0 writes are asynchronous in paho
+	}
+	other, err := connect(t, b, "210987654321", "pw-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Publish("ups/210987654321/telemetry", 1, false, "{}").WaitTimeout(5 * time.Second)
+	counts := map[string]int{}
+	for counts["ups/210987654321/telemetry"] == 0 {
+		select {
+		case topic := <-got:
+			counts[topic]++
+		case <-time.After(5 * time.Second):
+			t.Fatalf("other unit's message not delivered; got %v", counts)
+		}
+	}
+	// Everything the flooder got through was routed before the other
+	// unit's message (the broker had processed all 10 by then).
+	for len(got) > 0 {
+		counts[<-got]++
+	}
+	if counts["ups/123456789012/telemetry"] != 3 {
+		t.Fatalf("flooding device delivered %d messages, want its burst of 3", counts["ups/123456789012/telemetry"])
+	}
+	if b.hook.limited.Load() != 7 {
+		t.Fatalf("limited = %d, want 7", b.hook.limited.Load())
+	}
+}

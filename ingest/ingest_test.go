@@ -1,0 +1,240 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/upswatch/upswatch/broker"
+	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/ups"
+)
+
+type fakeUnits map[ups.Serial]string
+
+func (f fakeUnits) Registered(s ups.Serial) bool { _, ok := f[s]; return ok }
+func (f fakeUnits) Authenticate(s ups.Serial, pw string) bool {
+	p, ok := f[s]
+	return ok && p == pw
+}
+
+type rig struct {
+	t      *testing.T
+	js     jetstream.JetStream
+	broker *broker.Broker
+	in     *Ingest
+	units  fakeUnits
+	cancel context.CancelFunc
+	done   chan error
+}
+
+const partitions = 4
+
+func newRig(t *testing.T, stream bus.StreamConfig) *rig {
+	t.Helper()
+	_, _, js := bustest.Server(t)
+	if _, err := bus.EnsureReadingsStream(context.Background(), js, stream); err != nil {
+		t.Fatal(err)
+	}
+	units := fakeUnits{"111111111111": "a", "222222222222": "b"}
+	b, err := broker.New(broker.Options{Listen: "127.0.0.1:0", TopicPrefix: "ups", ServiceUser: "svc",
+		ServicePassword: "svc-password-123", Devices: units})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	in, err := New(Config{BrokerURL: b.URL(), Username: "svc", Password: "svc-password-123", ClientID: "ingest-test",
+		TopicPrefix: "ups", Partitions: partitions, BatchSize: 100, FlushInterval: 2 * time.Millisecond,
+		MaxInflight: 1000, Registerer: prometheus.NewRegistry()}, units, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &rig{t: t, js: js, broker: b, in: in, units: units, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- in.Run(ctx) }()
+	t.Cleanup(r.stop)
+	deadline := time.Now().Add(10 * time.Second)
+	for !in.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("ingest not ready")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return r
+}
+
+func (r *rig) stop() {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	if err := <-r.done; err != nil {
+		r.t.Errorf("Run: %v", err)
+	}
+}
+
+func (r *rig) device(serial string) paho.Client {
+	r.t.Helper()
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(r.broker.URL()).SetClientID("dev-"+serial).
+		SetUsername(serial).SetPassword(r.units[ups.Serial(serial)]).SetProtocolVersion(4))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		r.t.Fatalf("connect: %v", tok.Error())
+	}
+	r.t.Cleanup(func() { c.Disconnect(0) })
+	return c
+}
+
+// readAll returns every reading stored on the bus, per partition subject.
+func (r *rig) readAll(want int) map[string][]ups.Reading {
+	r.t.Helper()
+	out := map[string][]ups.Reading{}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out = map[string][]ups.Reading{}
+		n := 0
+		s, err := r.js.Stream(context.Background(), bus.ReadingsStream)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		info, _ := s.Info(context.Background())
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+			m, err := s.GetMsg(context.Background(), seq)
+			if err != nil {
+				continue
+			}
+			rs, err := ups.DecodeBatch(m.Data, nil)
+			if err != nil {
+				r.t.Fatalf("bad batch on the bus: %v", err)
+			}
+			out[m.Subject] = append(out[m.Subject], rs...)
+			n += len(rs)
+		}
+		if n >= want || time.Now().After(deadline) {
+			if n != want {
+				r.t.Fatalf("bus holds %d readings, want %d", n, want)
+			}
+			return out
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Readings of a unit land on its partition's subject in publish order,
+// batched (fewer bus messages than readings).
+func TestBatchesPerPartitionInOrder(t *testing.T) {
+	r := newRig(t, bus.StreamConfig{Partitions: partitions, Replicas: 1, MaxAge: time.Hour, MaxBytes: 64 << 20})
+	a, b := r.device("111111111111"), r.device("222222222222")
+	const n = 200
+	for i := range n {
+		a.Publish("ups/111111111111/telemetry", 1, false, fmt.Sprintf(`{"ts":%d,"battery.charge":%d}`, 1764000000000+i, i%100))
+		b.Publish("ups/222222222222/telemetry", 1, false, fmt.Sprintf(`{"ts":%d,"ups.load":%d}`, 1764000000000+i, i%100))
+	}
+	a.Publish("ups/111111111111/status", 1, true, "offline").WaitTimeout(5 * time.Second)
+	b.Publish("ups/222222222222/telemetry", 1, false, "{}").WaitTimeout(5 * time.Second) // rejected: empty
+	all := r.readAll(2*n + 1)
+	for serial, subject := range map[ups.Serial]string{
+		"111111111111": bus.ReadingsSubject(ups.Partition("111111111111", partitions)),
+		"222222222222": bus.ReadingsSubject(ups.Partition("222222222222", partitions)),
+	} {
+		var last time.Time
+		count := 0
+		for _, rd := range all[subject] {
+			if rd.Serial != serial || rd.Presence != ups.PresenceNone {
+				continue
+			}
+			if !rd.Time.After(last) {
+				t.Fatalf("%s: reading at %v after %v: out of order", serial, rd.Time, last)
+			}
+			last = rd.Time
+			count++
+		}
+		if count != n {
+			t.Fatalf("%s: %d readings on %s, want %d", serial, count, subject, n)
+		}
+	}
+	if got := testutil.ToFloat64(r.in.m.batches); got >= 2*n {
+		t.Fatalf("%v bus messages for %d readings: not batched", got, 2*n)
+	}
+	if got := testutil.ToFloat64(r.in.m.rejected.WithLabelValues("empty")); got != 1 {
+		t.Fatalf("rejected{empty} = %v", got)
+	}
+}
+
+// While the bus refuses batches, messages stay unacked and in flight; once
+// it takes them again they are stored and acked, none lost.
+func TestBusRefusalHoldsMessagesUntilStored(t *testing.T) {
+	r := newRig(t, bus.StreamConfig{Partitions: partitions, Replicas: 1, MaxAge: time.Hour, MaxBytes: 64 << 20})
+	ctx := context.Background()
+	// A full stream refuses new messages (DiscardNew): cap it at zero room.
+	s, _ := r.js.Stream(ctx, bus.ReadingsStream)
+	cfg := s.CachedInfo().Config
+	full := cfg
+	full.MaxMsgs = 1
+	if _, err := r.js.UpdateStream(ctx, full); err != nil {
+		t.Fatal(err)
+	}
+	a := r.device("111111111111")
+	a.Publish("ups/111111111111/telemetry", 1, false, `{"battery.charge":1}`).WaitTimeout(5 * time.Second)
+	r.readAll(1) // fills the stream
+	for i := 2; i <= 5; i++ {
+		a.Publish("ups/111111111111/telemetry", 1, false, fmt.Sprintf(`{"battery.charge":%d}`, i)).WaitTimeout(5 * time.Second)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(r.in.m.publishErrors) == 0 || testutil.ToFloat64(r.in.m.inflight) != 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("publish errors %v, inflight %v: want refusals with 4 messages held",
+				testutil.ToFloat64(r.in.m.publishErrors), testutil.ToFloat64(r.in.m.inflight))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := r.js.UpdateStream(ctx, cfg); err != nil { // room again
+		t.Fatal(err)
+	}
+	all := r.readAll(5)
+	got := 0
+	for _, rs := range all {
+		got += len(rs)
+	}
+	if got != 5 {
+		t.Fatalf("%d readings stored, want 5", got)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(r.in.m.inflight) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("messages still in flight after the bus took them")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestParseTopic(t *testing.T) {
+	in := &Ingest{cfg: Config{TopicPrefix: "ups"}}
+	tests := []struct {
+		topic, serial, kind string
+		ok                  bool
+	}{
+		{"ups/123456789012/telemetry", "123456789012", "telemetry", true},
+		{"ups/1234567890123456/status", "1234567890123456", "status", true},
+		{"ups/12345/telemetry", "", "", false},
+		{"ups/123456789012/other", "", "", false},
+		{"other/123456789012/telemetry", "", "", false},
+		{"ups/123456789012/telemetry/extra", "", "", false},
+	}
+	for _, tt := range tests {
+		s, k, ok := in.parseTopic(tt.topic)
+		if ok != tt.ok || string(s) != tt.serial || (ok && k != tt.kind) {
+			t.Errorf("parseTopic(%q) = %q, %q, %v", tt.topic, s, k, ok)
+		}
+	}
+}
