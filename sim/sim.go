@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -106,9 +107,9 @@ const (
 	// maxPending bounds a unit's unacknowledged readings: past it the
 	// broker is not keeping up and readings are skipped, not queued.
 	maxPending = 64
-	// maxConnectErrorLogs bounds the per-unit connect failure logs; the
-	// rest are only counted.
-	maxConnectErrorLogs = 10
+	// maxErrorLogs bounds the logs of connect and of publish failures;
+	// the rest are only counted.
+	maxErrorLogs = 10
 )
 
 // Simulator publishes readings for many units. Create it with New.
@@ -207,6 +208,9 @@ func New(cfg Config) (*Simulator, error) {
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = defaultConnectTimeout
 	}
+	// validate normalises events in place: work on a copy, not the
+	// caller's slice.
+	cfg.Events = slices.Clone(cfg.Events)
 	if err := validate(&cfg); err != nil {
 		return nil, err
 	}
@@ -499,7 +503,7 @@ func (s *Simulator) settle(u *unit, f inflight) {
 		return
 	}
 	if err != nil {
-		if s.errors.Add(1) <= maxConnectErrorLogs {
+		if s.errors.Add(1) <= maxErrorLogs {
 			s.log.Warn("publish failed", "serial", u.Serial, "error", err)
 		}
 		return
@@ -554,7 +558,7 @@ launch:
 				s.connected.Add(1)
 				return
 			}
-			if n := s.connectFailed.Add(1); n <= maxConnectErrorLogs {
+			if n := s.connectFailed.Add(1); n <= maxErrorLogs {
 				s.log.Warn("unit connect failed", "serial", u.Serial, "error", err)
 			}
 			mu.Lock()
