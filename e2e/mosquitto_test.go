@@ -75,3 +75,58 @@ func TestMosquittoRestartUnderLoad(t *testing.T) {
 	l.verify(t, srv.client, 60*time.Second, false)
 	t.Logf("%d of %d readings acked by the broker, all in history", l.acked(), units*perUnit)
 }
+
+// Two serve instances on one NATS and one Mosquitto, subscribed through
+// the shared group "upswatch", split the devices' readings: each ingest
+// takes a share, together they accept every reading exactly once, and the
+// shared InfluxDB history holds each reading once.
+func TestSharedSubscriptionSplitsLoad(t *testing.T) {
+	const units, perUnit = 12, 100 // 1200 readings
+	ss := serials(300, units)
+	broker := mosquittoFor(t, ss)
+	influx := testenv.Influxd(t)
+	withInflux := func(c config.Config) config.Config {
+		c.Influx.URL, c.Influx.Bucket, c.Influx.Org, c.Influx.Token = influx.URL, influx.Bucket, influx.Org, influx.Token
+		c.MQTT.SharedGroup = "upswatch"
+		return c
+	}
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	ca := withInflux(withBroker(baseConfig(t), broker, "upswatch-a"))
+	ca.NATS.Listen = natsAddr
+	a := startServer(t, "a", ca)
+	cb := withInflux(withBroker(baseConfig(t), broker, "upswatch-b"))
+	cb.NATS.URL = "nats://" + natsAddr
+	b := startServer(t, "b", cb)
+
+	devs := map[string]paho.Client{}
+	for i, serial := range ss {
+		a.register(serial)
+		devs[serial] = connectDevice(t, broker.URL, fmt.Sprintf("dev-%d", i), serial, "pw-"+serial)
+	}
+	eventually(t, "b's registry knows every unit", 20*time.Second, func() bool {
+		for _, s := range ss {
+			if !b.known(s) {
+				return false
+			}
+		}
+		return true
+	})
+	l := newLoad(readingBase(), perUnit, 20*time.Millisecond, devs)
+	t.Cleanup(l.halt)
+	l.start()
+	l.done(t, 60*time.Second)
+	if l.acked() != units*perUnit {
+		t.Fatalf("devices: %d acked, %d failed; want all %d acked", l.acked(), l.failed(), units*perUnit)
+	}
+	l.verify(t, a.client, 60*time.Second, true)
+
+	const accepted = "upswatch_ingest_readings_accepted_total"
+	na, nb := a.metric(accepted), b.metric(accepted)
+	t.Logf("instance a accepted %v readings, b %v", na, nb)
+	if na == 0 || nb == 0 {
+		t.Errorf("one instance took no share: a %v, b %v", na, nb)
+	}
+	if na+nb != units*perUnit {
+		t.Errorf("a %v + b %v = %v readings accepted, want %d", na, nb, na+nb, units*perUnit)
+	}
+}
