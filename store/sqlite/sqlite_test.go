@@ -817,3 +817,40 @@ func FuzzEachNumber(f *testing.F) {
 		_ = eachNumber(s, func(string, float64) {})
 	})
 }
+
+func TestWriteCancelled(t *testing.T) {
+	s, _ := openStore(t, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := s.WriteReadings(ctx, fixture())
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("WriteReadings with a cancelled context = %v, want context.Canceled", err)
+	}
+	if n := count(t, s, "readings", unitA); n != 0 {
+		t.Errorf("rows after a failed write = %d, want 0", n)
+	}
+	if got := counterValue(t, s.m.writeErrors); got != 1 {
+		t.Errorf("write_errors_total = %v, want 1", got)
+	}
+	// The store is still usable, and the unit cache was not polluted: the
+	// retried batch registers the unit.
+	write(t, s, fixture()...)
+	if n := count(t, s, "units", unitA); n != 1 {
+		t.Errorf("units rows after the retry = %d, want 1", n)
+	}
+}
+
+func TestLatestWithoutStatus(t *testing.T) {
+	s, _ := openStore(t, Options{})
+	write(t, s, reading(unitA, t0.Add(1500*time.Microsecond), kv{"ups.load", 12.0}))
+	got, err := s.Latest(context.Background(), unitA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.HasStatus || got.Status != (ups.Status{}) || got.Texts != nil {
+		t.Errorf("Latest = status %+v (has %v), texts %v; want none", got.Status, got.HasStatus, got.Texts)
+	}
+	if want := t0.Add(time.Millisecond); !got.Time.Equal(want) || got.Time.Location() != time.UTC {
+		t.Errorf("Latest time = %v, want %v in UTC (millisecond precision)", got.Time, want)
+	}
+}

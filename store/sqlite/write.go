@@ -89,11 +89,12 @@ func (s *Store) WriteReadings(ctx context.Context, rs []ups.Reading) (err error)
 		enc                 encoder
 		newUnits            []ups.Serial
 		nReading, nPresence int
+		drops               dropTally
 	)
 	for i := range rs {
 		r := &rs[i]
 		if !ups.ValidSerial(string(r.Serial)) {
-			s.m.dropped.WithLabelValues(dropBadSerial).Inc()
+			drops.add(dropBadSerial)
 			s.log.Debug("sqlite store dropped reading", "reason", dropBadSerial)
 			continue
 		}
@@ -103,7 +104,7 @@ func (s *Store) WriteReadings(ctx context.Context, rs []ups.Reading) (err error)
 			if err := prepare(&readingStmt, insertReading); err != nil {
 				return err
 			}
-			s.readingArgs(args, r, ts, &enc)
+			s.readingArgs(args, r, ts, &enc, &drops)
 			if _, err := readingStmt.ExecContext(ctx, args...); err != nil {
 				return fmt.Errorf("sqlite store: insert reading: %w", err)
 			}
@@ -117,7 +118,7 @@ func (s *Store) WriteReadings(ctx context.Context, rs []ups.Reading) (err error)
 			}
 			nPresence++
 		default:
-			s.m.dropped.WithLabelValues(dropPresence).Inc()
+			drops.add(dropPresence)
 			s.log.Debug("sqlite store dropped reading", "reason", dropPresence, "serial", r.Serial, "presence", int(r.Presence))
 			continue
 		}
@@ -143,6 +144,11 @@ func (s *Store) WriteReadings(ctx context.Context, rs []ups.Reading) (err error)
 		}
 		s.mu.Unlock()
 	}
+	// Counted after the commit: a failed batch is retried whole and would
+	// otherwise count its drops twice.
+	for reason, n := range drops {
+		s.m.dropped.WithLabelValues(reason).Add(float64(n))
+	}
 	s.m.written.Add(float64(nReading))
 	s.m.presence.Add(float64(nPresence))
 	return nil
@@ -167,8 +173,19 @@ func contains(us []ups.Serial, u ups.Serial) bool {
 	return false
 }
 
+// dropTally counts the drops of one batch by reason; nil until the
+// first, which most batches never see.
+type dropTally map[string]int
+
+func (d *dropTally) add(reason string) {
+	if *d == nil {
+		*d = make(dropTally)
+	}
+	(*d)[reason]++
+}
+
 // readingArgs fills args with the parameters of insertReading for r.
-func (s *Store) readingArgs(args []any, r *ups.Reading, ts int64, enc *encoder) {
+func (s *Store) readingArgs(args []any, r *ups.Reading, ts int64, enc *encoder, drops *dropTally) {
 	args[0] = string(r.Serial)
 	args[1] = ts
 	if r.HasStatus {
@@ -183,11 +200,11 @@ func (s *Store) readingArgs(args []any, r *ups.Reading, ts int64, enc *encoder) 
 	for _, m := range r.Metrics {
 		switch {
 		case m.Name == "":
-			s.m.dropped.WithLabelValues(dropBadName).Inc()
+			drops.add(dropBadName)
 			continue
 		case math.IsNaN(m.Value) || math.IsInf(m.Value, 0):
 			// JSON cannot hold them and SQLite turns NaN into NULL.
-			s.m.dropped.WithLabelValues(dropNonFinite).Inc()
+			drops.add(dropNonFinite)
 			s.log.Debug("sqlite store dropped value", "reason", dropNonFinite, "serial", r.Serial, "field", m.Name)
 			continue
 		}
@@ -204,7 +221,7 @@ func (s *Store) readingArgs(args []any, r *ups.Reading, ts int64, enc *encoder) 
 	args[nFixed+len(columns)] = enc.object(&enc.nums)
 	for _, t := range r.Texts {
 		if t.Name == "" {
-			s.m.dropped.WithLabelValues(dropBadName).Inc()
+			drops.add(dropBadName)
 			continue
 		}
 		enc.text(t.Name, t.Value)
