@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,7 @@ type Config struct {
 	Ingest     Ingest `yaml:"ingest"`
 	Store      Store  `yaml:"store"`
 	Influx     Influx `yaml:"influx"`
+	Notify     Notify `yaml:"notify"`
 }
 
 // Log configures log/slog output.
@@ -142,6 +144,70 @@ type Influx struct {
 	Timeout   time.Duration `yaml:"timeout"`
 }
 
+// Notify configures the notifier (FCM, APNS, SMS). A provider whose
+// identifying key is empty (fcm.project_id, apns.key_file, sms.account_sid)
+// is off; with every provider off the notifier logs what it would send.
+type Notify struct {
+	FCM  NotifyFCM  `yaml:"fcm"`
+	APNS NotifyAPNS `yaml:"apns"`
+	SMS  NotifySMS  `yaml:"sms"`
+	// TemplatesDir holds en.yaml, vi.yaml... overriding the built-in
+	// message templates; empty: built-in only.
+	TemplatesDir string `yaml:"templates_dir"`
+	// ExpireAfter: a notification not delivered this long after its alert
+	// is dropped (recorded as failed) rather than shown late.
+	ExpireAfter time.Duration `yaml:"expire_after"`
+	Retry       NotifyRetry   `yaml:"retry"`
+}
+
+// NotifyFCM configures Firebase Cloud Messaging.
+type NotifyFCM struct {
+	ProjectID string `yaml:"project_id"`
+	// CredentialsFile is a service account JSON key; empty: Application
+	// Default Credentials, or none at all with Endpoint (fakes only).
+	CredentialsFile string `yaml:"credentials_file"`
+	// Endpoint of an FCM-compatible server; empty: Google's.
+	Endpoint string `yaml:"endpoint"`
+	// ParallelBatches: SendEach calls (500 messages each) in flight.
+	ParallelBatches int `yaml:"parallel_batches"`
+}
+
+// NotifyAPNS configures the Apple Push Notification service.
+type NotifyAPNS struct {
+	// KeyFile is the .p8 token-auth key.
+	KeyFile string `yaml:"key_file"`
+	KeyID   string `yaml:"key_id"`
+	TeamID  string `yaml:"team_id"`
+	// Topic is the app's bundle id.
+	Topic string `yaml:"topic"`
+	// Endpoint: empty means production (https://api.push.apple.com).
+	Endpoint string `yaml:"endpoint"`
+	// CAFile is trusted instead of the system roots (staging, fakes).
+	CAFile string `yaml:"ca_file"`
+}
+
+// NotifySMS configures a Twilio-compatible SMS API.
+type NotifySMS struct {
+	// Endpoint: empty means https://api.twilio.com.
+	Endpoint   string `yaml:"endpoint"`
+	AccountSID string `yaml:"account_sid"`
+	AuthToken  string `yaml:"auth_token"`
+	// From is the sender number (E.164) or alphanumeric id; several,
+	// comma separated, each with its own rate budget.
+	From string `yaml:"from"`
+	// SegmentsPerSecond each sender may send, and its burst.
+	SegmentsPerSecond float64 `yaml:"segments_per_second"`
+	Burst             int     `yaml:"burst"`
+}
+
+// NotifyRetry configures the backoff of transient provider failures.
+type NotifyRetry struct {
+	InitialBackoff time.Duration `yaml:"initial_backoff"`
+	MaxBackoff     time.Duration `yaml:"max_backoff"`
+	// MaxAttempts per notification; 0: until notify.expire_after.
+	MaxAttempts int `yaml:"max_attempts"`
+}
+
 // Default returns the built-in defaults: everything embedded, on loopback.
 func Default() Config {
 	return Config{
@@ -171,6 +237,12 @@ func Default() Config {
 		},
 		Store:  Store{Retention: 400 * 24 * time.Hour},
 		Influx: Influx{Bucket: "upswatch/autogen", BatchSize: 5000, Timeout: 10 * time.Second},
+		Notify: Notify{
+			FCM:         NotifyFCM{ParallelBatches: 4},
+			SMS:         NotifySMS{SegmentsPerSecond: 1, Burst: 1},
+			ExpireAfter: time.Hour,
+			Retry:       NotifyRetry{InitialBackoff: time.Second, MaxBackoff: 5 * time.Minute},
+		},
 	}
 }
 
@@ -388,7 +460,75 @@ func (c *Config) Validate() error {
 			bad("influx.timeout", "must be positive, got %s", c.Influx.Timeout)
 		}
 	}
+	c.Notify.validate(bad)
 	return errors.Join(errs...)
+}
+
+var (
+	e164     = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+	senderID = regexp.MustCompile(`^[A-Za-z0-9 ]{1,11}$`)
+)
+
+func (n *Notify) validate(bad func(string, string, ...any)) {
+	if n.FCM.ProjectID == "" && (n.FCM.CredentialsFile != "" || n.FCM.Endpoint != "") {
+		bad("notify.fcm.project_id", "is required with notify.fcm.credentials_file or notify.fcm.endpoint")
+	}
+	if n.FCM.Endpoint != "" {
+		checkURL(bad, "notify.fcm.endpoint", n.FCM.Endpoint, "https", "http")
+	}
+	if n.FCM.ParallelBatches < 1 || n.FCM.ParallelBatches > 64 {
+		bad("notify.fcm.parallel_batches", "must be between 1 and 64, got %d", n.FCM.ParallelBatches)
+	}
+	a := n.APNS
+	if a.KeyFile != "" {
+		for _, f := range []struct{ key, v string }{{"key_id", a.KeyID}, {"team_id", a.TeamID}, {"topic", a.Topic}} {
+			if f.v == "" {
+				bad("notify.apns."+f.key, "is required with notify.apns.key_file")
+			}
+		}
+	} else if a.KeyID != "" || a.TeamID != "" || a.Topic != "" || a.Endpoint != "" || a.CAFile != "" {
+		bad("notify.apns.key_file", "is required with the other notify.apns keys (the .p8 token-auth key)")
+	}
+	if a.Endpoint != "" {
+		checkURL(bad, "notify.apns.endpoint", a.Endpoint, "https")
+	}
+	s := n.SMS
+	if s.AccountSID != "" {
+		if s.AuthToken == "" {
+			bad("notify.sms.auth_token", "is required with notify.sms.account_sid")
+		}
+		if s.From == "" {
+			bad("notify.sms.from", "is required with notify.sms.account_sid")
+		}
+		for _, f := range strings.Split(s.From, ",") {
+			if f = strings.TrimSpace(f); f != "" && !e164.MatchString(f) && !senderID.MatchString(f) {
+				bad("notify.sms.from", "each sender must be an E.164 number (+84901234567) or an alphanumeric id of up to 11 characters, got %q", f)
+			}
+		}
+	} else if s.AuthToken != "" || s.From != "" || s.Endpoint != "" {
+		bad("notify.sms.account_sid", "is required with the other notify.sms keys")
+	}
+	if s.Endpoint != "" {
+		checkURL(bad, "notify.sms.endpoint", s.Endpoint, "https", "http")
+	}
+	if s.SegmentsPerSecond <= 0 || s.SegmentsPerSecond > 10000 {
+		bad("notify.sms.segments_per_second", "must be above 0 and at most 10000, got %g", s.SegmentsPerSecond)
+	}
+	if s.Burst < 1 {
+		bad("notify.sms.burst", "must be at least 1, got %d", s.Burst)
+	}
+	if n.ExpireAfter < time.Minute {
+		bad("notify.expire_after", "must be at least 1m, got %s", n.ExpireAfter)
+	}
+	if n.Retry.InitialBackoff <= 0 {
+		bad("notify.retry.initial_backoff", "must be positive, got %s", n.Retry.InitialBackoff)
+	}
+	if n.Retry.MaxBackoff < n.Retry.InitialBackoff {
+		bad("notify.retry.max_backoff", "must be at least notify.retry.initial_backoff, got %s", n.Retry.MaxBackoff)
+	}
+	if n.Retry.MaxAttempts < 0 {
+		bad("notify.retry.max_attempts", "must be 0 (until notify.expire_after) or positive, got %d", n.Retry.MaxAttempts)
+	}
 }
 
 func oneOf(s string, options ...string) bool {

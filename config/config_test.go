@@ -98,6 +98,16 @@ func TestValidationErrors(t *testing.T) {
 		{"url password not echoed", "nats:\n  url: nats://user:secret@\n", nil, "nats://***@"},
 		{"retention", "store:\n  retention: 5m\n", nil, "config: store.retention: must be 0 (keep forever) or at least 1h, got 5m0s"},
 		{"shared group", "mqtt:\n  shared_group: a/b\n", nil, "config: mqtt.shared_group: must not contain"},
+		{"fcm endpoint needs project", "notify:\n  fcm:\n    endpoint: http://127.0.0.1:1\n", nil, "config: notify.fcm.project_id: is required with notify.fcm.credentials_file or notify.fcm.endpoint"},
+		{"fcm endpoint scheme", "notify:\n  fcm:\n    project_id: p\n    endpoint: ftp://x:1\n", nil, `config: notify.fcm.endpoint: scheme must be one of https, http, got "ftp"`},
+		{"apns needs key id", "notify:\n  apns:\n    key_file: k.p8\n    team_id: T\n    topic: com.x\n", nil, "config: notify.apns.key_id: is required with notify.apns.key_file"},
+		{"apns needs key file", "notify:\n  apns:\n    topic: com.x\n", nil, "config: notify.apns.key_file: is required with the other notify.apns keys"},
+		{"apns endpoint https", "notify:\n  apns:\n    key_file: k\n    key_id: K\n    team_id: T\n    topic: t\n    endpoint: http://x:1\n", nil, `config: notify.apns.endpoint: scheme must be one of https, got "http"`},
+		{"sms needs token", "notify:\n  sms:\n    account_sid: AC1\n    from: \"+15550001111\"\n", nil, "config: notify.sms.auth_token: is required with notify.sms.account_sid"},
+		{"sms bad from", "notify:\n  sms:\n    account_sid: AC1\n    auth_token: secret\n    from: \"+1555,0084901234567\"\n", nil, `config: notify.sms.from: each sender must be an E.164 number (+84901234567) or an alphanumeric id of up to 11 characters, got "0084901234567"`},
+		{"sms rate", "", map[string]string{"UPSWATCH_NOTIFY_SMS_SEGMENTS_PER_SECOND": "0"}, "config: notify.sms.segments_per_second: must be above 0 and at most 10000, got 0"},
+		{"expire", "notify:\n  expire_after: 10s\n", nil, "config: notify.expire_after: must be at least 1m, got 10s"},
+		{"backoff order", "notify:\n  retry:\n    initial_backoff: 1m\n    max_backoff: 1s\n", nil, "config: notify.retry.max_backoff: must be at least notify.retry.initial_backoff, got 1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,5 +140,30 @@ func TestSampleConfigIsTheDefaults(t *testing.T) {
 	}
 	if c != Default() {
 		t.Fatalf("configs/upswatch.yaml differs from Default():\n got %+v\nwant %+v", c, Default())
+	}
+}
+
+func TestNotifyProvidersValid(t *testing.T) {
+	body := `notify:
+  fcm:
+    project_id: upswatch-prod
+    endpoint: http://127.0.0.1:9099
+  apns:
+    key_file: /etc/upswatch/AuthKey.p8
+    key_id: ABC123DEFG
+    team_id: TEAM123456
+    topic: com.example.upswatch
+  sms:
+    account_sid: AC123
+    auth_token: tok
+    from: "+15550001111, UPSWATCH"
+    segments_per_second: 10
+`
+	c, err := Load(writeFile(t, body), env(map[string]string{"UPSWATCH_NOTIFY_SMS_BURST": "5"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Notify.SMS.Burst != 5 || c.Notify.SMS.SegmentsPerSecond != 10 || c.Notify.APNS.Topic != "com.example.upswatch" {
+		t.Fatalf("notify = %+v", c.Notify)
 	}
 }
