@@ -119,6 +119,10 @@ type Simulator struct {
 	interval time.Duration
 	units    []*unit
 	running  atomic.Bool
+	// Test hooks, called from Run's goroutine when publishing starts and
+	// when it has ended (acknowledgements drained): benchmarks time the
+	// publishing alone, without connecting and disconnecting.
+	onPublishing, onPublished func()
 
 	start         atomic.Int64 // unix nanoseconds; 0 before publishing began
 	connected     atomic.Int64
@@ -371,6 +375,9 @@ func (s *Simulator) Run(ctx context.Context) error {
 
 	start := time.Now().Truncate(time.Millisecond)
 	s.start.Store(start.UnixNano())
+	if s.onPublishing != nil {
+		s.onPublishing()
+	}
 	s.log.Info("simulation started",
 		"units", len(up), "connect_failed", s.connectFailed.Load(),
 		"interval", s.interval, "workers", s.cfg.Workers, "qos", s.cfg.QoS, "format", s.cfg.Format)
@@ -388,6 +395,9 @@ func (s *Simulator) Run(ctx context.Context) error {
 		wg.Go(func() { s.schedule(ctx, shard, start, phase) })
 	}
 	wg.Wait()
+	if s.onPublished != nil {
+		s.onPublished()
+	}
 	st := s.Stats()
 	s.log.Info("simulation finished",
 		"published", st.Published, "acked", st.Acked, "errors", st.Errors, "skipped", st.Skipped, "unconfirmed", st.Unconfirmed,
