@@ -2,21 +2,22 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
 	"github.com/upswatch/upswatch/ups"
 )
 
-// defaultPruneChunk bounds the rows one prune statement deletes, so the
+// defaultPruneChunk bounds the rows one prune transaction deletes, so the
 // single writer connection is handed back to WriteReadings between chunks
 // even when a retention is first applied to a year of history.
 const defaultPruneChunk = 5000
 
-// pruneReadings deletes up to ?3 (the chunk) of a unit's readings older
-// than ?2: everything before the (chunk+1)th oldest, or all of them when
-// there are fewer. ts is unique within a unit, so a chunk deletes exactly
-// chunk rows unless it was the last.
+// pruneReadings deletes up to ?3 of a unit's readings older than ?2:
+// everything before the (?3+1)th oldest, or all of them when there are
+// fewer. ts is unique within a unit, so it deletes exactly ?3 rows unless
+// it reached the cut.
 var (
 	pruneReadings = pruneStmt("readings")
 	prunePresence = pruneStmt("presence")
@@ -27,25 +28,61 @@ func pruneStmt(table string) string {
 	(SELECT ts FROM %[1]s WHERE serial = ?1 AND ts < ?2 ORDER BY ts LIMIT 1 OFFSET ?3), ?2)`, table)
 }
 
+// pruneStatements bounds the statements of one prune transaction, so a
+// sweep over thousands of units with little to delete still hands the
+// writer back to WriteReadings often.
+const pruneStatements = 500
+
 // Prune deletes the readings and presence changes older than before and
 // returns how many rows it deleted. It works unit by unit along the
-// primary keys, in transactions of at most 5000 rows, and stops
-// early with ctx's error when ctx is done (what was deleted stays
-// deleted).
-func (s *Store) Prune(ctx context.Context, before time.Time) (int64, error) {
+// primary keys, grouping units into transactions of at most 5000 deleted
+// rows or 500 statements: one fsync per group instead of one per unit, and
+// no transaction long enough to stall the writes. It stops early with
+// ctx's error when ctx is done; what was committed stays deleted.
+func (s *Store) Prune(ctx context.Context, before time.Time) (total int64, err error) {
 	serials, err := s.units(ctx)
 	if err != nil {
 		return 0, err
 	}
 	cut := ceilMilli(before)
-	var total int64
+
+	var (
+		tx          *sql.Tx
+		rows, stmts int64 // in the open transaction
+	)
+	defer func() {
+		if tx != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	commit := func() error {
+		if tx == nil {
+			return nil
+		}
+		err := tx.Commit()
+		tx = nil
+		if err != nil {
+			return fmt.Errorf("sqlite store: prune: commit: %w", err)
+		}
+		total += rows
+		s.m.pruned.Add(float64(rows))
+		rows, stmts = 0, 0
+		return nil
+	}
+
 	for _, serial := range serials {
 		for _, stmt := range []string{pruneReadings, prunePresence} {
 			for {
 				if err := ctx.Err(); err != nil {
 					return total, fmt.Errorf("sqlite store: prune: %w", err)
 				}
-				res, err := s.w.ExecContext(ctx, stmt, string(serial), cut, s.pruneChunk)
+				if tx == nil {
+					if tx, err = s.w.BeginTx(ctx, nil); err != nil {
+						return total, fmt.Errorf("sqlite store: prune: begin: %w", err)
+					}
+				}
+				budget := s.pruneChunk - rows
+				res, err := tx.ExecContext(ctx, stmt, string(serial), cut, budget)
 				if err != nil {
 					return total, fmt.Errorf("sqlite store: prune %s: %w", serial, err)
 				}
@@ -53,13 +90,21 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (int64, error) {
 				if err != nil {
 					return total, fmt.Errorf("sqlite store: prune %s: %w", serial, err)
 				}
-				total += n
-				s.m.pruned.Add(float64(n))
-				if n < s.pruneChunk {
-					break
+				rows += n
+				stmts++
+				if rows >= s.pruneChunk || stmts >= pruneStatements {
+					if err := commit(); err != nil {
+						return total, err
+					}
+				}
+				if n < budget {
+					break // this unit's rows in this table are done
 				}
 			}
 		}
+	}
+	if err := commit(); err != nil {
+		return total, err
 	}
 	return total, nil
 }

@@ -854,3 +854,38 @@ func TestLatestWithoutStatus(t *testing.T) {
 		t.Errorf("Latest time = %v, want %v in UTC (millisecond precision)", got.Time, want)
 	}
 }
+
+// TestPruneManyUnits checks that prune transactions spanning several
+// units, split by the row budget, delete exactly the old rows.
+func TestPruneManyUnits(t *testing.T) {
+	const units, old, recent = 30, 5, 2
+	for _, chunk := range []int64{1, 7, 1000} {
+		t.Run(fmt.Sprint("chunk=", chunk), func(t *testing.T) {
+			s, _ := openStore(t, Options{})
+			s.pruneChunk = chunk
+			var rs []ups.Reading
+			for u := range units {
+				serial := ups.Serial(fmt.Sprintf("%012d", u))
+				for i := range old + recent {
+					rs = append(rs, reading(serial, t0.Add(time.Duration(i)*time.Minute), kv{"ups.load", 1.0}))
+				}
+				rs = append(rs, ups.Reading{Serial: serial, Time: t0, Presence: ups.PresenceOnline})
+			}
+			write(t, s, rs...)
+			deleted, err := s.Prune(context.Background(), t0.Add(old*time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := int64(units * (old + 1)); deleted != want {
+				t.Errorf("deleted = %d, want %d", deleted, want)
+			}
+			var left int
+			if err := s.r.QueryRow("SELECT count(*) FROM readings").Scan(&left); err != nil {
+				t.Fatal(err)
+			}
+			if left != units*recent {
+				t.Errorf("readings left = %d, want %d", left, units*recent)
+			}
+		})
+	}
+}
