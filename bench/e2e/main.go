@@ -1,0 +1,357 @@
+// Command e2e is upswatch's end-to-end throughput benchmark (`make
+// bench-e2e`, also run by `make bench`).
+//
+// It builds upswatch, starts Mosquitto and InfluxDB 1.8 on 127.0.0.1,
+// runs `upswatch serve` against them, registers the simulated units
+// through the API, drives the whole with `upswatch sim` (QoS 1, a fixed
+// number of readings per unit) and measures, from the first publish until
+// every acknowledged reading is queryable in the store: readings per
+// second end to end, the CPU seconds the upswatch process spent per 100k
+// readings, and its peak RSS. Then the same with Telegraf in upswatch's
+// place when a telegraf binary is on PATH, and the same for the embedded
+// defaults (upswatch's own broker and SQLite).
+//
+// Every child process is killed when the benchmark ends, however it ends.
+// See bench/README.md.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/upswatch/upswatch/internal/testenv"
+)
+
+type options struct {
+	units      int
+	count      int
+	rate       float64
+	modes      []string
+	timeout    time.Duration
+	cpuprofile string
+	profileSec int
+	keep       bool
+	first      uint64
+}
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	var o options
+	quick := flag.Bool("quick", false, "smoke check: 300 units x 10 readings at 3000/s (overrides -units, -count, -rate)")
+	flag.IntVar(&o.units, "units", 10000, "simulated units")
+	flag.IntVar(&o.count, "count", 30, "readings per unit (total N = units x count)")
+	flag.Float64Var(&o.rate, "rate", 40000, "readings per second over all units the sim aims at (above what the pipeline stores, so it measures capacity)")
+	modes := flag.String("modes", "influx,telegraf,embedded", "runs, in order: influx (serve + mosquitto + influxdb), telegraf (side by side, when on PATH), embedded (serve alone)")
+	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "per run: how long to wait, after the sim ends, for every reading to be queryable")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of serve (influx run) under load to this file")
+	flag.IntVar(&o.profileSec, "profile-seconds", 10, "length of the -cpuprofile profile, from the first publish")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (logs, data) instead of removing it")
+	flag.Uint64Var(&o.first, "first-serial", 900000000001, "serial of the first unit (12 digits)")
+	flag.Parse()
+	if *quick {
+		o.units, o.count, o.rate = 300, 10, 3000
+	}
+	o.modes = strings.Split(*modes, ",")
+	if o.units < 1 || o.count < 1 || o.rate <= 0 {
+		fmt.Fprintln(os.Stderr, "e2e: -units, -count and -rate must be positive")
+		return 2
+	}
+
+	// SIGINT/SIGTERM cancel the run; the deferred killAll then ends
+	// every child. Pdeathsig covers a SIGKILL of the benchmark itself.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	defer killAll()
+
+	results, err := bench(ctx, o)
+	if len(results) > 0 {
+		report(o, results)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 1
+	}
+	for _, r := range results {
+		if !r.complete {
+			return 1
+		}
+	}
+	return 0
+}
+
+func bench(ctx context.Context, o options) ([]result, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp("", "upswatch-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	if o.keep {
+		fmt.Printf("temp dir (kept): %s\n", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+		// Children first: they write into tmp until they are gone.
+		defer killAll()
+	}
+	raiseFileLimit()
+
+	fmt.Printf("building upswatch...\n")
+	bin := filepath.Join(tmp, "upswatch")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/upswatch")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go build: %v\n%s", err, out)
+	}
+
+	var results []result
+	want := func(m string) bool { return slices.Contains(o.modes, m) }
+	if want("influx") || want("telegraf") {
+		rs, err := external(ctx, o, root, bin, tmp, want("influx"), want("telegraf"))
+		results = append(results, rs...)
+		if err != nil {
+			return results, err
+		}
+	}
+	if want("embedded") {
+		r, err := embedded(ctx, o, bin, tmp)
+		if err != nil {
+			return results, fmt.Errorf("embedded: %w", err)
+		}
+		results = append(results, r)
+	}
+	return results, nil
+}
+
+// external runs serve, then Telegraf, against one Mosquitto and one
+// InfluxDB, which it stops afterwards so the embedded run has the
+// machine to itself.
+func external(ctx context.Context, o options, root, bin, tmp string, withServe, withTelegraf bool) ([]result, error) {
+	influxd, err := influxdBinary(root)
+	if err != nil {
+		return nil, err
+	}
+	mosq, err := mosquittoBinary()
+	if err != nil {
+		return nil, err
+	}
+	var telegraf string
+	if withTelegraf {
+		telegraf, _ = exec.LookPath("telegraf")
+		if telegraf == "" {
+			fmt.Println("telegraf: no telegraf binary on PATH; the side-by-side Telegraf run is skipped (install Telegraf and re-run to compare)")
+			if !withServe {
+				return nil, nil
+			}
+		}
+	}
+	dir := mkdir(tmp, "external")
+	inf, err := startInfluxd(ctx, influxd, mkdir(dir, "influxd"), "upswatch", "telegraf")
+	if err != nil {
+		return nil, err
+	}
+	defer inf.p.stop(30 * time.Second)
+	ingest := testenv.Credential{Username: "upswatch", Password: randomSecret()}
+	tele := testenv.Credential{Username: "telegraf", Password: randomSecret()}
+	m, err := startMosquitto(ctx, mosq, mkdir(dir, "mosquitto"), ingest, tele)
+	if err != nil {
+		return nil, err
+	}
+	defer m.p.stop(10 * time.Second)
+	fmt.Printf("mosquitto on %s, influxd %s on %s\n", m.addr, testenv.InfluxdVersion, inf.url)
+
+	credsFile := filepath.Join(dir, "units.txt")
+	var results []result
+	var creds []testenv.Credential
+	if withServe {
+		sdir := mkdir(dir, "serve")
+		s, err := startServe(ctx, bin, sdir, []string{
+			"UPSWATCH_MQTT_URL=" + m.url,
+			"UPSWATCH_MQTT_USERNAME=" + ingest.Username,
+			"UPSWATCH_MQTT_PASSWORD=" + ingest.Password,
+			"UPSWATCH_INFLUX_URL=" + inf.url,
+			"UPSWATCH_INFLUX_BUCKET=upswatch/autogen",
+		})
+		if err != nil {
+			return nil, err
+		}
+		t := time.Now()
+		creds, err = s.register(ctx, o.units, o.first)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Printf("registered %d units through the API in %v\n", len(creds), time.Since(t).Round(time.Millisecond))
+		// Mosquitto learns the passwords serve issued: password file
+		// rewritten, SIGHUP.
+		if err := m.writeAuth(creds); err != nil {
+			return nil, err
+		}
+		if err := m.reload(ctx, creds[len(creds)-1]); err != nil {
+			return nil, err
+		}
+		if err := writeCreds(credsFile, creds); err != nil {
+			return nil, err
+		}
+		ld := load{
+			name: "upswatch serve + mosquitto + influxdb 1.8", bin: bin, dir: sdir, broker: m.url,
+			credsFile: credsFile, units: o.units, count: o.count, rate: o.rate, timeout: o.timeout,
+			consumer: s.p, others: []*proc{m.p, inf.p},
+			stored: func() (int64, error) {
+				n, err := inf.query("upswatch", `SELECT count("status") FROM "ups_reading"`)
+				return int64(n), err
+			},
+		}
+		if o.cpuprofile != "" {
+			ld.onStart = func() {
+				if err := s.profile(o.cpuprofile, o.profileSec); err != nil {
+					fmt.Printf("  cpu profile failed: %v\n", err)
+				}
+			}
+		}
+		fmt.Printf("run: %s (%d units x %d readings)\n", ld.name, o.units, o.count)
+		r, err := ld.run(ctx)
+		if err != nil {
+			return results, fmt.Errorf("%s: %w", ld.name, err)
+		}
+		results = append(results, r)
+		// Stopped before Telegraf runs: on shutdown the ingest
+		// unsubscribes, so mosquitto queues nothing more for it.
+		s.p.stop(30 * time.Second)
+	}
+	if telegraf == "" {
+		return results, nil
+	}
+	if creds == nil {
+		// No serve run: Telegraf needs no registration, only logins.
+		for i := range o.units {
+			creds = append(creds, testenv.Credential{Username: fmt.Sprintf("%012d", o.first+uint64(i)), Password: randomSecret()})
+		}
+		if err := m.writeAuth(creds); err != nil {
+			return nil, err
+		}
+		if err := m.reload(ctx, creds[len(creds)-1]); err != nil {
+			return nil, err
+		}
+		if err := writeCreds(credsFile, creds); err != nil {
+			return nil, err
+		}
+	}
+	r, err := runTelegraf(ctx, o, telegraf, bin, mkdir(dir, "telegraf"), m, inf, credsFile)
+	if err != nil {
+		return results, fmt.Errorf("telegraf: %w", err)
+	}
+	return append(results, r), nil
+}
+
+func embedded(ctx context.Context, o options, bin, tmp string) (result, error) {
+	dir := mkdir(tmp, "embedded")
+	mqttAddr, err := freeAddr()
+	if err != nil {
+		return result{}, err
+	}
+	s, err := startServe(ctx, bin, dir, []string{"UPSWATCH_MQTT_LISTEN=" + mqttAddr})
+	if err != nil {
+		return result{}, err
+	}
+	defer s.p.stop(30 * time.Second)
+	t := time.Now()
+	creds, err := s.register(ctx, o.units, o.first)
+	if err != nil {
+		return result{}, err
+	}
+	fmt.Printf("registered %d units through the API in %v\n", len(creds), time.Since(t).Round(time.Millisecond))
+	credsFile := filepath.Join(dir, "units.txt")
+	if err := writeCreds(credsFile, creds); err != nil {
+		return result{}, err
+	}
+	count, closeDB, err := sqliteCount(filepath.Join(s.dataDir, "history.db"))
+	if err != nil {
+		return result{}, err
+	}
+	defer closeDB()
+	ld := load{
+		name: "upswatch serve, embedded (broker + sqlite)", bin: bin, dir: dir, broker: "tcp://" + mqttAddr,
+		credsFile: credsFile, units: o.units, count: o.count, rate: o.rate, timeout: o.timeout,
+		consumer: s.p, stored: count,
+	}
+	fmt.Printf("run: %s (%d units x %d readings)\n", ld.name, o.units, o.count)
+	return ld.run(ctx)
+}
+
+func report(o options, results []result) {
+	fmt.Printf("\nupswatch end-to-end benchmark: %d units x %d readings, QoS 1, sim aiming at %.0f readings/s\n", o.units, o.count, o.rate)
+	fmt.Printf("%s/%s, %d CPUs; broker, store and load generator share the machine (numbers are noisy: compare runs of one invocation)\n\n",
+		runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "run\treadings\tqueryable\te2e s\treadings/s\tCPU s/100k\tus/reading\tpeak RSS MiB\t")
+	for _, r := range results {
+		rate, cpu100k, us := 0.0, 0.0, 0.0
+		if r.elapsed > 0 {
+			rate = float64(r.stored) / r.elapsed.Seconds()
+		}
+		if r.stored > 0 {
+			cpu100k = r.cpu / float64(r.stored) * 1e5
+			us = r.cpu / float64(r.stored) * 1e6
+		}
+		state := ""
+		if !r.complete {
+			state = " INCOMPLETE"
+		}
+		fmt.Fprintf(tw, "%s%s\t%d\t%d\t%.2f\t%.0f\t%.2f\t%.1f\t%.1f\t\n", r.name, state, r.acked, r.stored,
+			r.elapsed.Seconds(), rate, cpu100k, us, float64(r.rss)/(1<<20))
+	}
+	tw.Flush()
+	fmt.Println()
+	for _, r := range results {
+		fmt.Printf("%s:\n", r.name)
+		fmt.Printf("  sim: %d units connected, published %d, acked %d, skipped %d, errors %d, unconfirmed %d; last ack after %.2fs (%.0f/s); sim CPU %.1fs\n",
+			r.connected, r.published, r.acked, r.skipped, r.errors, r.unconf, r.publishDur.Seconds(),
+			float64(r.acked)/max(r.publishDur.Seconds(), 1e-9), r.simCPU)
+		for _, oc := range r.otherCPU {
+			fmt.Printf("  %s CPU over the run: %.1fs (%.1f us/reading)\n", oc.name, oc.cpu, oc.cpu/max(float64(r.stored), 1)*1e6)
+		}
+		if !r.complete {
+			fmt.Printf("  only %d of %d acked readings were queryable %v after the sim ended\n", r.stored, r.acked, o.timeout)
+		}
+	}
+}
+
+func mkdir(parent, name string) string {
+	d := filepath.Join(parent, name)
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		panic(err)
+	}
+	return d
+}
+
+func randomSecret() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// raiseFileLimit lifts the soft open-files limit to the hard one, for
+// this process and (Go passes it on once set explicitly) its children:
+// 10,000 units are 10,000 connections in the sim, the broker and serve.
+func raiseFileLimit() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
