@@ -7,7 +7,7 @@ PKGS    := ./...
 # parallel packages only make them contend.
 TESTFLAGS ?= -race -count=1 -p 2 -timeout 20m
 
-.PHONY: all build run test deps vet fuzz bench clean
+.PHONY: all build run test deps vet fuzz bench bench-e2e clean
 
 all: build
 
@@ -33,6 +33,13 @@ fuzz:
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(MAKE) bench-e2e
+
+# End to end: serve on mosquitto + InfluxDB 1.8 (and Telegraf side by side
+# when on PATH), then embedded; 10,000 units. See bench/README.md.
+# BENCH_E2E_FLAGS=-quick for a smoke check.
+bench-e2e: deps
+	$(GO) run ./bench/e2e $(BENCH_E2E_FLAGS)
 
 clean:
 	rm -rf bin data
