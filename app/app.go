@@ -132,6 +132,12 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return err
 	}
 
+	mon, err := bus.NewStreamMonitor(js, bus.ReadingsStream, 15*time.Second, a.log, reg)
+	if err != nil {
+		return err
+	}
+	goRun("stream monitor", mon.Run)
+
 	// Registry.
 	units, err := registry.Open(ctx, js, registry.Options{Replicas: a.cfg.NATS.Replicas, Logger: a.log})
 	if err != nil {

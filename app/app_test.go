@@ -72,6 +72,8 @@ func TestRejectionReasons(t *testing.T) {
 		{"bad_timestamp", topic, fmt.Sprintf(`{"ts":%d,"battery.charge":50}`, now.Add(48*time.Hour).UnixMilli())},
 		{"bad_timestamp", topic, `{"ts":"yesterday","battery.charge":50}`},
 		{"empty", topic, `{}`},
+		// Only an absurd value: nothing left once it is dropped.
+		{"out_of_range", topic, `{"battery.charge":250}`},
 		{"malformed", "ups/123456789012/status", "maybe"},
 	}
 	for _, tt := range tests {
