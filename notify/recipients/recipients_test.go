@@ -1,0 +1,222 @@
+package recipients
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/rules"
+	"github.com/upswatch/upswatch/ups"
+)
+
+const (
+	serialA = ups.Serial("123456789012")
+	serialB = ups.Serial("210987654321")
+	apnsTok = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+)
+
+func open(t *testing.T) (*Store, func() *Store) {
+	t.Helper()
+	ns, _, js := bustest.Server(t)
+	s := run(t, js)
+	return s, func() *Store { _, js2 := bustest.Connect(t, ns); return run(t, js2) }
+}
+
+func run(t *testing.T, js jetstream.JetStream) *Store {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := Open(ctx, js, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-s.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("view not ready")
+	}
+	return s
+}
+
+func TestRoutingOwnersAndManagers(t *testing.T) {
+	ctx := context.Background()
+	s, second := open(t)
+	owner, err := s.Create(ctx, Recipient{
+		Account:  Account{Language: "vi", TimeZone: "Asia/Ho_Chi_Minh", Units: []ups.Serial{serialA}},
+		Personal: Personal{Name: "Lan", Contacts: Contacts{FCMTokens: []string{"tok-1"}, Phones: []string{"+84901234567"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	manager, err := s.Create(ctx, Recipient{Account: Account{ID: "mgr-1", Sites: []string{"hanoi"}, Units: []ups.Serial{serialA}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, Recipient{Account: Account{ID: "mgr-1"}}); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate id: err = %v", err)
+	}
+	got, _ := s.For(ctx, serialA, "hanoi")
+	if ids := idsOf(got); !slices.Equal(ids, []string{owner.ID, "mgr-1"}) {
+		t.Fatalf("For(A, hanoi) = %v", ids)
+	}
+	got, _ = s.For(ctx, serialB, "hanoi")
+	if ids := idsOf(got); !slices.Equal(ids, []string{manager.ID}) {
+		t.Fatalf("For(B, hanoi) = %v", ids)
+	}
+	if got[0].Language != "en" {
+		t.Fatalf("default language = %q", got[0].Language)
+	}
+
+	// Another instance's view sees the same, through the watch.
+	other := second()
+	waitFor(t, func() bool { r, _ := other.For(ctx, serialA, ""); return len(r) == 2 })
+	r, _ := other.For(ctx, serialA, "")
+	if r[0].ID == owner.ID && r[0].Name != "Lan" || r[1].ID == owner.ID && r[1].Name != "Lan" {
+		t.Fatalf("personal record not in the other view: %+v", r)
+	}
+
+	// Ownership changes re-index.
+	if _, err := s.SetUnit(ctx, owner.ID, serialA, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetSite(ctx, owner.ID, "saigon", true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { r, _ := other.For(ctx, serialB, "saigon"); return len(r) == 1 && r[0].ID == owner.ID })
+	if got, _ := s.For(ctx, serialA, ""); !slices.Equal(idsOf(got), []string{"mgr-1"}) {
+		t.Fatalf("after SetUnit(false): %v", idsOf(got))
+	}
+
+	if err := s.Delete(ctx, "mgr-1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, ok := other.Lookup("mgr-1"); return !ok })
+	if err := s.Delete(ctx, "mgr-1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+}
+
+func TestDropToken(t *testing.T) {
+	ctx := context.Background()
+	s, _ := open(t)
+	r, err := s.Create(ctx, Recipient{Personal: Personal{Contacts: Contacts{
+		FCMTokens: []string{"dead-token-123", "live-token-456"}, APNSTokens: []APNSToken{{Token: apnsTok, BundleID: "com.x"}},
+		Phones: []string{"+84901234567"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropToken(ctx, r.ID, FCM, "dead-token-123", "404 NOT_FOUND UNREGISTERED"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropToken(ctx, r.ID, SMS, "+84901234567", "400 21610"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropToken(ctx, r.ID, FCM, "dead-token-123", "again"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Lookup(r.ID)
+	if !slices.Equal(got.Contacts.FCMTokens, []string{"live-token-456"}) || len(got.Contacts.Phones) != 0 || len(got.Contacts.APNSTokens) != 1 {
+		t.Fatalf("contacts = %+v", got.Contacts)
+	}
+	if len(got.Dropped) != 2 || got.Dropped[0].Reason != "404 NOT_FOUND UNREGISTERED" || got.Dropped[1].Channel != SMS {
+		t.Fatalf("dropped = %+v", got.Dropped)
+	}
+	for _, d := range got.Dropped {
+		if strings.Contains(d.Contact, "dead-token-123") || strings.Contains(d.Contact, "901234567") {
+			t.Fatalf("dropped record holds the contact: %+v", d)
+		}
+	}
+	if err := s.DropToken(ctx, "nobody", FCM, "x", "r"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown account: %v", err)
+	}
+}
+
+func TestValidation(t *testing.T) {
+	ctx := context.Background()
+	s, _ := open(t)
+	tests := []struct {
+		name string
+		r    Recipient
+		want string
+	}{
+		{"language", Recipient{Account: Account{Language: "fr"}}, "language must be one of en, vi"},
+		{"zone", Recipient{Account: Account{TimeZone: "Mars/Olympus"}}, "time_zone must be an IANA zone"},
+		{"phone", Recipient{Personal: Personal{Contacts: Contacts{Phones: []string{"0901234567"}}}}, "phones[0] must be an E.164 number"},
+		{"apns", Recipient{Personal: Personal{Contacts: Contacts{APNSTokens: []APNSToken{{Token: "zz"}}}}}, "apns_tokens[0].token must be the device token in hex"},
+		{"fcm", Recipient{Personal: Personal{Contacts: Contacts{FCMTokens: []string{"a b"}}}}, "fcm_tokens[0] is not an FCM registration token"},
+		{"severity", Recipient{Account: Account{Preferences: Preferences{Channels: map[string][]string{"urgent": {FCM}}}}}, `severity "urgent"`},
+		{"channel", Recipient{Account: Account{Preferences: Preferences{Channels: map[string][]string{"info": {"email"}}}}}, `channel "email"`},
+		{"quiet", Recipient{Account: Account{Preferences: Preferences{QuietHours: &QuietHours{Start: "25:00", End: "07:00"}}}}, `"25:00" must be HH:MM`},
+		{"muted", Recipient{Account: Account{Preferences: Preferences{Muted: []ups.Serial{"12"}}}}, "muted"},
+		{"unit", Recipient{Account: Account{Units: []ups.Serial{"abc"}}}, "units"},
+		{"id", Recipient{Account: Account{ID: "Bad ID"}}, "id must be"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.Create(ctx, tt.r)
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want ErrInvalid containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestPreferences(t *testing.T) {
+	hcm, _ := time.LoadLocation("Asia/Ho_Chi_Minh")
+	p := Preferences{QuietHours: &QuietHours{Start: "22:00", End: "07:00"}, Muted: []ups.Serial{serialA}}
+	tests := []struct {
+		utc  string
+		want bool
+	}{
+		{"2025-11-24T15:30:00Z", true},  // 22:30 local
+		{"2025-11-24T23:59:00Z", true},  // 06:59 local
+		{"2025-11-25T00:00:00Z", false}, // 07:00 local
+		{"2025-11-24T14:59:00Z", false}, // 21:59 local
+	}
+	for _, tt := range tests {
+		at, _ := time.Parse(time.RFC3339, tt.utc)
+		if got := p.Quiet(at, hcm); got != tt.want {
+			t.Errorf("Quiet(%s) = %v, want %v", tt.utc, got, tt.want)
+		}
+	}
+	if !p.IsMuted(serialA) || p.IsMuted(serialB) {
+		t.Error("IsMuted")
+	}
+	if got := p.ChannelsFor(rules.Critical); !slices.Equal(got, []string{FCM, APNS, SMS}) {
+		t.Errorf("default critical channels = %v", got)
+	}
+	p.Channels = map[string][]string{"warning": {SMS}}
+	if got := p.ChannelsFor(rules.Warning); !slices.Equal(got, []string{SMS}) {
+		t.Errorf("warning channels = %v", got)
+	}
+	if Mask(SMS, "+84901234567") != "**********67" || Mask(FCM, "abcdefghijkl") != "ab...kl" {
+		t.Error("Mask")
+	}
+}
+
+func idsOf(rs []Recipient) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.ID
+	}
+	return out
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
