@@ -188,6 +188,11 @@ type load struct {
 	onStart func()
 }
 
+// stallTimeout ends the wait for readings the broker never acknowledged
+// once the count has not grown for this long (and every acknowledged
+// reading is there).
+const stallTimeout = 15 * time.Second
+
 // result is what one run measured.
 type result struct {
 	name       string
@@ -198,8 +203,8 @@ type result struct {
 	errors     uint64
 	unconf     uint64
 	stored     int64
-	complete   bool
-	elapsed    time.Duration // first publish until all acked readings were queryable
+	complete   bool          // every published reading is queryable
+	elapsed    time.Duration // first publish until the last reading was queryable
 	publishDur time.Duration // first publish until the sim's last ack
 	cpu        float64       // consumer CPU seconds over elapsed
 	rss        int64         // consumer VmHWM
@@ -339,22 +344,33 @@ func (ld load) run(ctx context.Context) (result, error) {
 	res.published, res.acked, res.errors, res.skipped, res.unconf = e.Published, e.Acked, e.Errors, e.Skipped, e.Unconfirmed
 	res.publishDur = fin.at.Sub(m0.at)
 
-	// Poll until every acked reading is queryable.
+	// Poll until every published reading is queryable. The sim may end
+	// with readings the broker has not acknowledged yet (it waits 5s for
+	// the last PUBACKs): those count too, but are not promised, so the
+	// wait also ends once the count stops growing for stallTimeout.
 	deadline := time.Now().Add(ld.timeout)
-	var t1 time.Time
+	var t1, grew time.Time
+	last := int64(-1)
 	for {
 		n, err := ld.stored()
 		now := time.Now()
 		if err == nil {
 			res.stored = n
-			if uint64(n) >= res.acked {
+			if n != last {
+				last, grew = n, now
+			}
+			if uint64(n) >= res.published {
 				t1 = now
 				res.complete = true
 				break
 			}
 		}
-		if now.After(deadline) {
-			t1 = now
+		stalled := !grew.IsZero() && now.Sub(grew) > stallTimeout && uint64(n) >= res.acked
+		if now.After(deadline) || stalled {
+			t1 = grew // when the last reading became queryable
+			if grew.IsZero() {
+				t1 = now
+			}
 			if err != nil {
 				fmt.Printf("  warning: last count failed: %v\n", err)
 			}
