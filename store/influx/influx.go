@@ -15,7 +15,7 @@
 //
 //   - bad data (HTTP 400/422: a field type conflict, a partial write,
 //     points beyond retention) is dropped and counted in
-//     upswatch_store_rejected_points_total{backend="influx",reason}; the
+//     upswatch_store_dropped_total{backend="influx",reason}; the
 //     rest of the batch is written and WriteReadings returns nil, so one
 //     bad point cannot wedge the stream;
 //   - 401/403 (bad token) and 404 (no such bucket) are configuration
@@ -204,5 +204,5 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) countDropped(reason string, n int) {
-	s.m.rejected.WithLabelValues(reason).Add(float64(n))
+	s.m.Dropped.WithLabelValues(reason).Add(float64(n))
 }

@@ -98,14 +98,14 @@ func TestInflux(t *testing.T) {
 		if err := s.WriteReadings(ctx, rs); err != nil {
 			t.Fatalf("WriteReadings: %v", err)
 		}
-		if got := counterValue(t, s.m.written); got != 31 {
+		if got := counterValue(t, s.m.Written); got != 31 {
 			t.Errorf("readings_written_total = %v, want 31", got)
 		}
-		if got := counterValue(t, s.m.presence); got != 1 {
+		if got := counterValue(t, s.m.Presence); got != 1 {
 			t.Errorf("presence_written_total = %v, want 1", got)
 		}
-		if n := gatherCount(t, reg, "upswatch_store_rejected_points_total"); n != len(allReasons) {
-			t.Errorf("rejected_points_total has %d series, want %d: zeros exported for every reason", n, len(allReasons))
+		if n := gatherCount(t, reg, "upswatch_store_dropped_total"); n != len(allReasons) {
+			t.Errorf("dropped_total has %d series, want %d: zeros exported for every reason", n, len(allReasons))
 		}
 
 		got, err := s.Latest(ctx, serialA)
@@ -257,8 +257,8 @@ func TestInflux(t *testing.T) {
 			t.Fatalf("WriteReadings = %v, want nil: bad data must not wedge the stream", err)
 		}
 		for reason, want := range map[string]float64{reasonTypeConflict: 1, reasonNonFinite: 1, reasonBadSerial: 1, reasonParse: 0} {
-			if got := counterValue(t, s.m.rejected.WithLabelValues(reason)); got != want {
-				t.Errorf("rejected_points_total{reason=%q} = %v, want %v", reason, got, want)
+			if got := counterValue(t, s.m.Dropped.WithLabelValues(reason)); got != want {
+				t.Errorf("dropped_total{reason=%q} = %v, want %v", reason, got, want)
 			}
 		}
 		if n := countPoints(t, inf, "typeconflict", measReading, serialA); n != 30*3 {
@@ -295,7 +295,7 @@ func TestInfluxOutage(t *testing.T) {
 	if _, err := s.Query(ctx, store.Query{Serial: serialA, From: base, To: base.Add(time.Hour), Every: time.Hour}); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Query with influxd down = %v, want ErrUnavailable", err)
 	}
-	if got := counterValue(t, s.m.writeErrors); got != 1 {
+	if got := counterValue(t, s.m.WriteErrors); got != 1 {
 		t.Errorf("write_errors_total = %v, want 1", got)
 	}
 

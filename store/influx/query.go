@@ -31,7 +31,7 @@ func (s *Store) Query(ctx context.Context, q store.Query) (store.Series, error) 
 		return store.Series{}, err
 	}
 	start := time.Now()
-	defer func() { s.m.querySeconds.Observe(time.Since(start).Seconds()) }()
+	defer func() { s.m.QuerySeconds.Observe(time.Since(start).Seconds()) }()
 
 	var b strings.Builder
 	b.WriteString("data = from(bucket: ")

@@ -44,14 +44,14 @@ func (s *Store) WriteReadings(ctx context.Context, rs []ups.Reading) error {
 	if err := s.flush(ctx, e); err != nil {
 		return s.writeFailed(err)
 	}
-	s.m.written.Add(float64(readings))
-	s.m.presence.Add(float64(presence))
-	s.m.writeSeconds.Observe(time.Since(start).Seconds())
+	s.m.Written.Add(float64(readings))
+	s.m.Presence.Add(float64(presence))
+	s.m.WriteSeconds.Observe(time.Since(start).Seconds())
 	return nil
 }
 
 func (s *Store) writeFailed(err error) error {
-	s.m.writeErrors.Inc()
+	s.m.WriteErrors.Inc()
 	return err
 }
 

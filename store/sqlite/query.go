@@ -38,7 +38,7 @@ func (s *Store) Query(ctx context.Context, q store.Query) (store.Series, error) 
 		return store.Series{}, err
 	}
 	start := time.Now()
-	defer func() { s.m.querySeconds.Observe(time.Since(start).Seconds()) }()
+	defer func() { s.m.QuerySeconds.Observe(time.Since(start).Seconds()) }()
 
 	// Split the requested fields between the columns and the JSON column.
 	var cols []int

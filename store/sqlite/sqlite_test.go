@@ -606,11 +606,11 @@ func TestDropped(t *testing.T) {
 		t.Errorf("stored metrics = %v, want %v", got.Metrics, want)
 	}
 	for reason, n := range map[string]float64{dropNonFinite: 2, dropBadName: 1, dropBadSerial: 1, dropPresence: 1} {
-		if got := counterValue(t, s.m.dropped.WithLabelValues(reason)); got != n {
+		if got := counterValue(t, s.m.Dropped.WithLabelValues(reason)); got != n {
 			t.Errorf("dropped{reason=%q} = %v, want %v", reason, got, n)
 		}
 	}
-	if got := counterValue(t, s.m.written); got != 1 {
+	if got := counterValue(t, s.m.Written); got != 1 {
 		t.Errorf("readings_written_total = %v, want 1", got)
 	}
 }
@@ -829,7 +829,7 @@ func TestWriteCancelled(t *testing.T) {
 	if n := count(t, s, "readings", unitA); n != 0 {
 		t.Errorf("rows after a failed write = %d, want 0", n)
 	}
-	if got := counterValue(t, s.m.writeErrors); got != 1 {
+	if got := counterValue(t, s.m.WriteErrors); got != 1 {
 		t.Errorf("write_errors_total = %v, want 1", got)
 	}
 	// The store is still usable, and the unit cache was not polluted: the

@@ -48,10 +48,10 @@ func (s *Store) WriteReadings(ctx context.Context, rs []ups.Reading) (err error)
 	start := time.Now()
 	defer func() {
 		if err != nil {
-			s.m.writeErrors.Inc()
+			s.m.WriteErrors.Inc()
 			return
 		}
-		s.m.writeSeconds.Observe(time.Since(start).Seconds())
+		s.m.WriteSeconds.Observe(time.Since(start).Seconds())
 	}()
 
 	tx, err := s.w.BeginTx(ctx, nil)
@@ -147,10 +147,10 @@ func (s *Store) WriteReadings(ctx context.Context, rs []ups.Reading) (err error)
 	// Counted after the commit: a failed batch is retried whole and would
 	// otherwise count its drops twice.
 	for reason, n := range drops {
-		s.m.dropped.WithLabelValues(reason).Add(float64(n))
+		s.m.Dropped.WithLabelValues(reason).Add(float64(n))
 	}
-	s.m.written.Add(float64(nReading))
-	s.m.presence.Add(float64(nPresence))
+	s.m.Written.Add(float64(nReading))
+	s.m.Presence.Add(float64(nPresence))
 	return nil
 }
 
