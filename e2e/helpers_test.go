@@ -11,6 +11,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -343,24 +344,34 @@ func (l *load) failed() int {
 
 // verify polls the history until every acked reading of every unit is
 // there, then checks that no reading is there twice and (when exact)
-// that nothing unacked is there either.
+// that nothing unacked is there either. On timeout it names every unit
+// with missing readings and the first few missing indexes.
 func (l *load) verify(t testing.TB, c *client, within time.Duration, exact bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
-	for _, u := range l.units {
-		for {
+	for {
+		stored := map[string]map[int]int{}
+		var short []string
+		for _, u := range l.units {
 			got, err := c.stored(u.serial, u.base, l.perUnit)
 			if err != nil {
 				t.Fatal(err)
 			}
-			missing := 0
+			stored[u.serial] = got
+			var missing []int
 			for i := range l.perUnit {
 				if u.acked[i].Load() && got[i] == 0 {
-					missing++
+					missing = append(missing, i)
 				}
 			}
-			if missing == 0 {
-				for i, n := range got {
+			if len(missing) > 0 {
+				short = append(short, fmt.Sprintf("unit %s: %d of %d acked readings missing (first: %v)",
+					u.serial, len(missing), u.nAcked.Load(), missing[:min(len(missing), 5)]))
+			}
+		}
+		if len(short) == 0 {
+			for _, u := range l.units {
+				for i, n := range stored[u.serial] {
 					if n != 1 {
 						t.Errorf("unit %s reading %d stored %d times", u.serial, i, n)
 					}
@@ -368,13 +379,13 @@ func (l *load) verify(t testing.TB, c *client, within time.Duration, exact bool)
 						t.Errorf("unit %s reading %d stored but never acked", u.serial, i)
 					}
 				}
-				break
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("unit %s: %d of %d acked readings missing from history after %s", u.serial, missing, u.nAcked.Load(), within)
-			}
-			time.Sleep(200 * time.Millisecond)
+			return
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("acked readings missing from history after %s:\n%s", within, strings.Join(short, "\n"))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
