@@ -1,0 +1,285 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upswatch/upswatch/notify"
+	"github.com/upswatch/upswatch/notify/recipients"
+	"github.com/upswatch/upswatch/notify/templates"
+	"github.com/upswatch/upswatch/registry"
+	"github.com/upswatch/upswatch/rules"
+)
+
+// Notification is one (event, recipient, channel) travelling through the
+// stages.
+type Notification struct {
+	Event     *rules.Event
+	Unit      registry.Unit
+	Recipient recipients.Recipient
+	Channel   string
+	// Key is the notification log key (set by Route).
+	Key string
+}
+
+// Stage is one step of the intake: it returns the notifications that go
+// on, and an error when the whole event must be retried.
+type Stage interface {
+	Exec(ctx context.Context, ns []Notification) ([]Notification, error)
+}
+
+// StageFunc adapts a function to Stage.
+type StageFunc func(ctx context.Context, ns []Notification) ([]Notification, error)
+
+// Exec calls f.
+func (f StageFunc) Exec(ctx context.Context, ns []Notification) ([]Notification, error) {
+	return f(ctx, ns)
+}
+
+// MultiStage runs stages in order, stopping when none is left.
+type MultiStage []Stage
+
+// Exec runs each stage on the previous one's output.
+func (ms MultiStage) Exec(ctx context.Context, ns []Notification) ([]Notification, error) {
+	var err error
+	for _, s := range ms {
+		if len(ns) == 0 {
+			return nil, nil
+		}
+		if ns, err = s.Exec(ctx, ns); err != nil {
+			return nil, err
+		}
+	}
+	return ns, nil
+}
+
+// runIntake consumes ALERTS: workers by unit, each event through route and
+// the stages, then acked.
+func (p *Pipeline) runIntake(ctx context.Context, cons jetstream.Consumer) error {
+	msgs, stop, err := pump(ctx, cons, 1024)
+	if err != nil {
+		return fmt.Errorf("notify intake: %w", err)
+	}
+	defer stop()
+	queues := make([]chan jetstream.Msg, p.cfg.Workers)
+	var wg sync.WaitGroup
+	for i := range queues {
+		queues[i] = make(chan jetstream.Msg, 64)
+		wg.Go(func() {
+			for msg := range queues[i] {
+				p.handleEvent(ctx, msg)
+			}
+		})
+	}
+	defer func() {
+		for _, q := range queues {
+			close(q)
+		}
+		wg.Wait()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case msg, ok := <-msgs:
+			if !ok {
+				return nil
+			}
+			// The subject is upswatch.alerts.<serial>.<rule>: one unit's
+			// events stay in order on one worker.
+			h := fnv.New32a()
+			h.Write([]byte(subjectSerial(msg.Subject())))
+			select {
+			case queues[h.Sum32()%uint32(len(queues))] <- msg:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+func subjectSerial(subject string) string {
+	s := subject[min(len(subject), len("upswatch.alerts.")):]
+	for i := range len(s) {
+		if s[i] == '.' {
+			return s[:i]
+		}
+	}
+	return s
+}
+
+func (p *Pipeline) handleEvent(ctx context.Context, msg jetstream.Msg) {
+	var ev rules.Event
+	if err := json.Unmarshal(msg.Data(), &ev); err != nil || ev.Serial == "" || ev.Fingerprint == "" {
+		p.log.Error("alert event unreadable; dropped", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	n, err := p.process(ctx, &ev)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.log.Warn("alert event not processed; will retry", "alert", ev.Fingerprint, "kind", ev.Kind.String(), "err", err)
+		}
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	p.m.events.WithLabelValues(outcomeOf(n)).Inc()
+	if err := msg.Ack(); err != nil && ctx.Err() == nil {
+		p.log.Warn("alert ack failed (the event will come again and find its log entries)", "err", err)
+	}
+}
+
+func outcomeOf(n int) string {
+	if n == 0 {
+		return "none"
+	}
+	return "queued"
+}
+
+// process runs one event through route and the stages and returns how many
+// notifications it queued.
+func (p *Pipeline) process(ctx context.Context, ev *rules.Event) (int, error) {
+	if ev.Historical || ev.Silent {
+		return 0, nil
+	}
+	if p.cfg.Now().Sub(ev.At) > p.cfg.ExpireAfter {
+		p.log.Info("alert event too old to notify", "alert", ev.Fingerprint, "kind", ev.Kind.String(), "at", ev.At)
+		return 0, nil
+	}
+	ns, err := p.route(ctx, ev)
+	if err != nil {
+		return 0, err
+	}
+	ns, err = p.stages.Exec(ctx, ns)
+	return len(ns), err
+}
+
+// route makes one notification per recipient of the unit and channel the
+// pipeline has, before preferences.
+func (p *Pipeline) route(ctx context.Context, ev *rules.Event) ([]Notification, error) {
+	unit, ok := p.cfg.Units.Lookup(ev.Serial)
+	if !ok {
+		unit = registry.Unit{Serial: ev.Serial}
+	}
+	rs, err := p.cfg.Recipients.For(ctx, ev.Serial, unit.Site)
+	if err != nil {
+		return nil, fmt.Errorf("route: %w", err)
+	}
+	var ns []Notification
+	for _, r := range rs {
+		for _, ch := range recipients.Channels {
+			if p.channels[ch] != nil {
+				ns = append(ns, Notification{Event: ev, Unit: unit, Recipient: r, Channel: ch, Key: LogKey(r.ID, ch, ev.DedupID())})
+			}
+		}
+	}
+	return ns, nil
+}
+
+// preferences keeps the notifications the recipient wants now: the
+// severity's channels, not muted, outside quiet hours unless critical;
+// a Resolved only where its Firing was notified on that channel.
+func (p *Pipeline) preferences(ctx context.Context, ns []Notification) ([]Notification, error) {
+	out := ns[:0]
+	for _, n := range ns {
+		prefs := n.Recipient.Preferences
+		ev := n.Event
+		if prefs.IsMuted(ev.Serial) || !slices.Contains(prefs.ChannelsFor(ev.Severity), n.Channel) {
+			continue
+		}
+		if ev.Kind == rules.Resolved {
+			le, ok, err := p.readLog(ctx, LogKey(n.Recipient.ID, n.Channel, ev.Fingerprint+"/"+rules.Firing.String()))
+			if err != nil {
+				return nil, err
+			}
+			if !ok || le.State == stateFailed {
+				continue
+			}
+		} else if ev.Severity < rules.Critical && prefs.Quiet(p.cfg.Now(), n.Recipient.Location()) {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// dedup drops notifications the log already holds.
+func (p *Pipeline) dedup(ctx context.Context, ns []Notification) ([]Notification, error) {
+	out := ns[:0]
+	for _, n := range ns {
+		_, ok, err := p.readLog(ctx, n.Key)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// outboxMsg is an outbox message: everything needed to send, except the
+// addresses.
+type outboxMsg struct {
+	Key       string         `json:"key"`
+	AlertID   string         `json:"alert_id"`
+	EventID   string         `json:"event_id"`
+	Kind      string         `json:"kind"`
+	Rule      string         `json:"rule"`
+	Serial    string         `json:"serial"`
+	Recipient string         `json:"recipient"`
+	Channel   string         `json:"channel"`
+	Message   notify.Message `json:"message"`
+	EventAt   time.Time      `json:"event_at"`
+	QueuedAt  time.Time      `json:"queued_at"`
+}
+
+// enqueue renders each notification and puts it in the outbox (msg id =
+// log key), then marks it queued in the log.
+func (p *Pipeline) enqueue(ctx context.Context, ns []Notification) ([]Notification, error) {
+	now := p.cfg.Now()
+	for _, n := range ns {
+		ev := n.Event
+		text, err := p.cfg.Templates.Render(n.Recipient.Language,
+			templates.NewData(ev, n.Unit.Name, n.Unit.Site, n.Recipient.Location(), now))
+		if err != nil {
+			return nil, err
+		}
+		m := notify.Message{
+			Title: text.Title, Body: text.Body,
+			Critical:    ev.Severity == rules.Critical,
+			CollapseKey: string(ev.Serial) + "/" + ev.Rule,
+			Expires:     ev.At.Add(p.cfg.ExpireAfter),
+			Data: map[string]string{"serial": string(ev.Serial), "rule": ev.Rule, "kind": ev.Kind.String(),
+				"alert_id": ev.Fingerprint, "severity": ev.Severity.String()},
+		}
+		if n.Channel == recipients.SMS {
+			m.Title, m.Body = "", text.SMS
+		}
+		b, err := json.Marshal(outboxMsg{Key: n.Key, AlertID: ev.Fingerprint, EventID: ev.DedupID(), Kind: ev.Kind.String(),
+			Rule: ev.Rule, Serial: string(ev.Serial), Recipient: n.Recipient.ID, Channel: n.Channel, Message: m,
+			EventAt: ev.At, QueuedAt: now.UTC()})
+		if err != nil {
+			return nil, fmt.Errorf("encode outbox message: %w", err)
+		}
+		if _, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: OutboxSubjectPrefix + n.Channel, Data: b},
+			jetstream.WithMsgID(n.Key)); err != nil {
+			return nil, fmt.Errorf("outbox: %w", err)
+		}
+		b, _ = json.Marshal(logEntry{State: stateQueued, At: now.UTC()})
+		if _, err := p.logKV.Create(ctx, n.Key, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("notification log: %w", err)
+		}
+		p.m.queued.WithLabelValues(n.Channel).Inc()
+	}
+	return ns, nil
+}

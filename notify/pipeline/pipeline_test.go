@@ -1,0 +1,496 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/config"
+	"github.com/upswatch/upswatch/notify/apns/apnsfake"
+	"github.com/upswatch/upswatch/notify/fcm/fcmfake"
+	"github.com/upswatch/upswatch/notify/recipients"
+	"github.com/upswatch/upswatch/notify/sms/smsfake"
+	"github.com/upswatch/upswatch/notify/templates"
+	"github.com/upswatch/upswatch/registry"
+	"github.com/upswatch/upswatch/rules"
+	"github.com/upswatch/upswatch/ups"
+)
+
+const (
+	serial   = ups.Serial("123456789012")
+	fcmTok   = "fcm-token-owner-1"
+	apnsTok  = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	phone    = "+84901234567"
+	topic    = "com.example.upswatch"
+	smsSID   = "AC0123456789"
+	smsToken = "sms-auth-token"
+)
+
+// units is a function-field fake of the registry.
+type units map[ups.Serial]registry.Unit
+
+func (u units) Lookup(s ups.Serial) (registry.Unit, bool) { v, ok := u[s]; return v, ok }
+
+type env struct {
+	ns    *server.Server
+	js    jetstream.JetStream
+	store *recipients.Store
+	units units
+	fcm   *fcmfake.Server
+	apns  *apnsfake.Server
+	sms   *smsfake.Server
+	cfg   config.Notify
+	tmpl  *templates.Set
+}
+
+// newEnv starts NATS, the recipients view and the three fakes; channels
+// picks which providers are configured.
+func newEnv(t testing.TB, channels ...string) *env {
+	t.Helper()
+	ns, _, js := bustest.Server(t)
+	e := &env{ns: ns, js: js, units: units{serial: {Serial: serial, Name: "Office", Site: "hq"}}, cfg: config.Default().Notify}
+	ctx, cancel := context.WithCancel(context.Background())
+	var err error
+	if e.store, err = recipients.Open(ctx, js, recipients.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = e.store.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-e.store.Ready()
+	if e.tmpl, err = templates.Load(""); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, ch := range channels {
+		switch ch {
+		case recipients.FCM:
+			e.fcm = fcmfake.New()
+			t.Cleanup(e.fcm.Close)
+			e.cfg.FCM = config.NotifyFCM{ProjectID: "upswatch-test", Endpoint: e.fcm.URL(), ParallelBatches: 4}
+		case recipients.APNS:
+			e.apns = apnsfake.New()
+			t.Cleanup(e.apns.Close)
+			k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			der, _ := x509.MarshalPKCS8PrivateKey(k)
+			keyFile := filepath.Join(dir, "AuthKey.p8")
+			if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			e.apns.VerifyWith(&k.PublicKey)
+			caFile, err := e.apns.WriteCAFile(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.cfg.APNS = config.NotifyAPNS{KeyFile: keyFile, KeyID: "KEY1234567", TeamID: "TEAM123456", Topic: topic,
+				Endpoint: e.apns.URL(), CAFile: caFile}
+		case recipients.SMS:
+			e.sms = smsfake.New(smsSID, smsToken)
+			t.Cleanup(e.sms.Close)
+			e.cfg.SMS = config.NotifySMS{Endpoint: e.sms.URL(), AccountSID: smsSID, AuthToken: smsToken, From: "+15550001111",
+				SegmentsPerSecond: 50, Burst: 5}
+		}
+	}
+	e.cfg.Retry = config.NotifyRetry{InitialBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}
+	return e
+}
+
+// start runs a pipeline until the returned stop is called (or the test
+// ends).
+func (e *env) start(t testing.TB) (*Pipeline, func()) {
+	t.Helper()
+	s, err := NewSenders(context.Background(), e.cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(e.js, Config{Units: e.units, Recipients: e.store, Templates: e.tmpl, FCM: s.FCM, APNS: s.APNS,
+		APNSTopic: s.APNSTopic, SMS: s.SMS, InitialBackoff: e.cfg.Retry.InitialBackoff, MaxBackoff: e.cfg.Retry.MaxBackoff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := p.Run(ctx); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	select {
+	case <-p.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("pipeline not ready")
+	}
+	return p, stop
+}
+
+func (e *env) owner(t testing.TB, lang string, prefs recipients.Preferences, c recipients.Contacts) recipients.Recipient {
+	t.Helper()
+	r, err := e.store.Create(context.Background(), recipients.Recipient{
+		Account:  recipients.Account{Language: lang, TimeZone: "Asia/Ho_Chi_Minh", Units: []ups.Serial{serial}, Preferences: prefs},
+		Personal: recipients.Personal{Name: "Lan", Contacts: c},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func allChannels() recipients.Preferences {
+	all := []string{recipients.FCM, recipients.APNS, recipients.SMS}
+	return recipients.Preferences{Channels: map[string][]string{"warning": all, "critical": all}}
+}
+
+func event(kind rules.EventKind, rule string, sev rules.Severity, s ups.Serial, started time.Time) rules.Event {
+	ev := rules.Event{Kind: kind, Rule: rule, Severity: sev, Serial: s, At: time.Now(), StartedAt: started,
+		Fingerprint: fmt.Sprintf("%s/%s/%d", s, rule, started.UnixMilli()),
+		Values:      []rules.Value{{Name: "battery.runtime", Value: 1500}}}
+	if kind == rules.Resolved {
+		ev.Duration = ev.At.Sub(started)
+		ev.EndedAt = ev.At
+	}
+	return ev
+}
+
+func publish(t testing.TB, js jetstream.JetStream, ev rules.Event, msgID string) {
+	t.Helper()
+	b, _ := json.Marshal(ev)
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	if _, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: "upswatch.alerts." + string(ev.Serial) + "." + ev.Rule, Data: b}, opts...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func okFCM(reqs []fcmfake.Request) (n int) {
+	for _, r := range reqs {
+		if r.Status == 200 {
+			n++
+		}
+	}
+	return n
+}
+
+func TestEndToEnd(t *testing.T) {
+	tests := []struct {
+		lang, title, smsBody, restored string
+	}{
+		{"en", "⚡ Office is on battery", "Office is on battery since", "🔌 Office: power restored"},
+		{"vi", "⚡ Office đang chạy bằng pin", "Office dang chay bang pin tu", "🔌 Office: đã có điện trở lại"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.lang, func(t *testing.T) {
+			e := newEnv(t, recipients.FCM, recipients.APNS, recipients.SMS)
+			r := e.owner(t, tt.lang, allChannels(), recipients.Contacts{FCMTokens: []string{fcmTok},
+				APNSTokens: []recipients.APNSToken{{Token: apnsTok, BundleID: topic}}, Phones: []string{phone}})
+			p, _ := e.start(t)
+
+			ev := event(rules.Firing, "on_battery", rules.Warning, serial, time.Now().Add(-6*time.Second))
+			start := time.Now()
+			publish(t, e.js, ev, ev.DedupID())
+			fr, err := e.fcm.WaitRequests(1, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ar, err := e.apns.WaitRequests(1, time.Second-time.Since(start))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sr, err := e.sms.WaitRequests(1, time.Second-time.Since(start))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("all three providers reached %v after publishing", time.Since(start))
+			if f := fr[0]; f.Token != fcmTok || f.Title != tt.title || f.CollapseKey != "123456789012/on_battery" ||
+				f.Priority != "normal" || f.Data["alert_id"] != ev.Fingerprint {
+				t.Errorf("fcm request = %+v", f)
+			}
+			if a := ar[0]; a.Token != apnsTok || a.Topic != topic || a.Title != tt.title || a.CollapseID == "" {
+				t.Errorf("apns request = %+v", a)
+			}
+			if s := sr[0]; s.To != phone || s.From != "+15550001111" || !strings.HasPrefix(s.Body, tt.smsBody) {
+				t.Errorf("sms request = %+v", s)
+			}
+
+			// The same event again: once with the same msg id (the stream
+			// drops it), once with another (the log drops it).
+			publish(t, e.js, ev, ev.DedupID())
+			publish(t, e.js, ev, "")
+			// Resolved goes where the firing went.
+			res := event(rules.Resolved, "on_battery", rules.Warning, serial, ev.StartedAt)
+			publish(t, e.js, res, res.DedupID())
+			fr, err = e.fcm.WaitRequests(2, 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(fr) != 2 || !strings.HasPrefix(fr[1].Title, tt.restored) {
+				t.Fatalf("fcm requests = %+v", fr)
+			}
+			if _, err := e.sms.WaitRequests(2, 2*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond)
+			if n := len(e.fcm.Requests()) + len(e.apns.Requests()) + len(e.sms.Requests()); n != 6 {
+				t.Fatalf("%d provider requests, want 6 (firing and resolved on three channels)", n)
+			}
+
+			ds, err := p.Deliveries(context.Background(), ev.Fingerprint)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ds) != 6 {
+				t.Fatalf("deliveries = %+v", ds)
+			}
+			for _, d := range ds {
+				if d.Outcome != "delivered" || d.Recipient != r.ID || d.Contact == "" || d.Response == "" {
+					t.Errorf("delivery = %+v", d)
+				}
+				if strings.Contains(d.Contact, fcmTok) || strings.Contains(d.Contact, "901234567") || strings.Contains(d.Contact, apnsTok) {
+					t.Errorf("delivery holds an address: %+v", d)
+				}
+			}
+		})
+	}
+}
+
+func TestRestartBetweenAcceptAndDeliver(t *testing.T) {
+	e := newEnv(t, recipients.FCM)
+	e.owner(t, "en", allChannels(), recipients.Contacts{FCMTokens: []string{fcmTok}})
+	e.fcm.SetDown("") // accepted into the outbox, not deliverable yet
+	_, stop := e.start(t)
+	ev := event(rules.Firing, "on_battery", rules.Critical, serial, time.Now())
+	publish(t, e.js, ev, ev.DedupID())
+	if _, err := e.fcm.WaitRequests(1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	e.fcm.Reset()
+	before := len(e.fcm.Requests())
+	e.start(t)
+	reqs, err := e.fcm.WaitRequests(before+1, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := okFCM(e.fcm.Requests()); n != 1 {
+		t.Fatalf("%d successful pushes after the restart, want 1 (requests %+v)", n, reqs)
+	}
+}
+
+// The provider answers 503 for 1.5 s, then recovers: delivered once,
+// late. FCM's client retries a 503 inside SendEach itself; the SMS sender
+// does not, so SMS goes through the outbox's own backoff (NakWithDelay
+// honouring Retry-After).
+func TestProviderDownThenUp(t *testing.T) {
+	for _, ch := range []string{recipients.FCM, recipients.SMS} {
+		t.Run(ch, func(t *testing.T) {
+			e := newEnv(t, ch)
+			e.owner(t, "en", allChannels(), recipients.Contacts{FCMTokens: []string{fcmTok}, Phones: []string{phone}})
+			type fake interface {
+				SetDown(string)
+				SetUp()
+			}
+			var f fake
+			var ok func() int
+			if ch == recipients.FCM {
+				f, ok = e.fcm, func() int { return okFCM(e.fcm.Requests()) }
+			} else {
+				f, ok = e.sms, func() (n int) {
+					for _, r := range e.sms.Requests() {
+						if r.Status == 201 {
+							n++
+						}
+					}
+					return n
+				}
+			}
+			f.SetDown("1")
+			p, _ := e.start(t)
+			ev := event(rules.Firing, "on_battery", rules.Warning, serial, time.Now())
+			publish(t, e.js, ev, ev.DedupID())
+			time.Sleep(1500 * time.Millisecond)
+			if ok() != 0 {
+				t.Fatal("delivered while down")
+			}
+			up := time.Now()
+			f.SetUp()
+			deadline := time.Now().Add(15 * time.Second)
+			for ok() == 0 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			t.Logf("delivered %v after the provider came back", time.Since(up))
+			time.Sleep(500 * time.Millisecond)
+			if n := ok(); n != 1 {
+				t.Fatalf("%d successful sends, want 1", n)
+			}
+			ds, err := p.Deliveries(context.Background(), ev.Fingerprint)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ds) == 0 || ds[len(ds)-1].Outcome != "delivered" {
+				t.Fatalf("deliveries = %+v", ds)
+			}
+			if ch == recipients.SMS && (len(ds) < 2 || ds[0].Outcome != "retry" || !strings.HasPrefix(ds[0].Response, "503")) {
+				t.Fatalf("deliveries = %+v, want retries before the delivery", ds)
+			}
+		})
+	}
+}
+
+func TestDeadTokensRemoved(t *testing.T) {
+	e := newEnv(t, recipients.FCM, recipients.APNS, recipients.SMS)
+	r := e.owner(t, "en", allChannels(), recipients.Contacts{FCMTokens: []string{fcmTok, "fcm-token-live"},
+		APNSTokens: []recipients.APNSToken{{Token: apnsTok}}, Phones: []string{phone}})
+	e.fcm.FailToken(fcmTok, fcmfake.Unregistered)
+	e.apns.FailToken(apnsTok, apnsfake.Unregistered)
+	e.sms.FailTo(phone, smsfake.OptedOut)
+	p, _ := e.start(t)
+	ev := event(rules.Firing, "on_battery", rules.Critical, serial, time.Now())
+	publish(t, e.js, ev, ev.DedupID())
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, _ := e.store.Lookup(r.ID)
+		if len(got.Dropped) == 3 {
+			if c := got.Contacts; len(c.FCMTokens) != 1 || c.FCMTokens[0] != "fcm-token-live" || len(c.APNSTokens) != 0 || len(c.Phones) != 0 {
+				t.Fatalf("contacts = %+v", c)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dropped = %+v", got.Dropped)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ds, err := p.Deliveries(context.Background(), ev.Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcomes := map[string]int{}
+	for _, d := range ds {
+		outcomes[d.Channel+"/"+d.Outcome]++
+	}
+	if outcomes["fcm/token_gone"] != 1 || outcomes["fcm/delivered"] != 1 || outcomes["apns/token_gone"] != 1 || outcomes["sms/token_gone"] != 1 {
+		t.Fatalf("outcomes = %v", outcomes)
+	}
+}
+
+func TestPreferencesAndSkips(t *testing.T) {
+	e := newEnv(t, recipients.FCM)
+	now := time.Now().In(time.FixedZone("ICT", 7*3600))
+	quiet := &recipients.QuietHours{Start: now.Add(-time.Hour).Format("15:04"), End: now.Add(time.Hour).Format("15:04")}
+	e.owner(t, "en", recipients.Preferences{QuietHours: quiet}, recipients.Contacts{FCMTokens: []string{"tok-quiet"}})
+	mutedSerial := ups.Serial("210987654321")
+	e.units[mutedSerial] = registry.Unit{Serial: mutedSerial, Name: "Lab", Site: "hq"}
+	if _, err := e.store.Create(context.Background(), recipients.Recipient{
+		Account:  recipients.Account{Units: []ups.Serial{mutedSerial}, Preferences: recipients.Preferences{Muted: []ups.Serial{mutedSerial}}},
+		Personal: recipients.Personal{Contacts: recipients.Contacts{FCMTokens: []string{"tok-muted"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.start(t)
+	t0 := time.Now()
+	warning := event(rules.Firing, "on_battery", rules.Warning, serial, t0)
+	historical := event(rules.Firing, "overload", rules.Critical, serial, t0)
+	historical.Historical = true
+	silent := event(rules.Resolved, "low_battery", rules.Critical, serial, t0)
+	silent.Silent = true
+	unnotified := event(rules.Resolved, "on_battery", rules.Warning, serial, t0) // its firing was held back
+	muted := event(rules.Firing, "low_battery", rules.Critical, mutedSerial, t0)
+	critical := event(rules.Firing, "low_battery", rules.Critical, serial, t0)
+	for _, ev := range []rules.Event{warning, historical, silent, unnotified, muted, critical} {
+		publish(t, e.js, ev, ev.DedupID())
+	}
+	reqs, err := e.fcm.WaitRequests(1, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	reqs = e.fcm.Requests()
+	if len(reqs) != 1 || reqs[0].Token != "tok-quiet" || reqs[0].Title != "🪫 Office: battery low" || reqs[0].Priority != "high" {
+		t.Fatalf("requests = %+v, want only the critical low_battery", reqs)
+	}
+}
+
+func TestDevModeLogsWithoutAddresses(t *testing.T) {
+	e := newEnv(t)
+	var buf syncBuffer
+	r := e.owner(t, "en", allChannels(), recipients.Contacts{FCMTokens: []string{fcmTok}, Phones: []string{phone}})
+	p, err := New(e.js, Config{Units: e.units, Recipients: e.store, Templates: e.tmpl, Logger: newLogger(&buf)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.DevMode() {
+		t.Fatal("not in dev mode without providers")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-p.Ready()
+	ev := event(rules.Firing, "on_battery", rules.Warning, serial, time.Now())
+	publish(t, e.js, ev, ev.DedupID())
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(buf.String(), "notification (log channel") < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	out := buf.String()
+	if !strings.Contains(out, "Office is on battery") || !strings.Contains(out, "channel=sms") {
+		t.Fatalf("log = %s", out)
+	}
+	if strings.Contains(out, fcmTok) || strings.Contains(out, "901234567") {
+		t.Fatalf("log holds an address: %s", out)
+	}
+
+	results, err := p.SendTest(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 2 || results[0].Channel != "fcm" || results[1].Channel != "sms" ||
+		results[0].Outcome != "delivered" || results[1].Contact != "**********67" {
+		t.Fatalf("test results = %+v", results)
+	}
+	if !strings.Contains(buf.String(), "upswatch test notification") {
+		t.Fatalf("test notification not logged: %s", buf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
