@@ -1,0 +1,266 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/upswatch/upswatch/notify/pipeline"
+	"github.com/upswatch/upswatch/notify/recipients"
+	"github.com/upswatch/upswatch/ups"
+)
+
+// Accounts is what the API needs of notify/recipients.
+type Accounts interface {
+	Create(ctx context.Context, r recipients.Recipient) (recipients.Recipient, error)
+	Lookup(id string) (recipients.Recipient, bool)
+	UpdateProfile(ctx context.Context, id string, p recipients.Profile) (recipients.Recipient, error)
+	SetContacts(ctx context.Context, id string, c recipients.Contacts) (recipients.Recipient, error)
+	SetPreferences(ctx context.Context, id string, p recipients.Preferences) (recipients.Recipient, error)
+	SetUnit(ctx context.Context, id string, serial ups.Serial, owned bool) (recipients.Recipient, error)
+	SetSite(ctx context.Context, id, site string, managed bool) (recipients.Recipient, error)
+	Delete(ctx context.Context, id string) error
+}
+
+// Notifier is what the API needs of notify/pipeline.
+type Notifier interface {
+	Deliveries(ctx context.Context, alertID string) ([]pipeline.Delivery, error)
+	SendTest(ctx context.Context, accountID string) ([]pipeline.TestResult, error)
+}
+
+// HandleNotify registers the recipient accounts and notification
+// endpoints, behind the admin token:
+//
+//	POST   /v1/accounts                         create
+//	GET    /v1/accounts/{id}                    read
+//	PUT    /v1/accounts/{id}                    name, language, time_zone
+//	DELETE /v1/accounts/{id}
+//	PUT    /v1/accounts/{id}/contacts           fcm_tokens, apns_tokens, phones
+//	PUT    /v1/accounts/{id}/preferences        channels, quiet_hours, muted
+//	PUT|DELETE /v1/accounts/{id}/units/{serial} ownership
+//	PUT|DELETE /v1/accounts/{id}/sites/{site}   management
+//	POST   /v1/accounts/{id}/test-notification  per-address results
+//	GET    /v1/alerts/{id}/deliveries           every attempt of an alert
+//
+// An alert id is its fingerprint serial/rule/start-ms; in the path, escape
+// the slashes (%2F) or write dots instead.
+func (s *Server) HandleNotify(accounts Accounts, n Notifier) {
+	h := &notifyAPI{s: s, accounts: accounts, n: n}
+	s.mux.Handle("POST /v1/accounts", s.admin(h.create))
+	s.mux.Handle("GET /v1/accounts/{id}", s.admin(h.get))
+	s.mux.Handle("PUT /v1/accounts/{id}", s.admin(h.update))
+	s.mux.Handle("DELETE /v1/accounts/{id}", s.admin(h.delete))
+	s.mux.Handle("PUT /v1/accounts/{id}/contacts", s.admin(h.contacts))
+	s.mux.Handle("PUT /v1/accounts/{id}/preferences", s.admin(h.preferences))
+	s.mux.Handle("PUT /v1/accounts/{id}/units/{serial}", s.admin(h.unit(true)))
+	s.mux.Handle("DELETE /v1/accounts/{id}/units/{serial}", s.admin(h.unit(false)))
+	s.mux.Handle("PUT /v1/accounts/{id}/sites/{site}", s.admin(h.site(true)))
+	s.mux.Handle("DELETE /v1/accounts/{id}/sites/{site}", s.admin(h.site(false)))
+	s.mux.Handle("POST /v1/accounts/{id}/test-notification", s.admin(h.test))
+	s.mux.Handle("GET /v1/alerts/{id}/deliveries", s.admin(h.deliveries))
+}
+
+type notifyAPI struct {
+	s        *Server
+	accounts Accounts
+	n        Notifier
+}
+
+func decodeStrict(w http.ResponseWriter, r *http.Request, v any, shape string) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "body must be a JSON object "+shape+": "+err.Error())
+		return false
+	}
+	return true
+}
+
+// reply writes the account or maps err to a stable error code. Errors
+// never quote a contact (recipients' errors name the field only).
+func (h *notifyAPI) reply(w http.ResponseWriter, code int, rec recipients.Recipient, err error, op string) {
+	switch {
+	case errors.Is(err, recipients.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "invalid_field", err.Error())
+	case errors.Is(err, recipients.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "no account with this id")
+	case errors.Is(err, recipients.ErrExists):
+		writeError(w, http.StatusConflict, "already_exists", "an account with this id exists")
+	case err != nil:
+		h.s.internal(w, op, err)
+	default:
+		writeJSON(w, code, rec)
+	}
+}
+
+func (h *notifyAPI) id(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	if !recipients.ValidID(id) {
+		writeError(w, http.StatusNotFound, "not_found", "no account with this id")
+		return "", false
+	}
+	return id, true
+}
+
+type accountBody struct {
+	ID          string                 `json:"id"`
+	Name        string                 `json:"name"`
+	Language    string                 `json:"language"`
+	TimeZone    string                 `json:"time_zone"`
+	Contacts    recipients.Contacts    `json:"contacts"`
+	Preferences recipients.Preferences `json:"preferences"`
+	Units       []ups.Serial           `json:"units"`
+	Sites       []string               `json:"sites"`
+}
+
+func (h *notifyAPI) create(w http.ResponseWriter, r *http.Request) {
+	var b accountBody
+	if !decodeStrict(w, r, &b, "{id?, name, language, time_zone, contacts, preferences, units, sites}") {
+		return
+	}
+	rec, err := h.accounts.Create(r.Context(), recipients.Recipient{
+		Account: recipients.Account{ID: b.ID, Language: b.Language, TimeZone: b.TimeZone, Preferences: b.Preferences,
+			Units: b.Units, Sites: b.Sites},
+		Personal: recipients.Personal{Name: b.Name, Contacts: b.Contacts},
+	})
+	if err == nil {
+		h.s.log.Info("recipient account created", "account", rec.ID)
+	}
+	h.reply(w, http.StatusCreated, rec, err, "create account")
+}
+
+func (h *notifyAPI) get(w http.ResponseWriter, r *http.Request) {
+	id, ok := h.id(w, r)
+	if !ok {
+		return
+	}
+	rec, ok := h.accounts.Lookup(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", "no account with this id")
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (h *notifyAPI) update(w http.ResponseWriter, r *http.Request) {
+	id, ok := h.id(w, r)
+	if !ok {
+		return
+	}
+	var b struct {
+		Name     string `json:"name"`
+		Language string `json:"language"`
+		TimeZone string `json:"time_zone"`
+	}
+	if !decodeStrict(w, r, &b, "{name, language, time_zone}") {
+		return
+	}
+	rec, err := h.accounts.UpdateProfile(r.Context(), id, recipients.Profile{Name: b.Name, Language: b.Language, TimeZone: b.TimeZone})
+	h.reply(w, http.StatusOK, rec, err, "update account")
+}
+
+func (h *notifyAPI) delete(w http.ResponseWriter, r *http.Request) {
+	id, ok := h.id(w, r)
+	if !ok {
+		return
+	}
+	if err := h.accounts.Delete(r.Context(), id); err != nil {
+		h.reply(w, 0, recipients.Recipient{}, err, "delete account")
+		return
+	}
+	h.s.log.Info("recipient account deleted", "account", id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *notifyAPI) contacts(w http.ResponseWriter, r *http.Request) {
+	id, ok := h.id(w, r)
+	if !ok {
+		return
+	}
+	var c recipients.Contacts
+	if !decodeStrict(w, r, &c, "{fcm_tokens, apns_tokens: [{token, bundle_id}], phones}") {
+		return
+	}
+	rec, err := h.accounts.SetContacts(r.Context(), id, c)
+	h.reply(w, http.StatusOK, rec, err, "set contacts")
+}
+
+func (h *notifyAPI) preferences(w http.ResponseWriter, r *http.Request) {
+	id, ok := h.id(w, r)
+	if !ok {
+		return
+	}
+	var p recipients.Preferences
+	if !decodeStrict(w, r, &p, "{channels: {severity: [channel]}, quiet_hours: {start, end}, muted}") {
+		return
+	}
+	rec, err := h.accounts.SetPreferences(r.Context(), id, p)
+	h.reply(w, http.StatusOK, rec, err, "set preferences")
+}
+
+func (h *notifyAPI) unit(owned bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, ok := h.id(w, r)
+		if !ok {
+			return
+		}
+		serial := r.PathValue("serial")
+		if !ups.ValidSerial(serial) {
+			writeError(w, http.StatusBadRequest, "invalid_serial", "the serial number must have exactly 12 or 16 digits")
+			return
+		}
+		rec, err := h.accounts.SetUnit(r.Context(), id, ups.Serial(serial), owned)
+		h.reply(w, http.StatusOK, rec, err, "set unit ownership")
+	}
+}
+
+func (h *notifyAPI) site(managed bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, ok := h.id(w, r)
+		if !ok {
+			return
+		}
+		rec, err := h.accounts.SetSite(r.Context(), id, r.PathValue("site"), managed)
+		h.reply(w, http.StatusOK, rec, err, "set site management")
+	}
+}
+
+func (h *notifyAPI) test(w http.ResponseWriter, r *http.Request) {
+	id, ok := h.id(w, r)
+	if !ok {
+		return
+	}
+	results, err := h.n.SendTest(r.Context(), id)
+	if err != nil {
+		h.reply(w, 0, recipients.Recipient{}, err, "test notification")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": results})
+}
+
+func (h *notifyAPI) deliveries(w http.ResponseWriter, r *http.Request) {
+	id, err := url.PathUnescape(r.PathValue("id"))
+	if err != nil || id == "" {
+		writeError(w, http.StatusBadRequest, "invalid_alert_id", "the alert id is serial/rule/start-ms")
+		return
+	}
+	if !strings.Contains(id, "/") {
+		id = strings.ReplaceAll(id, ".", "/")
+	}
+	ds, err := h.n.Deliveries(r.Context(), id)
+	if err != nil {
+		if strings.Contains(err.Error(), "invalid alert id") {
+			writeError(w, http.StatusBadRequest, "invalid_alert_id", "the alert id is serial/rule/start-ms")
+			return
+		}
+		h.s.internal(w, "list deliveries", err)
+		return
+	}
+	if ds == nil {
+		ds = []pipeline.Delivery{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"alert_id": id, "deliveries": ds})
+}
