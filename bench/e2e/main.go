@@ -57,7 +57,7 @@ func run() int {
 	flag.Float64Var(&o.rate, "rate", 40000, "readings per second over all units the sim aims at (above what the pipeline stores, so it measures capacity)")
 	modes := flag.String("modes", "influx,telegraf,embedded", "runs, in order: influx (serve + mosquitto + influxdb), telegraf (side by side, when on PATH), embedded (serve alone)")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "per run: how long to wait at most, after the sim ends, for every reading to be queryable")
-	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of serve (influx run) under load to this file")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of serve under load to this file (influx run; the embedded run's to FILE.embedded)")
 	flag.IntVar(&o.profileSec, "profile-seconds", 10, "length of the -cpuprofile profile, from the first publish")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (logs, data) instead of removing it")
 	flag.Uint64Var(&o.first, "first-serial", 900000000001, "serial of the first unit (12 digits)")
@@ -288,6 +288,14 @@ func embedded(ctx context.Context, o options, bin, tmp string) (result, error) {
 		name: "upswatch serve, embedded (broker + sqlite)", bin: bin, dir: dir, broker: "tcp://" + mqttAddr,
 		credsFile: credsFile, units: o.units, count: o.count, rate: o.rate, timeout: o.timeout,
 		consumer: s.p, stored: count,
+	}
+	if o.cpuprofile != "" {
+		path := o.cpuprofile + ".embedded"
+		ld.onStart = func() {
+			if err := s.profile(path, o.profileSec); err != nil {
+				fmt.Printf("  cpu profile failed: %v\n", err)
+			}
+		}
 	}
 	fmt.Printf("run: %s (%d units x %d readings)\n", ld.name, o.units, o.count)
 	return ld.run(ctx)
