@@ -71,7 +71,8 @@ type key struct {
 
 // Keyring holds the data keys (one primary, used to seal) and the index
 // key (used for blind indexes; it never rotates, or every index would
-// change). It is safe for concurrent use.
+// change). Make one with Generate, Load or FromEnv (the zero value has no
+// keys). It is safe for concurrent use.
 type Keyring struct {
 	mu       sync.RWMutex
 	keys     map[string]*key
