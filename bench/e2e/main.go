@@ -98,7 +98,7 @@ func bench(ctx context.Context, o options) ([]result, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp("", "upswatch-e2e-")
+	tmp, err := os.MkdirTemp("", "upswatch-bench-e2e-")
 	if err != nil {
 		return nil, err
 	}
