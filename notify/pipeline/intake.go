@@ -65,11 +65,6 @@ func (ms MultiStage) Exec(ctx context.Context, ns []Notification) ([]Notificatio
 // runIntake consumes ALERTS: workers by unit, each event through route and
 // the stages, then acked.
 func (p *Pipeline) runIntake(ctx context.Context, cons jetstream.Consumer) error {
-	msgs, stop, err := pump(ctx, cons, 1024)
-	if err != nil {
-		return fmt.Errorf("notify intake: %w", err)
-	}
-	defer stop()
 	queues := make([]chan jetstream.Msg, p.cfg.Workers)
 	var wg sync.WaitGroup
 	for i := range queues {
@@ -86,6 +81,13 @@ func (p *Pipeline) runIntake(ctx context.Context, cons jetstream.Consumer) error
 		}
 		wg.Wait()
 	}()
+	// Deferred last, so it runs first: stop pulling before the workers
+	// nak what they hold.
+	msgs, stop, err := pump(ctx, cons, 1024)
+	if err != nil {
+		return fmt.Errorf("notify intake: %w", err)
+	}
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():

@@ -284,7 +284,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		Durable:       IntakeConsumer,
 		Description:   "notification pipeline intake",
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       time.Minute,
+		AckWait:       ackWait,
 		MaxAckPending: 4096,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
@@ -303,7 +303,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			Description:   "notification sender of channel " + name,
 			FilterSubject: OutboxSubjectPrefix + name,
 			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       5 * time.Minute,
+			AckWait:       ackWait,
 			MaxAckPending: 20000,
 			MaxDeliver:    -1,
 		})
@@ -351,6 +351,7 @@ func pump(ctx context.Context, cons jetstream.Consumer, maxMessages int) (<-chan
 			select {
 			case out <- msg:
 			case <-ctx.Done():
+				_ = msg.Nak()
 				return
 			}
 		}

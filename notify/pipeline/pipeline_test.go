@@ -122,7 +122,7 @@ func (e *env) start(t testing.TB) (*Pipeline, func()) {
 		t.Fatal(err)
 	}
 	p, err := New(e.js, Config{Units: e.units, Recipients: e.store, Templates: e.tmpl, FCM: s.FCM, APNS: s.APNS,
-		APNSTopic: s.APNSTopic, SMS: s.SMS, InitialBackoff: e.cfg.Retry.InitialBackoff, MaxBackoff: e.cfg.Retry.MaxBackoff})
+		Logger: testLogger(), APNSTopic: s.APNSTopic, SMS: s.SMS, InitialBackoff: e.cfg.Retry.InitialBackoff, MaxBackoff: e.cfg.Retry.MaxBackoff})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,3 +494,10 @@ func (s *syncBuffer) String() string {
 }
 
 func newLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+func testLogger() *slog.Logger {
+	if os.Getenv("NOTIFY_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}

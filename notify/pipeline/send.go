@@ -21,20 +21,26 @@ import (
 // batch once one arrived.
 const linger = 5 * time.Millisecond
 
-// sendTimeout bounds one provider call; the outbox AckWait is well above.
+// sendTimeout bounds one provider call.
 const sendTimeout = time.Minute
+
+// ackWait of the consumers: after a crash, the messages it held come back
+// this late at the latest. Long sends report progress.
+const ackWait = 30 * time.Second
 
 // runChannel consumes one channel's outbox: batches of up to c.batch
 // messages, c.concurrency batches at a time.
 func (p *Pipeline) runChannel(ctx context.Context, c *channel, cons jetstream.Consumer) error {
+	sem := make(chan struct{}, c.concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	// Stop pulling before the batches in flight settle: a message they
+	// nak must not be redelivered into this closing iterator.
 	msgs, stop, err := pump(ctx, cons, 2*c.batch)
 	if err != nil {
 		return fmt.Errorf("notify %s: %w", c.name, err)
 	}
 	defer stop()
-	sem := make(chan struct{}, c.concurrency)
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	for {
 		var batch []jetstream.Msg
 		select {
@@ -170,6 +176,22 @@ func (p *Pipeline) sendGroup(ctx context.Context, c *channel, g *group) {
 		to = append(to, pd.to...)
 	}
 	sctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	// Keep the outbox from redelivering while a slow provider (or SMS
+	// pacing) holds the batch.
+	go func() {
+		t := time.NewTicker(ackWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-t.C:
+				for _, pd := range g.items {
+					_ = pd.msg.InProgress()
+				}
+			}
+		}
+	}()
 	results := g.sender.Send(sctx, g.m, to)
 	cancel()
 	at := p.cfg.Now()
