@@ -178,6 +178,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	var ing *ingest.Ingest
 	var ingMu sync.Mutex
+	var embedded *broker.Broker
 	checks := []api.ReadyCheck{
 		{Name: "bus", Ready: nc.IsConnected},
 		{Name: "registry", Ready: closed(units.Ready())},
@@ -210,6 +211,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 			return err
 		}
 		onStop("mqtt broker", func() { _ = b.Close() })
+		embedded = b
 		mqttURL = b.URL()
 		a.log.Info("embedded mqtt broker listening", "addr", b.Addr())
 	}
@@ -265,6 +267,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 	ing = in
 	ingMu.Unlock()
 	goRun("ingest", in.Run)
+	if embedded != nil {
+		// Devices on the embedded broker are acked only once the bus has
+		// their readings; wills (offline) still come by the subscription.
+		embedded.SetSink(in)
+	}
 
 	close(a.started)
 	a.log.Info("upswatch running", "http", a.httpAddr, "mqtt", mqttURL, "data_dir", a.cfg.DataDir)

@@ -10,6 +10,7 @@ package broker
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -31,6 +32,13 @@ import (
 // Authenticator verifies a device's credentials (the registry's view).
 type Authenticator interface {
 	Authenticate(serial ups.Serial, password string) bool
+}
+
+// Sink takes a device message before the broker acks it (the ingest's
+// Offer): nil means stored on the bus (or rejected for good), an error
+// means not stored, and the broker withholds the device's PUBACK.
+type Sink interface {
+	Offer(ctx context.Context, topic string, payload []byte) error
 }
 
 // Options configure the broker.
@@ -86,6 +94,7 @@ func New(o Options) (*Broker, error) {
 		SysTopicResendInterval: 0,
 	})
 	h := &authHook{opts: o, prefix: o.TopicPrefix + "/"}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if o.DeviceRate > 0 {
 		h.limiters = map[string]*rate.Limiter{}
 	}
@@ -105,6 +114,10 @@ func New(o Options) (*Broker, error) {
 	return b, nil
 }
 
+// SetSink routes device telemetry and status through s before they are
+// acked (see Sink). Without a sink, messages reach subscribers as usual.
+func (b *Broker) SetSink(s Sink) { b.hook.sink.Store(&s) }
+
 // Start serves clients in the background.
 func (b *Broker) Start() error {
 	if err := b.srv.Serve(); err != nil {
@@ -120,7 +133,10 @@ func (b *Broker) Addr() string { return b.tcp.Address() }
 func (b *Broker) URL() string { return "tcp://" + b.Addr() }
 
 // Close disconnects every client and stops the listener.
-func (b *Broker) Close() error { return b.srv.Close() }
+func (b *Broker) Close() error {
+	b.hook.cancel()
+	return b.srv.Close()
+}
 
 // Rejected returns how many connections were refused for bad credentials.
 func (b *Broker) Rejected() int64 { return b.hook.rejected.Load() }
@@ -142,6 +158,9 @@ func (b *Broker) collector() prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "upswatch_mqtt_broker_rate_limited_total",
 			Help: "Device messages refused (not acked) because the device exceeded mqtt.device_rate."},
 			func() float64 { return float64(b.hook.limited.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "upswatch_mqtt_broker_unstored_total",
+			Help: "Device messages whose ack was withheld because the bus did not store them (the device resends)."},
+			func() float64 { return float64(b.hook.sinkFails.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "upswatch_mqtt_broker_messages_received_total",
 			Help: "PUBLISH packets received by the embedded broker."},
 			func() float64 { return float64(atomic.LoadInt64(&info.MessagesReceived)) }),
@@ -173,6 +192,11 @@ type authHook struct {
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter // by username, so a reconnect keeps its budget
 	lastLog  map[string]time.Time
+
+	sink      atomic.Pointer[Sink]
+	sinkFails atomic.Int64
+	ctx       context.Context // cancelled by Close: pending offers give up
+	cancel    context.CancelFunc
 }
 
 func (h *authHook) ID() string { return "upswatch-auth" }
@@ -211,16 +235,34 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	return strings.HasPrefix(topic, own) && !strings.ContainsAny(topic[len(own):], "+#")
 }
 
-// OnPublish enforces the per-device rate. ErrRejectPacket makes mochi
-// drop the packet without acking it.
+// OnPublish enforces the per-device rate and hands device messages to the
+// sink. Mochi acks a publisher before routing to subscribers, so the sink
+// runs here, before the ack: ErrRejectPacket makes mochi drop the packet
+// without acking it (the device resends), CodeSuccessIgnore acks it
+// without routing it (the sink already stored it).
 func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if h.limiters == nil || cl.Net.Inline {
-		return pk, nil
-	}
 	user := string(cl.Properties.Username)
-	if user == h.opts.ServiceUser {
+	if cl.Net.Inline || user == h.opts.ServiceUser {
 		return pk, nil
 	}
+	if h.limiters != nil && !h.allow(user) {
+		return pk, packets.ErrRejectPacket
+	}
+	sink := h.sink.Load()
+	if sink == nil {
+		return pk, nil
+	}
+	if err := (*sink).Offer(h.ctx, pk.TopicName, pk.Payload); err != nil {
+		h.sinkFails.Add(1)
+		h.opts.Logger.Warn("device message not stored; withholding its ack so the device resends",
+			"username", truncate(user, 32), "err", err)
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, packets.CodeSuccessIgnore
+}
+
+// allow takes one message from the device's budget.
+func (h *authHook) allow(user string) bool {
 	now := time.Now()
 	h.mu.Lock()
 	l := h.limiters[user]
@@ -241,14 +283,14 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	}
 	h.mu.Unlock()
 	if ok {
-		return pk, nil
+		return true
 	}
 	h.limited.Add(1)
 	if logIt {
 		h.opts.Logger.Warn("device over its publish rate; messages refused", "username", truncate(user, 32),
 			"rate", h.opts.DeviceRate, "burst", h.opts.DeviceBurst)
 	}
-	return pk, packets.ErrRejectPacket
+	return false
 }
 
 func truncate(s string, n int) string {

@@ -217,7 +217,7 @@ func Default() Config {
 		MQTT: MQTT{
 			Listen:           "127.0.0.1:1883",
 			TopicPrefix:      "ups",
-			MaxPendingWrites: 8192,
+			MaxPendingWrites: 512,
 			DeviceRate:       20,
 			DeviceBurst:      200,
 		},

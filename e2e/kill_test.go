@@ -97,6 +97,10 @@ func newDaemon(t *testing.T, extraEnv ...string) *daemon {
 		"UPSWATCH_MQTT_CLIENT_ID=upswatch-e2e",
 		"UPSWATCH_NATS_PARTITIONS=4",
 		"UPSWATCH_LOG_LEVEL=info",
+		// A long flush interval widens the window in which a reading is
+		// held by the ingest and not yet on the bus, so a kill lands in it
+		// and the test proves no device was acked for such a reading.
+		"UPSWATCH_INGEST_FLUSH_INTERVAL=50ms",
 	)
 	d.env = append(d.env, extraEnv...)
 	d.client = &client{t: t, base: "http://" + d.http}

@@ -247,48 +247,105 @@ func (in *Ingest) onConnect(c paho.Client) {
 	in.log.Info("mqtt subscribed", "broker", in.cfg.BrokerURL, "filters", in.filters())
 }
 
-// handle runs for every message, in delivery order.
+// handle runs for every message from the MQTT subscription, in delivery
+// order. The message is acked to the broker once stored on the bus.
 func (in *Ingest) handle(_ paho.Client, msg paho.Message) {
 	in.gate.RLock()
 	defer in.gate.RUnlock()
 	if in.closed {
 		return // not acked: the broker redelivers it after restart
 	}
+	in.accept(msg.Topic(), msg.Payload(), func(stored bool) {
+		if stored {
+			msg.Ack()
+		}
+	})
+}
+
+// ErrStopping is returned by Offer once shutdown has begun.
+var ErrStopping = errors.New("ingest is stopping")
+
+// OfferTimeout bounds how long Offer waits for the bus.
+var OfferTimeout = 10 * time.Second
+
+// Offer ingests one message received by an in-process broker and returns
+// only once it is settled: nil when its readings are stored on the bus, or
+// when it was rejected (counted; it can never become good, so the device
+// may drop it); an error when it could not be stored in time, and then
+// the broker must not ack it, so the device keeps and resends it.
+//
+// This is how the embedded broker acks a device only after the bus has its
+// readings: a broker acks a publisher before routing the message to
+// subscribers, so on the subscription path alone a kill -9 between the two
+// would lose a reading the device was told was received.
+func (in *Ingest) Offer(ctx context.Context, topic string, body []byte) error {
+	in.gate.RLock()
+	if in.closed {
+		in.gate.RUnlock()
+		return ErrStopping
+	}
+	settled := make(chan bool, 1)
+	in.accept(topic, body, func(stored bool) { settled <- stored })
+	in.gate.RUnlock()
+	timer := time.NewTimer(OfferTimeout)
+	defer timer.Stop()
+	select {
+	case stored := <-settled:
+		if !stored {
+			return ErrStopping
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return fmt.Errorf("bus did not store the message within %s", OfferTimeout)
+	}
+}
+
+// accept validates one message and hands its readings to their
+// partition; done(true) runs once they are stored on the bus (or at once
+// for a rejected message), done(false) if they never will be (shutdown).
+func (in *Ingest) accept(topic string, body []byte, done func(stored bool)) {
 	received := time.Now()
 	in.m.received.Inc()
-	serial, kind, ok := in.parseTopic(msg.Topic())
+	serial, kind, ok := in.parseTopic(topic)
 	if !ok {
-		in.reject(msg, "", &payload.Error{Reason: ReasonBadTopic, Index: -1, Msg: "topic is not {prefix}/{serial}/telemetry or /status"})
+		in.reject(body, "", &payload.Error{Reason: ReasonBadTopic, Index: -1, Msg: "topic is not {prefix}/{serial}/telemetry or /status"})
+		done(true)
 		return
 	}
 	if !in.units.Registered(serial) {
-		in.reject(msg, serial, &payload.Error{Reason: ReasonUnregistered, Index: -1, Msg: "serial is not registered"})
+		in.reject(body, serial, &payload.Error{Reason: ReasonUnregistered, Index: -1, Msg: "serial is not registered"})
+		done(true)
 		return
 	}
 	var readings []ups.Reading
 	var err error
 	if kind == "status" {
-		readings, err = presence(serial, msg.Payload(), received)
+		readings, err = presence(serial, body, received)
 	} else {
-		readings, err = in.dec.Decode(serial, msg.Payload(), received, nil)
+		readings, err = in.dec.Decode(serial, body, received, nil)
 	}
 	if err != nil {
-		in.reject(msg, serial, err)
+		in.reject(body, serial, err)
+		done(true)
 		return
 	}
-	// Bound what is held unacked. Blocking here pushes back on the broker
-	// (through TCP) when the bus is slow or down.
+	// Bound what is held unsettled. Blocking here pushes back on the
+	// broker when the bus is slow or down.
 	select {
 	case in.slots <- struct{}{}:
 	case <-in.stopping:
-		return // unacked: redelivered after restart
+		done(false)
+		return
 	}
 	in.m.inflight.Inc()
 	select {
-	case in.parts[ups.Partition(serial, len(in.parts))].items <- item{readings: readings, msg: msg, received: received}:
+	case in.parts[ups.Partition(serial, len(in.parts))].items <- item{readings: readings, done: done, received: received}:
 	case <-in.stopping:
 		<-in.slots
 		in.m.inflight.Dec()
+		done(false)
 	}
 }
 
@@ -317,9 +374,10 @@ func presence(serial ups.Serial, body []byte, received time.Time) ([]ups.Reading
 	return []ups.Reading{{Serial: serial, Time: received.UTC(), Presence: p}}, nil
 }
 
-// reject counts a bad message, logs it (at most once a minute per unit, so
-// a flood cannot flood the log) and acks it.
-func (in *Ingest) reject(msg paho.Message, serial ups.Serial, err error) {
+// reject counts a bad message and logs it (at most once a minute per unit,
+// so a flood cannot flood the log). The caller acks it: it can never
+// become good, and holding it would block the unit's good messages.
+func (in *Ingest) reject(body []byte, serial ups.Serial, err error) {
 	reason := payload.ReasonMalformed
 	var pe *payload.Error
 	if errors.As(err, &pe) {
@@ -338,15 +396,15 @@ func (in *Ingest) reject(msg paho.Message, serial ups.Serial, err error) {
 	}
 	in.rejectLogMu.Unlock()
 	if logIt {
-		in.log.Warn("message rejected", "serial", serial, "reason", reason, "err", err, "bytes", len(msg.Payload()))
+		in.log.Warn("message rejected", "serial", serial, "reason", reason, "err", err, "bytes", len(body))
 	}
-	msg.Ack()
 }
 
-// item is one accepted MQTT message on its way to the bus.
+// item is one accepted MQTT message on its way to the bus; done settles
+// it (acks it to the broker, or releases a waiting Offer).
 type item struct {
 	readings []ups.Reading
-	msg      paho.Message
+	done     func(stored bool)
 	received time.Time
 }
 
@@ -454,9 +512,7 @@ func (p *partition) flush(ctx context.Context) {
 
 func (p *partition) release(ack bool) {
 	for i := range p.held {
-		if ack {
-			p.held[i].msg.Ack()
-		}
+		p.held[i].done(ack)
 		<-p.in.slots
 		p.in.m.inflight.Dec()
 		p.held[i] = item{}

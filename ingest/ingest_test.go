@@ -86,7 +86,7 @@ func (r *rig) stop() {
 
 func (r *rig) device(serial string) paho.Client {
 	r.t.Helper()
-	c := paho.NewClient(paho.NewClientOptions().AddBroker(r.broker.URL()).SetClientID("dev-"+serial).
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(r.broker.URL()).SetClientID("dev-" + serial).
 		SetUsername(serial).SetPassword(r.units[ups.Serial(serial)]).SetProtocolVersion(4))
 	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		r.t.Fatalf("connect: %v", tok.Error())
