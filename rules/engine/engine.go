@@ -1,0 +1,596 @@
+// Package engine runs the rules core (package rules) on the bus: it
+// consumes the READINGS stream partition by partition, keeps each unit's
+// rules.UnitState in memory and in the NATS KV bucket upswatch_rule_state,
+// publishes alert events to the ALERTS stream and keeps the bucket
+// upswatch_alerts_active of what is firing now.
+//
+// # Ownership
+//
+// Each partition p has one durable pull consumer, rules-<p>, filtered on
+// upswatch.readings.<p>, with MaxAckPending 1 (a partition's batches are
+// evaluated one at a time, in order) and a priority group with the pinned
+// policy: every instance pulls every partition, but the server delivers a
+// partition's messages to one pinned client only. When that client stops
+// pulling (the instance died), the server unpins it after PinnedTTL and
+// pins another instance's pull; an instance that stops cleanly unpins its
+// partitions at once. No consensus of our own: NATS decides who owns.
+//
+// The instance learns that it owns p from the Nats-Pin-Id of the messages
+// it receives, and checks it against the consumer's info before each
+// Tick; when the pin moved, it forgets the partition's states (the new
+// owner loads them from KV). State writes are compare-and-set on the KV
+// revision, so an instance that lost its pin without noticing yet
+// (a long pause) cannot overwrite the new owner's state: its write fails,
+// it drops the partition and leaves the batch unacked.
+//
+// # Order of a batch
+//
+// Evaluate every reading of the batch, publish its events (each with its
+// dedup id, so a batch redelivered after a crash publishes nothing
+// twice), update the active-alerts bucket, persist the changed states,
+// then ack. A restart or takeover resumes from the persisted states:
+// nothing re-fires, nothing is forgotten, pending timers keep running.
+//
+// # Tick
+//
+// Every TickEvery, an owned partition whose consumer has caught up
+// (NumPending 0) ticks its units (comm_lost and deadlines without new
+// readings). A partition that is still replaying a backlog is not ticked,
+// so a unit is not declared lost while its readings wait on the bus. On
+// taking a partition over, the new owner loads every state of the
+// partition from KV, so silent units keep their comm_lost timers.
+// Limitation: ownership moves on delivery, so a partition that receives
+// no batch at all after its owner died is not ticked until one arrives
+// (the ingest's presence messages normally make that short).
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/registry"
+	"github.com/upswatch/upswatch/rules"
+	"github.com/upswatch/upswatch/ups"
+)
+
+// Names of the streams, buckets, subjects and consumers.
+const (
+	AlertsStream        = "ALERTS"
+	AlertsSubjectPrefix = "upswatch.alerts."
+	StateBucket         = "upswatch_rule_state"
+	ActiveBucket        = "upswatch_alerts_active"
+	// ConsumerPrefix + partition is the durable consumer of a partition.
+	ConsumerPrefix = "rules-"
+	// PriorityGroup is the consumers' pinned priority group.
+	PriorityGroup = "rules"
+)
+
+// AlertSubject is the subject of an event of (serial, rule).
+func AlertSubject(serial ups.Serial, rule string) string {
+	return AlertsSubjectPrefix + string(serial) + "." + rule
+}
+
+// Units is what the engine needs of the registry.
+type Units interface {
+	Lookup(serial ups.Serial) (registry.Unit, bool)
+}
+
+// Config of the engine.
+type Config struct {
+	Evaluator *rules.Evaluator
+	// Partitions of the READINGS stream (bus.PartitionsOf).
+	Partitions int
+	Units      Units
+	// TickEvery: how often owned, caught-up partitions tick their units
+	// (default 5s).
+	TickEvery time.Duration
+	// PinnedTTL: how long a silent owner keeps its partitions before
+	// another instance takes them over (default 30s).
+	PinnedTTL time.Duration
+	// AckWait of the partition consumers (default 1m).
+	AckWait time.Duration
+	// AlertsMaxAge: how long the ALERTS stream keeps events (default
+	// 400 days).
+	AlertsMaxAge time.Duration
+	Replicas     int
+	// Now is the clock (default time.Now).
+	Now        func() time.Time
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// InstanceID names this instance in logs.
+	InstanceID string
+}
+
+// Engine consumes readings and produces alert events.
+type Engine struct {
+	js    jetstream.JetStream
+	cfg   Config
+	log   *slog.Logger
+	m     metrics
+	ready chan struct{}
+
+	owned sync.Map // partition -> struct{}; for the gauge
+
+	// evaluated, when set (tests), is called for each evaluated reading.
+	evaluated func(p int, r *ups.Reading)
+}
+
+// New validates the configuration; Run starts the engine.
+func New(js jetstream.JetStream, cfg Config) (*Engine, error) {
+	if js == nil || cfg.Evaluator == nil || cfg.Units == nil {
+		return nil, errors.New("rules engine: js, Evaluator and Units are required")
+	}
+	if cfg.Partitions <= 0 {
+		return nil, fmt.Errorf("rules engine: Partitions must be positive, got %d", cfg.Partitions)
+	}
+	if cfg.TickEvery <= 0 {
+		cfg.TickEvery = 5 * time.Second
+	}
+	if cfg.PinnedTTL <= 0 {
+		cfg.PinnedTTL = 30 * time.Second
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = time.Minute
+	}
+	if cfg.AlertsMaxAge <= 0 {
+		cfg.AlertsMaxAge = 400 * 24 * time.Hour
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{js: js, cfg: cfg, ready: make(chan struct{}),
+		log: cfg.Logger.With("component", "rules", "instance", cfg.InstanceID)}
+	if err := e.m.register(cfg.Registerer); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Ready is closed once the streams, buckets and consumers exist and
+// pulling has begun.
+func (e *Engine) Ready() <-chan struct{} { return e.ready }
+
+// EnsureAlerts creates (or updates) the ALERTS stream and the
+// active-alerts and state buckets.
+func EnsureAlerts(ctx context.Context, js jetstream.JetStream, maxAge time.Duration, replicas int) (jetstream.KeyValue, jetstream.KeyValue, error) {
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        AlertsStream,
+		Description: "alert events: the durable alert timeline and the notifier's input",
+		Subjects:    []string{AlertsSubjectPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      maxAge,
+		Duplicates:  10 * time.Minute,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("stream %s: %w", AlertsStream, err)
+	}
+	state, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: StateBucket,
+		Description: "rule engine state per unit", Storage: jetstream.FileStorage, Replicas: replicas})
+	if err != nil {
+		return nil, nil, fmt.Errorf("bucket %s: %w", StateBucket, err)
+	}
+	active, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ActiveBucket,
+		Description: "alerts firing now, by serial.rule", Storage: jetstream.FileStorage, Replicas: replicas})
+	if err != nil {
+		return nil, nil, fmt.Errorf("bucket %s: %w", ActiveBucket, err)
+	}
+	return state, active, nil
+}
+
+// Run consumes until ctx is done and returns after its goroutines end.
+// On a clean stop it unpins its partitions so another instance takes
+// them over at once.
+func (e *Engine) Run(ctx context.Context) error {
+	state, active, err := EnsureAlerts(ctx, e.js, e.cfg.AlertsMaxAge, e.cfg.Replicas)
+	if err != nil {
+		return fmt.Errorf("rules engine: %w", err)
+	}
+	stream, err := e.js.Stream(ctx, bus.ReadingsStream)
+	if err != nil {
+		return fmt.Errorf("rules engine: stream %s: %w", bus.ReadingsStream, err)
+	}
+	parts := make([]*partition, e.cfg.Partitions)
+	for p := range parts {
+		cons, err := e.js.CreateOrUpdateConsumer(ctx, bus.ReadingsStream, jetstream.ConsumerConfig{
+			Durable:        ConsumerPrefix + strconv.Itoa(p),
+			Description:    "rule evaluation of partition " + strconv.Itoa(p),
+			FilterSubject:  bus.ReadingsSubject(p),
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        e.cfg.AckWait,
+			MaxAckPending:  1,
+			DeliverPolicy:  jetstream.DeliverAllPolicy,
+			PriorityGroups: []string{PriorityGroup},
+			PriorityPolicy: jetstream.PriorityPolicyPinned,
+			PinnedTTL:      e.cfg.PinnedTTL,
+		})
+		if err != nil {
+			return fmt.Errorf("rules engine: consumer of partition %d: %w", p, err)
+		}
+		parts[p] = &partition{e: e, p: p, cons: cons, stream: stream, state: state, active: active,
+			units: map[ups.Serial]*unit{}}
+	}
+	iters := make([]jetstream.MessagesContext, len(parts))
+	for i, pt := range parts {
+		it, err := pt.cons.Messages(jetstream.PullPriorityGroup(PriorityGroup), jetstream.PullMaxMessages(8),
+			jetstream.PullExpiry(min(e.cfg.PinnedTTL/2, 30*time.Second)))
+		if err != nil {
+			for _, it := range iters[:i] {
+				it.Stop()
+			}
+			return fmt.Errorf("rules engine: pull partition %d: %w", pt.p, err)
+		}
+		iters[i] = it
+	}
+	close(e.ready)
+	e.log.Info("rules engine started", "partitions", len(parts))
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(parts))
+	for i, pt := range parts {
+		wg.Go(func() { errs[i] = pt.run(ctx, iters[i]) })
+	}
+	<-ctx.Done()
+	for _, it := range iters {
+		it.Stop()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// unit is one unit's state with the KV revision it was read or written
+// at and the bytes last written.
+type unit struct {
+	st    rules.UnitState
+	rev   uint64 // 0 = no key yet
+	saved []byte
+	dirty bool
+}
+
+// partition is one partition's consumer loop and its units. Only its
+// goroutine touches it.
+type partition struct {
+	e      *Engine
+	p      int
+	cons   jetstream.Consumer
+	stream jetstream.Stream
+	state  jetstream.KeyValue
+	active jetstream.KeyValue
+
+	pin   string // the pin id of the last delivered message; "" = not owned
+	units map[ups.Serial]*unit
+
+	readings []ups.Reading
+	events   []rules.Event
+}
+
+func (pt *partition) run(ctx context.Context, it jetstream.MessagesContext) error {
+	log := pt.e.log.With("partition", pt.p)
+	nextTick := time.Now().Add(pt.e.cfg.TickEvery)
+	defer func() {
+		if pt.pin != "" {
+			// Hand the partition over now rather than after PinnedTTL.
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			if err := pt.stream.UnpinConsumer(uctx, ConsumerPrefix+strconv.Itoa(pt.p), PriorityGroup); err != nil {
+				log.Warn("unpin on stop failed; another instance takes over after the pinned TTL", "err", err)
+			}
+			pt.release()
+		}
+	}()
+	for {
+		wait := time.Until(nextTick)
+		if wait <= 0 {
+			pt.tick(ctx, log)
+			nextTick = time.Now().Add(pt.e.cfg.TickEvery)
+			continue
+		}
+		msg, err := it.Next(jetstream.NextMaxWait(wait))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil:
+			return nil
+		case errors.Is(err, nats.ErrTimeout):
+			continue
+		case err != nil:
+			log.Debug("rules consumer: next failed", "err", err)
+			continue
+		}
+		pt.handle(ctx, log, msg)
+	}
+}
+
+// own records that the server delivered us a message under pin.
+func (pt *partition) own(ctx context.Context, log *slog.Logger, pin string) {
+	if pin == pt.pin && pin != "" {
+		return
+	}
+	was := pt.pin != ""
+	if was {
+		// A new pin id while we thought we owned the partition: we lost it
+		// and got it back; what we hold may be stale.
+		clear(pt.units)
+	}
+	pt.pin = pin
+	if pin == "" {
+		return
+	}
+	pt.e.owned.Store(pt.p, struct{}{})
+	pt.e.m.owned.Set(float64(pt.e.ownedCount()))
+	log.Info("partition taken", "pin", pin)
+	pt.loadAll(ctx, log)
+}
+
+// release forgets the partition's states.
+func (pt *partition) release() {
+	pt.pin = ""
+	clear(pt.units)
+	pt.e.owned.Delete(pt.p)
+	pt.e.m.owned.Set(float64(pt.e.ownedCount()))
+}
+
+// loadAll loads every persisted state of this partition, so that units
+// that stay silent are still ticked by their new owner.
+func (pt *partition) loadAll(ctx context.Context, log *slog.Logger) {
+	keys, err := pt.state.ListKeys(ctx)
+	if err != nil {
+		log.Warn("listing rule states failed; states load on first reading", "err", err)
+		return
+	}
+	defer func() { _ = keys.Stop() }()
+	for k := range keys.Keys() {
+		s := ups.Serial(k)
+		if ups.Partition(s, pt.e.cfg.Partitions) != pt.p {
+			continue
+		}
+		if _, err := pt.unit(ctx, s); err != nil {
+			log.Warn("loading rule state failed", "serial", s, "err", err)
+		}
+	}
+}
+
+// unit returns the in-memory state of serial, loading it on first sight.
+func (pt *partition) unit(ctx context.Context, s ups.Serial) (*unit, error) {
+	if u, ok := pt.units[s]; ok {
+		return u, nil
+	}
+	u := &unit{}
+	ent, err := pt.state.Get(ctx, string(s))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("get state of %s: %w", s, err)
+	default:
+		u.rev = ent.Revision()
+		if err := u.st.UnmarshalBinary(ent.Value()); err != nil {
+			// A state that cannot be decoded is dropped: the unit starts
+			// afresh rather than blocking its partition forever.
+			pt.e.log.Error("undecodable rule state dropped", "serial", s, "err", err)
+			u.st = rules.UnitState{}
+		} else {
+			u.saved = ent.Value()
+		}
+	}
+	if reg, ok := pt.e.cfg.Units.Lookup(s); ok {
+		u.st.Site = reg.Site
+	}
+	pt.units[s] = u
+	return u, nil
+}
+
+var errLostOwnership = errors.New("state was written by another instance")
+
+func (pt *partition) handle(ctx context.Context, log *slog.Logger, msg jetstream.Msg) {
+	pt.own(ctx, log, msg.Headers().Get("Nats-Pin-Id"))
+	var err error
+	pt.readings, err = ups.DecodeBatch(msg.Data(), pt.readings[:0])
+	if err != nil {
+		pt.e.m.poison.Inc()
+		log.Error("undecodable bus message terminated", "subject", msg.Subject(), "bytes", len(msg.Data()), "err", err)
+		_ = msg.TermWithReason("undecodable reading batch")
+		return
+	}
+	now := pt.e.cfg.Now()
+	events := pt.events[:0]
+	for i := range pt.readings {
+		r := &pt.readings[i]
+		u, err := pt.unit(ctx, r.Serial)
+		if err != nil {
+			log.Warn("rule state unavailable; batch left for redelivery", "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		if reg, ok := pt.e.cfg.Units.Lookup(r.Serial); ok {
+			u.st.Site = reg.Site
+		}
+		events = pt.e.cfg.Evaluator.Evaluate(&u.st, r, now, events)
+		u.dirty = true
+		pt.e.m.evaluated.Inc()
+		pt.e.m.lag.Observe(max(now.Sub(r.Time), 0).Seconds())
+		if pt.e.evaluated != nil {
+			pt.e.evaluated(pt.p, r)
+		}
+	}
+	pt.events = events
+	if err := pt.commit(ctx, events); err != nil {
+		if errors.Is(err, errLostOwnership) {
+			log.Warn("partition lost to another instance", "err", err)
+			pt.release()
+		} else {
+			log.Warn("publishing alert events or saving state failed; batch left for redelivery", "err", err)
+			clear(pt.units) // reload from KV on redelivery
+		}
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	if err := msg.DoubleAck(ctx); err != nil {
+		log.Warn("rules ack failed; the batch is redelivered and its events deduplicated", "err", err)
+	}
+}
+
+// commit publishes events, updates the active bucket and persists the
+// changed states, in that order.
+func (pt *partition) commit(ctx context.Context, events []rules.Event) error {
+	for i := range events {
+		if err := pt.publish(ctx, &events[i]); err != nil {
+			return err
+		}
+	}
+	for s, u := range pt.units {
+		if !u.dirty {
+			continue
+		}
+		if err := pt.save(ctx, s, u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (pt *partition) save(ctx context.Context, s ups.Serial, u *unit) error {
+	blob, err := u.st.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("encode state of %s: %w", s, err)
+	}
+	u.dirty = false
+	if u.saved != nil && string(blob) == string(u.saved) {
+		return nil
+	}
+	var rev uint64
+	if u.rev == 0 {
+		rev, err = pt.state.Create(ctx, string(s), blob)
+	} else {
+		rev, err = pt.state.Update(ctx, string(s), blob, u.rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("%w: %s: %v", errLostOwnership, s, err)
+	}
+	if err != nil {
+		return fmt.Errorf("save state of %s: %w", s, err)
+	}
+	u.rev, u.saved = rev, blob
+	return nil
+}
+
+func (pt *partition) publish(ctx context.Context, ev *rules.Event) error {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	if _, err := pt.e.js.Publish(ctx, AlertSubject(ev.Serial, ev.Rule), body, jetstream.WithMsgID(ev.DedupID())); err != nil {
+		return fmt.Errorf("publish %s event of %s/%s: %w", ev.Kind, ev.Serial, ev.Rule, err)
+	}
+	pt.e.m.events.WithLabelValues(ev.Rule, ev.Kind.String()).Inc()
+	key := string(ev.Serial) + "." + ev.Rule
+	switch ev.Kind {
+	case rules.Firing, rules.Updated:
+		if ev.Historical {
+			break
+		}
+		if _, err := pt.active.Put(ctx, key, body); err != nil {
+			return fmt.Errorf("mark %s active: %w", key, err)
+		}
+	case rules.Resolved:
+		if err := pt.active.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("clear active %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// tick checks ownership against the server and, when owned and caught
+// up, ticks the partition's units.
+func (pt *partition) tick(ctx context.Context, log *slog.Logger) {
+	if pt.pin == "" {
+		return
+	}
+	info, err := pt.cons.Info(ctx)
+	if err != nil {
+		log.Debug("rules consumer info failed", "err", err)
+		return
+	}
+	pinned := ""
+	for _, g := range info.PriorityGroups {
+		if g.Group == PriorityGroup {
+			pinned = g.PinnedClientID
+		}
+	}
+	if pinned != pt.pin {
+		log.Info("partition released", "pinned", pinned)
+		pt.release()
+		return
+	}
+	if info.NumPending != 0 || info.NumAckPending != 0 {
+		return
+	}
+	now := pt.e.cfg.Now()
+	events := pt.events[:0]
+	for _, u := range pt.units {
+		events = pt.e.cfg.Evaluator.Tick(&u.st, now, events)
+		u.dirty = true
+	}
+	pt.events = events
+	if err := pt.commit(ctx, events); err != nil {
+		if errors.Is(err, errLostOwnership) {
+			log.Warn("partition lost to another instance", "err", err)
+			pt.release()
+			return
+		}
+		log.Warn("tick: publishing alert events or saving state failed; retried next tick", "err", err)
+		clear(pt.units)
+	}
+}
+
+func (e *Engine) ownedCount() int {
+	n := 0
+	e.owned.Range(func(any, any) bool { n++; return true })
+	return n
+}
+
+type metrics struct {
+	evaluated prometheus.Counter
+	events    *prometheus.CounterVec
+	owned     prometheus.Gauge
+	lag       prometheus.Histogram
+	poison    prometheus.Counter
+}
+
+func (m *metrics) register(reg prometheus.Registerer) error {
+	m.evaluated = prometheus.NewCounter(prometheus.CounterOpts{Name: "upswatch_rules_readings_evaluated_total",
+		Help: "Readings evaluated by the rule engine."})
+	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "upswatch_rules_events_total",
+		Help: "Alert events published, by rule and kind."}, []string{"rule", "kind"})
+	m.owned = prometheus.NewGauge(prometheus.GaugeOpts{Name: "upswatch_rules_owned_partitions",
+		Help: "Readings partitions this instance evaluates (pinned to it)."})
+	m.lag = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "upswatch_rules_evaluation_lag_seconds",
+		Help:    "Time from a reading's timestamp to its evaluation.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 2, 20)})
+	m.poison = prometheus.NewCounter(prometheus.CounterOpts{Name: "upswatch_rules_undecodable_total",
+		Help: "Bus messages the rule engine could not decode and terminated."})
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{m.evaluated, m.events, m.owned, m.lag, m.poison} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("rules metrics: %w", err)
+		}
+	}
+	return nil
+}
