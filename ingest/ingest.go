@@ -172,6 +172,9 @@ func (in *Ingest) Run(ctx context.Context) error {
 		SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) {
 			in.log.Info("mqtt reconnecting", "broker", in.cfg.BrokerURL)
 		})
+	if bufferable(in.cfg.BrokerURL) {
+		opts.SetCustomOpenConnectionFn(openBuffered)
+	}
 	in.client = paho.NewClient(opts)
 
 	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
