@@ -29,6 +29,9 @@ import (
 	"github.com/upswatch/upswatch/config"
 	"github.com/upswatch/upswatch/ingest"
 	"github.com/upswatch/upswatch/ingest/payload"
+	"github.com/upswatch/upswatch/notify/pipeline"
+	"github.com/upswatch/upswatch/notify/recipients"
+	"github.com/upswatch/upswatch/notify/templates"
 	"github.com/upswatch/upswatch/registry"
 	"github.com/upswatch/upswatch/store"
 	"github.com/upswatch/upswatch/store/influx"
@@ -171,6 +174,42 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	goRun("recorder", rec.Run)
 
+	// Notifications: recipients, templates, providers, and the pipeline
+	// that turns alert events into deliveries.
+	accounts, err := recipients.Open(ctx, js, recipients.Options{Replicas: a.cfg.NATS.Replicas, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	goRun("recipients", accounts.Run)
+	select {
+	case <-accounts.Ready():
+	case <-ctx.Done():
+		return nil
+	case <-time.After(30 * time.Second):
+		return errors.New("recipients: view did not load within 30s")
+	}
+	tmpl, err := templates.Load(a.cfg.Notify.TemplatesDir)
+	if err != nil {
+		return err
+	}
+	senders, err := pipeline.NewSenders(ctx, a.cfg.Notify, a.log, reg)
+	if err != nil {
+		return err
+	}
+	notifier, err := pipeline.New(js, pipeline.Config{
+		Units: units, Recipients: accounts, Templates: tmpl,
+		FCM: senders.FCM, APNS: senders.APNS, APNSTopic: senders.APNSTopic, SMS: senders.SMS,
+		ExpireAfter:    a.cfg.Notify.ExpireAfter,
+		InitialBackoff: a.cfg.Notify.Retry.InitialBackoff,
+		MaxBackoff:     a.cfg.Notify.Retry.MaxBackoff,
+		MaxAttempts:    a.cfg.Notify.Retry.MaxAttempts,
+		Replicas:       a.cfg.NATS.Replicas, Logger: a.log, Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	goRun("notify", notifier.Run)
+
 	// HTTP API (readiness reports the parts as they come up).
 	a.token, err = a.adminToken()
 	if err != nil {
@@ -224,6 +263,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	srv.HandleNotify(accounts, notifier)
 	ln, err := net.Listen("tcp", a.cfg.HTTP.Addr)
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", a.cfg.HTTP.Addr, err)

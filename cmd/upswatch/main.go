@@ -23,6 +23,7 @@ Usage:
   upswatch serve  [--config FILE]              run the daemon
   upswatch unit   add SERIAL [--name N] [--site S] | list | show SERIAL | remove SERIAL
   upswatch sim    [--units N] [--rate R] [--event SPEC]...   simulate UPS units
+  upswatch notify test ACCOUNT_ID               send a test notification through each of the account's channels
   upswatch config keys                          list every config key and its env variable
   upswatch help
 
@@ -48,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = simCmd(args[1:], stdout, stderr)
 	case "config":
 		err = configCmd(args[1:], stdout)
+	case "notify":
+		err = notifyCmd(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
