@@ -250,7 +250,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	for _, it := range iters {
-		it.Stop()
+		// Drain: messages already pulled come out of Next and are nak'ed
+		// (see run), so the next owner gets them at once rather than
+		// after AckWait.
+		it.Drain()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -305,8 +308,16 @@ func (pt *partition) run(ctx context.Context, it jetstream.MessagesContext) erro
 		}
 		msg, err := it.Next(jetstream.NextMaxWait(wait))
 		switch {
-		case errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil:
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
 			return nil
+		case ctx.Err() != nil:
+			if err == nil {
+				_ = msg.Nak()
+			}
+			if errors.Is(err, nats.ErrTimeout) {
+				return nil
+			}
+			continue
 		case errors.Is(err, nats.ErrTimeout):
 			continue
 		case err != nil:

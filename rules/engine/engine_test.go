@@ -372,6 +372,25 @@ func TestTwoInstancesShareAndTakeOver(t *testing.T) {
 		}
 		return true
 	})
+	total := func(m map[string]int) int {
+		n := 0
+		for _, v := range m {
+			n += v
+		}
+		return n
+	}
+	evaluatedAll := func(want int) func() bool {
+		return func() bool {
+			got := snapshot()
+			for p := range parts {
+				if total(got[p]) < want {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	waitFor(t, "every reading evaluated", evaluatedAll(2*15))
 	first := snapshot()
 	owner := map[int]string{}
 	for p := range parts {
@@ -407,6 +426,7 @@ func TestTwoInstancesShareAndTakeOver(t *testing.T) {
 		}
 		return true
 	})
+	waitFor(t, "every reading evaluated", evaluatedAll(2*35))
 	time.Sleep(300 * time.Millisecond)
 	evs := env.events()
 	for _, s := range serials {
