@@ -33,6 +33,8 @@ import (
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/notify/templates"
 	"github.com/upswatch/upswatch/registry"
+	"github.com/upswatch/upswatch/rules"
+	"github.com/upswatch/upswatch/rules/engine"
 	"github.com/upswatch/upswatch/store"
 	"github.com/upswatch/upswatch/store/influx"
 	"github.com/upswatch/upswatch/store/recorder"
@@ -174,6 +176,21 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	goRun("recorder", rec.Run)
 
+	// Rule engine: evaluates each unit's readings in order (one instance
+	// per partition at a time) and publishes alert events.
+	cat, err := a.loadRules()
+	if err != nil {
+		return err
+	}
+	eng, err := engine.New(js, engine.Config{
+		Evaluator: rules.NewEvaluator(cat), Partitions: a.cfg.NATS.Partitions, Units: units,
+		Replicas: a.cfg.NATS.Replicas, Logger: a.log, Registerer: reg, InstanceID: a.instanceID(),
+	})
+	if err != nil {
+		return err
+	}
+	goRun("rules", eng.Run)
+
 	// Notifications: recipients, templates, providers, and the pipeline
 	// that turns alert events into deliveries.
 	accounts, err := recipients.Open(ctx, js, recipients.Options{Replicas: a.cfg.NATS.Replicas, Logger: a.log})
@@ -222,6 +239,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		{Name: "bus", Ready: nc.IsConnected},
 		{Name: "registry", Ready: closed(units.Ready())},
 		{Name: "history", Ready: closed(rec.Ready())},
+		{Name: "rules", Ready: closed(eng.Ready())},
 		{Name: "ingest", Ready: func() bool {
 			ingMu.Lock()
 			defer ingMu.Unlock()
@@ -264,6 +282,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return err
 	}
 	srv.HandleNotify(accounts, notifier)
+	srv.HandleAlerts(engine.NewAlerts(js, units))
 	ln, err := net.Listen("tcp", a.cfg.HTTP.Addr)
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", a.cfg.HTTP.Addr, err)
@@ -286,13 +305,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 	a.log.Info("http api listening", "addr", a.httpAddr)
 
 	// Ingest last: devices are read only once everything downstream runs.
-	clientID := a.cfg.MQTT.ClientID
-	if clientID == "" {
-		host, _ := os.Hostname()
-		clientID = "upswatch-" + sanitize(host)
-	}
 	in, err := ingest.New(ingest.Config{
-		BrokerURL: mqttURL, Username: user, Password: pass, ClientID: clientID,
+		BrokerURL: mqttURL, Username: user, Password: pass, ClientID: a.instanceID(),
 		TopicPrefix: a.cfg.MQTT.TopicPrefix, SharedGroup: a.cfg.MQTT.SharedGroup,
 		Partitions: a.cfg.NATS.Partitions, BatchSize: a.cfg.Ingest.BatchSize,
 		FlushInterval: a.cfg.Ingest.FlushInterval, MaxInflight: a.cfg.Ingest.MaxInflight,
@@ -404,6 +418,37 @@ func (a *App) secretFile(name string) (string, error) {
 	}
 	return s, nil
 }
+
+// instanceID names this instance: the MQTT client id (its persistent
+// session) and the rule engine's consumer identity.
+func (a *App) instanceID() string {
+	if a.cfg.MQTT.ClientID != "" {
+		return a.cfg.MQTT.ClientID
+	}
+	host, _ := os.Hostname()
+	return "upswatch-" + sanitize(host)
+}
+
+// loadRules reads the alert catalog: rules.file, else configs/rules.yaml
+// when present, else the built-in defaults.
+func (a *App) loadRules() (*rules.Catalog, error) {
+	path := a.cfg.Rules.File
+	if path == "" {
+		if _, err := os.Stat(rulesDefaultPath); err != nil {
+			a.log.Info("alert catalog: built-in defaults")
+			return rules.DefaultCatalog(), nil
+		}
+		path = rulesDefaultPath
+	}
+	cat, err := rules.LoadCatalog(path)
+	if err != nil {
+		return nil, fmt.Errorf("rules.file %s: %w", path, err)
+	}
+	a.log.Info("alert catalog loaded", "path", path)
+	return cat, nil
+}
+
+const rulesDefaultPath = "configs/rules.yaml"
 
 func closed(ch <-chan struct{}) func() bool {
 	return func() bool {

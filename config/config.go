@@ -46,6 +46,7 @@ type Config struct {
 	Store      Store  `yaml:"store"`
 	Influx     Influx `yaml:"influx"`
 	Notify     Notify `yaml:"notify"`
+	Rules      Rules  `yaml:"rules"`
 }
 
 // Log configures log/slog output.
@@ -132,6 +133,14 @@ type Ingest struct {
 type Store struct {
 	// Retention of readings; 0 keeps them forever.
 	Retention time.Duration `yaml:"retention"`
+}
+
+// Rules configures the rule engine.
+type Rules struct {
+	// File is the alert catalog (thresholds, pending periods, overrides
+	// per site and unit). Empty: configs/rules.yaml when it exists, else
+	// the built-in catalog (which that file documents).
+	File string `yaml:"file"`
 }
 
 // Influx selects InfluxDB as the history store when URL is set.
