@@ -464,40 +464,62 @@ func (pt *partition) commit(ctx context.Context, events []rules.Event) error {
 			return err
 		}
 	}
+	return pt.saveDirty(ctx)
+}
+
+// pendingSave is one state write in flight.
+type pendingSave struct {
+	serial ups.Serial
+	u      *unit
+	blob   []byte
+	ack    jetstream.PubAckFuture
+}
+
+// saveDirty persists every changed state of the batch. The writes are the
+// KV bucket's own compare-and-set (the expected last revision of the key)
+// but published asynchronously and awaited together: one round trip per
+// batch instead of one per unit, which was the engine's main cost.
+func (pt *partition) saveDirty(ctx context.Context) error {
+	var pending []pendingSave
 	for s, u := range pt.units {
 		if !u.dirty {
 			continue
 		}
-		if err := pt.save(ctx, s, u); err != nil {
-			return err
+		u.dirty = false
+		blob, err := u.st.MarshalBinary()
+		if err != nil {
+			return fmt.Errorf("encode state of %s: %w", s, err)
+		}
+		if u.saved != nil && string(blob) == string(u.saved) {
+			continue
+		}
+		msg := nats.NewMsg("$KV." + StateBucket + "." + string(s))
+		msg.Data = blob
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(u.rev, 10))
+		ack, err := pt.e.js.PublishMsgAsync(msg)
+		if err != nil {
+			return fmt.Errorf("save state of %s: %w", s, err)
+		}
+		pending = append(pending, pendingSave{s, u, blob, ack})
+	}
+	var errs []error
+	for _, ps := range pending {
+		select {
+		case pa := <-ps.ack.Ok():
+			ps.u.rev, ps.u.saved = pa.Sequence, ps.blob
+		case err := <-ps.ack.Err():
+			var apiErr *jetstream.APIError
+			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+				apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+				errs = append(errs, fmt.Errorf("%w: %s: %v", errLostOwnership, ps.serial, err))
+			} else {
+				errs = append(errs, fmt.Errorf("save state of %s: %w", ps.serial, err))
+			}
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
-	return nil
-}
-
-func (pt *partition) save(ctx context.Context, s ups.Serial, u *unit) error {
-	blob, err := u.st.MarshalBinary()
-	if err != nil {
-		return fmt.Errorf("encode state of %s: %w", s, err)
-	}
-	u.dirty = false
-	if u.saved != nil && string(blob) == string(u.saved) {
-		return nil
-	}
-	var rev uint64
-	if u.rev == 0 {
-		rev, err = pt.state.Create(ctx, string(s), blob)
-	} else {
-		rev, err = pt.state.Update(ctx, string(s), blob, u.rev)
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return fmt.Errorf("%w: %s: %v", errLostOwnership, s, err)
-	}
-	if err != nil {
-		return fmt.Errorf("save state of %s: %w", s, err)
-	}
-	u.rev, u.saved = rev, blob
-	return nil
+	return errors.Join(errs...)
 }
 
 func (pt *partition) publish(ctx context.Context, ev *rules.Event) error {
