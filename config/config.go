@@ -238,7 +238,7 @@ func Default() Config {
 		},
 		Ingest: Ingest{
 			BatchSize:       500,
-			FlushInterval:   5 * time.Millisecond,
+			FlushInterval:   50 * time.Millisecond,
 			MaxInflight:     4096,
 			MaxPayloadBytes: 1 << 20,
 			MaxReadings:     10000,
