@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -27,8 +28,8 @@ const maxAlertLimit = 10000
 //
 // Call it before serving.
 func (s *Server) HandleAlerts(q AlertQuerier) {
-	s.mux.Handle("GET /v1/units/{serial}/alerts", s.admin(func(w http.ResponseWriter, r *http.Request) { s.unitAlerts(w, r, q) }))
-	s.mux.Handle("GET /v1/alerts", s.admin(func(w http.ResponseWriter, r *http.Request) { s.activeAlerts(w, r, q) }))
+	s.handle("GET /v1/units/{serial}/alerts", s.auth(func(w http.ResponseWriter, r *http.Request) { s.unitAlerts(w, r, q) }))
+	s.handle("GET /v1/alerts", s.auth(func(w http.ResponseWriter, r *http.Request) { s.activeAlerts(w, r, q) }))
 }
 
 // unitAlerts answers GET /v1/units/{serial}/alerts?from=&to=&limit=:
@@ -85,6 +86,13 @@ func (s *Server) activeAlerts(w http.ResponseWriter, r *http.Request, q AlertQue
 	if err != nil {
 		s.alertsUnavailable(w, "active alerts", err)
 		return
+	}
+	if p := principalOf(r); !p.Admin {
+		// An account sees the alerts of the units it may see only.
+		events = slices.DeleteFunc(events, func(ev rules.Event) bool {
+			u, ok := s.cfg.Units.Lookup(ev.Serial)
+			return !ok || !p.CanSee(u)
+		})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"alerts": nonNil(events)})
 }

@@ -8,13 +8,12 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,13 +49,29 @@ type Config struct {
 	Ready       []ReadyCheck
 	Gatherer    prometheus.Gatherer
 	Logger      *slog.Logger
+	// Catalog checks registrations by owners (nil: serial format only).
+	Catalog Catalog
+	// RatePerSecond and RateBurst limit each bearer token (0: no limit).
+	RatePerSecond float64
+	RateBurst     int
+	// RotateKeys rotates the keyring and reseals every personal record,
+	// returning the new key id and how many records it resealed (nil:
+	// the endpoint answers 501).
+	RotateKeys func(ctx context.Context) (string, int, error)
 }
 
 // Server serves the API.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	mux *http.ServeMux
+	cfg   Config
+	log   *slog.Logger
+	mux   *http.ServeMux
+	limit *limiter
+	// authn resolves account tokens (set by HandleNotify).
+	authn Authenticator
+	// owners records who owns a unit (set by HandleNotify).
+	owners Accounts
+	// routes lists every pattern registered, for the OpenAPI test.
+	routes []string
 }
 
 // New builds the handler tree.
@@ -67,7 +82,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api"), mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api"), mux: http.NewServeMux(),
+		limit: newLimiter(cfg.RatePerSecond, cfg.RateBurst)}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -75,12 +91,14 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Gatherer != nil {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
-	s.mux.Handle("POST /v1/units", s.admin(s.addUnit))
-	s.mux.Handle("GET /v1/units", s.admin(s.listUnits))
-	s.mux.Handle("GET /v1/units/{serial}", s.admin(s.getUnit))
-	s.mux.Handle("DELETE /v1/units/{serial}", s.admin(s.removeUnit))
-	s.mux.Handle("GET /v1/units/{serial}/history", s.admin(s.history))
-	s.mux.Handle("GET /v1/units/{serial}/latest", s.admin(s.latest))
+	s.mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
+	s.handle("POST /v1/units", s.auth(s.addUnit))
+	s.handle("GET /v1/units", s.auth(s.listUnits))
+	s.handle("GET /v1/units/{serial}", s.auth(s.getUnit))
+	s.handle("DELETE /v1/units/{serial}", s.auth(s.removeUnit))
+	s.handle("GET /v1/units/{serial}/history", s.auth(s.history))
+	s.handle("GET /v1/units/{serial}/latest", s.auth(s.latest))
+	s.handle("POST /v1/admin/keys/rotate", s.admin(s.rotateKeys))
 	// Go runtime profiles (go tool pprof), for the admin only: a CPU
 	// profile costs the process while it runs and the others reveal
 	// internals.
@@ -91,6 +109,15 @@ func New(cfg Config) (*Server, error) {
 	s.mux.Handle("GET /debug/pprof/trace", s.admin(pprof.Trace))
 	return s, nil
 }
+
+// handle registers an API route and remembers its pattern.
+func (s *Server) handle(pattern string, h http.Handler) {
+	s.routes = append(s.routes, pattern)
+	s.mux.Handle(pattern, h)
+}
+
+// Routes lists the patterns of the /v1 API routes registered so far.
+func (s *Server) Routes() []string { return slices.Clone(s.routes) }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -112,19 +139,6 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, code, status)
 }
 
-func (s *Server) admin(h http.HandlerFunc) http.Handler {
-	want := []byte("Bearer " + s.cfg.AdminToken)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="upswatch"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
-			return
-		}
-		h(w, r)
-	})
-}
-
 type unitJSON struct {
 	Serial    ups.Serial `json:"serial"`
 	Name      string     `json:"name"`
@@ -136,60 +150,28 @@ func toJSON(u registry.Unit) unitJSON {
 	return unitJSON{Serial: u.Serial, Name: u.Name, Site: u.Site, CreatedAt: u.CreatedAt}
 }
 
-// Credentials are the device's MQTT login, returned once at registration.
-type Credentials struct {
-	Broker         string `json:"broker,omitempty"`
-	Username       string `json:"username"`
-	Password       string `json:"password"`
-	TelemetryTopic string `json:"telemetry_topic"`
-	StatusTopic    string `json:"status_topic"`
-}
-
-func (s *Server) addUnit(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Serial string `json:"serial"`
-		Name   string `json:"name"`
-		Site   string `json:"site"`
-	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "body must be a JSON object {serial, name, site}: "+err.Error())
-		return
-	}
-	u, pw, err := s.cfg.Units.Add(r.Context(), ups.Serial(strings.TrimSpace(req.Serial)), req.Name, req.Site)
-	switch {
-	case errors.Is(err, ups.ErrInvalidSerial):
-		writeError(w, http.StatusBadRequest, "invalid_serial", "the serial number must have exactly 12 or 16 digits")
-		return
-	case errors.Is(err, registry.ErrInvalidName):
-		writeError(w, http.StatusBadRequest, "invalid_field", err.Error())
-		return
-	case errors.Is(err, registry.ErrAlreadyRegistered):
-		writeError(w, http.StatusConflict, "already_registered", "this serial number is already registered")
-		return
-	case err != nil:
-		s.internal(w, "add unit", err)
-		return
-	}
-	s.log.Info("unit registered", "serial", u.Serial, "site", u.Site)
-	prefix := s.cfg.TopicPrefix + "/" + string(u.Serial) + "/"
-	writeJSON(w, http.StatusCreated, struct {
-		unitJSON
-		MQTT Credentials `json:"mqtt"`
-	}{toJSON(u), Credentials{Broker: s.cfg.Broker, Username: string(u.Serial), Password: pw,
-		TelemetryTopic: prefix + "telemetry", StatusTopic: prefix + "status"}})
-}
-
+// listUnits answers GET /v1/units?site=&limit=&cursor=: the units the
+// caller may see, by serial; next_cursor is set when there are more.
 func (s *Server) listUnits(w http.ResponseWriter, r *http.Request) {
+	pg, ok := parsePage(w, r)
+	if !ok {
+		return
+	}
+	p := principalOf(r)
 	site := r.URL.Query().Get("site")
 	out := []unitJSON{}
+	next := ""
 	for _, u := range s.cfg.Units.List() {
-		if site == "" || u.Site == site {
-			out = append(out, toJSON(u))
+		if (site != "" && u.Site != site) || !p.CanSee(u) || string(u.Serial) <= pg.cursor {
+			continue
 		}
+		if len(out) == pg.limit {
+			next = string(out[len(out)-1].Serial)
+			break
+		}
+		out = append(out, toJSON(u))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"units": out})
+	writeJSON(w, http.StatusOK, map[string]any{"units": out, "next_cursor": next})
 }
 
 func (s *Server) unit(w http.ResponseWriter, r *http.Request) (registry.Unit, bool) {
@@ -199,7 +181,9 @@ func (s *Server) unit(w http.ResponseWriter, r *http.Request) (registry.Unit, bo
 		return registry.Unit{}, false
 	}
 	u, ok := s.cfg.Units.Lookup(ups.Serial(serial))
-	if !ok {
+	// A unit the caller may not see is as good as absent: its existence
+	// is not told.
+	if !ok || !principalOf(r).CanSee(u) {
 		writeError(w, http.StatusNotFound, "not_found", "no unit with this serial number is registered")
 		return registry.Unit{}, false
 	}
@@ -217,6 +201,10 @@ func (s *Server) removeUnit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if !principalOf(r).CanChange(u) {
+		forbidden(w)
+		return
+	}
 	if err := s.cfg.Units.Remove(r.Context(), u.Serial); err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
 			writeError(w, http.StatusNotFound, "not_found", "no unit with this serial number is registered")
@@ -225,8 +213,31 @@ func (s *Server) removeUnit(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, "remove unit", err)
 		return
 	}
+	if s.owners != nil {
+		for _, id := range s.owners.OwnersOf(u.Serial) {
+			if _, err := s.owners.SetUnit(r.Context(), id, u.Serial, false); err != nil {
+				s.log.Warn("ownership not removed", "serial", u.Serial, "account", id, "err", err)
+			}
+		}
+	}
 	s.log.Info("unit removed", "serial", u.Serial)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// rotateKeys answers POST /v1/admin/keys/rotate: a new primary key in the
+// keyring file, and every personal record sealed again under it.
+func (s *Server) rotateKeys(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.RotateKeys == nil {
+		writeError(w, http.StatusNotImplemented, "not_implemented", "this server has no keyring to rotate")
+		return
+	}
+	id, n, err := s.cfg.RotateKeys(r.Context())
+	if err != nil {
+		s.internal(w, "rotate keys", err)
+		return
+	}
+	s.log.Info("keyring rotated", "primary", id, "resealed", n)
+	writeJSON(w, http.StatusOK, map[string]any{"primary_key": id, "resealed": n})
 }
 
 func (s *Server) internal(w http.ResponseWriter, what string, err error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/upswatch/upswatch/notify/pipeline"
@@ -23,44 +24,76 @@ type Accounts interface {
 	SetUnit(ctx context.Context, id string, serial ups.Serial, owned bool) (recipients.Recipient, error)
 	SetSite(ctx context.Context, id, site string, managed bool) (recipients.Recipient, error)
 	Delete(ctx context.Context, id string) error
+	Authenticate(token string) (recipients.Recipient, bool)
+	CreateToken(ctx context.Context, id, name string) (string, recipients.TokenInfo, error)
+	RevokeToken(ctx context.Context, id, tokenID string) error
+	LookupEmail(ctx context.Context, email string) (recipients.Recipient, bool, error)
+	OwnersOf(serial ups.Serial) []string
+	List() []string
 }
 
 // Notifier is what the API needs of notify/pipeline.
 type Notifier interface {
 	Deliveries(ctx context.Context, alertID string) ([]pipeline.Delivery, error)
 	SendTest(ctx context.Context, accountID string) ([]pipeline.TestResult, error)
+	// EraseRecipient removes the account's notification log and audit
+	// entries.
+	EraseRecipient(ctx context.Context, accountID string) (int, error)
+	// DeliveriesOf lists the attempts to notify the account.
+	DeliveriesOf(ctx context.Context, accountID string) ([]pipeline.Delivery, error)
 }
 
-// HandleNotify registers the recipient accounts and notification
-// endpoints, behind the admin token:
+// HandleNotify registers the account and notification endpoints. "self"
+// is the account's own token or the admin; "admin" the admin only.
 //
-//	POST   /v1/accounts                         create
-//	GET    /v1/accounts/{id}                    read
-//	PUT    /v1/accounts/{id}                    name, language, time_zone
-//	DELETE /v1/accounts/{id}
-//	PUT    /v1/accounts/{id}/contacts           fcm_tokens, apns_tokens, phones
-//	PUT    /v1/accounts/{id}/preferences        channels, quiet_hours, muted
-//	PUT|DELETE /v1/accounts/{id}/units/{serial} ownership
-//	PUT|DELETE /v1/accounts/{id}/sites/{site}   management
-//	POST   /v1/accounts/{id}/test-notification  per-address results
-//	GET    /v1/alerts/{id}/deliveries           every attempt of an alert
+//	POST   /v1/accounts                          admin  create
+//	GET    /v1/accounts?email=&limit=&cursor=    admin  list, or find by email
+//	GET    /v1/accounts/{id}                     self   read
+//	PUT    /v1/accounts/{id}                     self   profile (replaced)
+//	DELETE /v1/accounts/{id}                     self   erase the account and its units' data
+//	GET    /v1/accounts/{id}/export              self   all personal data held, as JSON
+//	POST   /v1/accounts/{id}/tokens              self   new API token (shown once)
+//	DELETE /v1/accounts/{id}/tokens/{token}      self   revoke a token by its id
+//	PUT    /v1/accounts/{id}/contacts            self   fcm_tokens, apns_tokens, phones
+//	PUT    /v1/accounts/{id}/preferences         self   channels, quiet_hours, muted
+//	PUT|DELETE /v1/accounts/{id}/units/{serial}  admin  ownership
+//	PUT|DELETE /v1/accounts/{id}/sites/{site}    admin  management
+//	POST   /v1/accounts/{id}/test-notification   self   per-address results
+//	GET    /v1/alerts/{id}/deliveries            any    attempts of an alert (an account sees its own)
 //
 // An alert id is its fingerprint serial/rule/start-ms; in the path, escape
 // the slashes (%2F) or write dots instead.
 func (s *Server) HandleNotify(accounts Accounts, n Notifier) {
 	h := &notifyAPI{s: s, accounts: accounts, n: n}
-	s.mux.Handle("POST /v1/accounts", s.admin(h.create))
-	s.mux.Handle("GET /v1/accounts/{id}", s.admin(h.get))
-	s.mux.Handle("PUT /v1/accounts/{id}", s.admin(h.update))
-	s.mux.Handle("DELETE /v1/accounts/{id}", s.admin(h.delete))
-	s.mux.Handle("PUT /v1/accounts/{id}/contacts", s.admin(h.contacts))
-	s.mux.Handle("PUT /v1/accounts/{id}/preferences", s.admin(h.preferences))
-	s.mux.Handle("PUT /v1/accounts/{id}/units/{serial}", s.admin(h.unit(true)))
-	s.mux.Handle("DELETE /v1/accounts/{id}/units/{serial}", s.admin(h.unit(false)))
-	s.mux.Handle("PUT /v1/accounts/{id}/sites/{site}", s.admin(h.site(true)))
-	s.mux.Handle("DELETE /v1/accounts/{id}/sites/{site}", s.admin(h.site(false)))
-	s.mux.Handle("POST /v1/accounts/{id}/test-notification", s.admin(h.test))
-	s.mux.Handle("GET /v1/alerts/{id}/deliveries", s.admin(h.deliveries))
+	s.authn, s.owners = accounts, accounts
+	s.handle("POST /v1/accounts", s.admin(h.create))
+	s.handle("GET /v1/accounts", s.admin(h.list))
+	s.handle("GET /v1/accounts/{id}", s.auth(h.self(h.get)))
+	s.handle("PUT /v1/accounts/{id}", s.auth(h.self(h.update)))
+	s.handle("DELETE /v1/accounts/{id}", s.auth(h.self(h.delete)))
+	s.handle("GET /v1/accounts/{id}/export", s.auth(h.self(h.export)))
+	s.handle("POST /v1/accounts/{id}/tokens", s.auth(h.self(h.createToken)))
+	s.handle("DELETE /v1/accounts/{id}/tokens/{token}", s.auth(h.self(h.revokeToken)))
+	s.handle("PUT /v1/accounts/{id}/contacts", s.auth(h.self(h.contacts)))
+	s.handle("PUT /v1/accounts/{id}/preferences", s.auth(h.self(h.preferences)))
+	s.handle("PUT /v1/accounts/{id}/units/{serial}", s.admin(h.unit(true)))
+	s.handle("DELETE /v1/accounts/{id}/units/{serial}", s.admin(h.unit(false)))
+	s.handle("PUT /v1/accounts/{id}/sites/{site}", s.admin(h.site(true)))
+	s.handle("DELETE /v1/accounts/{id}/sites/{site}", s.admin(h.site(false)))
+	s.handle("POST /v1/accounts/{id}/test-notification", s.auth(h.self(h.test)))
+	s.handle("GET /v1/alerts/{id}/deliveries", s.auth(h.deliveries))
+}
+
+// self lets the account itself or the admin through; another account
+// gets not_found, as if the account did not exist.
+func (h *notifyAPI) self(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !principalOf(r).Self(r.PathValue("id")) {
+			writeError(w, http.StatusNotFound, "not_found", "no account with this id")
+			return
+		}
+		next(w, r)
+	}
 }
 
 type notifyAPI struct {
@@ -89,6 +122,8 @@ func (h *notifyAPI) reply(w http.ResponseWriter, code int, rec recipients.Recipi
 		writeError(w, http.StatusNotFound, "not_found", "no account with this id")
 	case errors.Is(err, recipients.ErrExists):
 		writeError(w, http.StatusConflict, "already_exists", "an account with this id exists")
+	case errors.Is(err, recipients.ErrEmailTaken):
+		writeError(w, http.StatusConflict, "email_taken", "another account has this email")
 	case err != nil:
 		h.s.internal(w, op, err)
 	default:
@@ -107,7 +142,13 @@ func (h *notifyAPI) id(w http.ResponseWriter, r *http.Request) (string, bool) {
 
 type accountBody struct {
 	ID          string                 `json:"id"`
+	Role        string                 `json:"role"`
 	Name        string                 `json:"name"`
+	Email       string                 `json:"email"`
+	Phone       string                 `json:"phone"`
+	Address     string                 `json:"address"`
+	Region      string                 `json:"region"`
+	Marketing   bool                   `json:"marketing_consent"`
 	Language    string                 `json:"language"`
 	TimeZone    string                 `json:"time_zone"`
 	Contacts    recipients.Contacts    `json:"contacts"`
@@ -118,13 +159,13 @@ type accountBody struct {
 
 func (h *notifyAPI) create(w http.ResponseWriter, r *http.Request) {
 	var b accountBody
-	if !decodeStrict(w, r, &b, "{id?, name, language, time_zone, contacts, preferences, units, sites}") {
+	if !decodeStrict(w, r, &b, "{id?, role, name, email, phone, address, region, marketing_consent, language, time_zone, contacts, preferences, units, sites}") {
 		return
 	}
 	rec, err := h.accounts.Create(r.Context(), recipients.Recipient{
-		Account: recipients.Account{ID: b.ID, Language: b.Language, TimeZone: b.TimeZone, Preferences: b.Preferences,
-			Units: b.Units, Sites: b.Sites},
-		Personal: recipients.Personal{Name: b.Name, Contacts: b.Contacts},
+		Account: recipients.Account{ID: b.ID, Role: b.Role, Region: b.Region, Language: b.Language, TimeZone: b.TimeZone,
+			Preferences: b.Preferences, Units: b.Units, Sites: b.Sites, Marketing: recipients.Consent{Granted: b.Marketing}},
+		Personal: recipients.Personal{Name: b.Name, Email: b.Email, Phone: b.Phone, Address: b.Address, Contacts: b.Contacts},
 	})
 	if err == nil {
 		h.s.log.Info("recipient account created", "account", rec.ID)
@@ -151,28 +192,21 @@ func (h *notifyAPI) update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b struct {
-		Name     string `json:"name"`
-		Language string `json:"language"`
-		TimeZone string `json:"time_zone"`
+		Name      string `json:"name"`
+		Email     string `json:"email"`
+		Phone     string `json:"phone"`
+		Address   string `json:"address"`
+		Region    string `json:"region"`
+		Language  string `json:"language"`
+		TimeZone  string `json:"time_zone"`
+		Marketing bool   `json:"marketing_consent"`
 	}
-	if !decodeStrict(w, r, &b, "{name, language, time_zone}") {
+	if !decodeStrict(w, r, &b, "{name, email, phone, address, region, language, time_zone, marketing_consent}") {
 		return
 	}
-	rec, err := h.accounts.UpdateProfile(r.Context(), id, recipients.Profile{Name: b.Name, Language: b.Language, TimeZone: b.TimeZone})
+	rec, err := h.accounts.UpdateProfile(r.Context(), id, recipients.Profile{Name: b.Name, Email: b.Email, Phone: b.Phone,
+		Address: b.Address, Region: b.Region, Language: b.Language, TimeZone: b.TimeZone, Marketing: b.Marketing})
 	h.reply(w, http.StatusOK, rec, err, "update account")
-}
-
-func (h *notifyAPI) delete(w http.ResponseWriter, r *http.Request) {
-	id, ok := h.id(w, r)
-	if !ok {
-		return
-	}
-	if err := h.accounts.Delete(r.Context(), id); err != nil {
-		h.reply(w, 0, recipients.Recipient{}, err, "delete account")
-		return
-	}
-	h.s.log.Info("recipient account deleted", "account", id)
-	w.WriteHeader(http.StatusNoContent)
 }
 
 func (h *notifyAPI) contacts(w http.ResponseWriter, r *http.Request) {
@@ -258,6 +292,9 @@ func (h *notifyAPI) deliveries(w http.ResponseWriter, r *http.Request) {
 		}
 		h.s.internal(w, "list deliveries", err)
 		return
+	}
+	if p := principalOf(r); !p.Admin {
+		ds = slices.DeleteFunc(ds, func(d pipeline.Delivery) bool { return d.Recipient != p.Account.ID })
 	}
 	if ds == nil {
 		ds = []pipeline.Delivery{}

@@ -12,6 +12,7 @@ import (
 	"github.com/upswatch/upswatch/bus/bustest"
 	"github.com/upswatch/upswatch/notify/pipeline"
 	"github.com/upswatch/upswatch/notify/recipients"
+	"github.com/upswatch/upswatch/registry"
 	"github.com/upswatch/upswatch/store"
 	"github.com/upswatch/upswatch/ups"
 )
@@ -19,10 +20,15 @@ import (
 type noUnits struct{ Units }
 type noHistory struct{ store.History }
 
+func (noUnits) Remove(context.Context, ups.Serial) error       { return registry.ErrNotFound }
+func (noUnits) Lookup(ups.Serial) (registry.Unit, bool)        { return registry.Unit{}, false }
+func (noHistory) DeleteUnit(context.Context, ups.Serial) error { return nil }
+
 // notifier is a function-field fake of the pipeline.
 type notifier struct {
 	deliveries func(alertID string) ([]pipeline.Delivery, error)
 	test       func(id string) ([]pipeline.TestResult, error)
+	erased     map[string]int
 }
 
 func (n notifier) Deliveries(_ context.Context, id string) ([]pipeline.Delivery, error) {
@@ -30,6 +36,13 @@ func (n notifier) Deliveries(_ context.Context, id string) ([]pipeline.Delivery,
 }
 func (n notifier) SendTest(_ context.Context, id string) ([]pipeline.TestResult, error) {
 	return n.test(id)
+}
+func (n notifier) EraseRecipient(_ context.Context, id string) (int, error) {
+	n.erased[id]++
+	return 0, nil
+}
+func (n notifier) DeliveriesOf(_ context.Context, id string) ([]pipeline.Delivery, error) {
+	return n.deliveries("of/" + id)
 }
 
 func TestNotifyAPI(t *testing.T) {
@@ -43,7 +56,9 @@ func TestNotifyAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	erased := map[string]int{}
 	s.HandleNotify(accounts, notifier{
+		erased: erased,
 		deliveries: func(id string) ([]pipeline.Delivery, error) {
 			askedAlert = id
 			return []pipeline.Delivery{{AlertID: id, Channel: "fcm", Outcome: "delivered"}}, nil
@@ -129,8 +144,8 @@ func TestNotifyAPI(t *testing.T) {
 	if code, _ = do("GET", "/v1/alerts/123456789012.on_battery.1764000000000/deliveries", ``, true); code != 200 || askedAlert != "123456789012/on_battery/1764000000000" {
 		t.Fatalf("dotted alert id: %d %q", code, askedAlert)
 	}
-	if code, _ = do("DELETE", "/v1/accounts/lan", ``, true); code != http.StatusNoContent {
-		t.Fatalf("delete: %d", code)
+	if code, _ = do("DELETE", "/v1/accounts/lan", ``, true); code != http.StatusNoContent || erased["lan"] != 1 {
+		t.Fatalf("delete: %d, notification log erased %d times", code, erased["lan"])
 	}
 	if code, _ = do("GET", "/v1/accounts/lan", ``, true); code != 404 {
 		t.Fatalf("get after delete: %d", code)

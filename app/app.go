@@ -29,6 +29,7 @@ import (
 	"github.com/upswatch/upswatch/config"
 	"github.com/upswatch/upswatch/ingest"
 	"github.com/upswatch/upswatch/ingest/payload"
+	"github.com/upswatch/upswatch/keyring"
 	"github.com/upswatch/upswatch/notify/pipeline"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/notify/templates"
@@ -193,7 +194,12 @@ func (a *App) Run(ctx context.Context) (err error) {
 
 	// Notifications: recipients, templates, providers, and the pipeline
 	// that turns alert events into deliveries.
-	accounts, err := recipients.Open(ctx, js, recipients.Options{Replicas: a.cfg.NATS.Replicas, Logger: a.log})
+	keys, keysPath, err := a.loadKeyring()
+	if err != nil {
+		return err
+	}
+	accounts, err := recipients.Open(ctx, js, recipients.Options{Replicas: a.cfg.NATS.Replicas, Logger: a.log,
+		Sealer: keyring.Records{Keyring: keys}, Index: keys.BlindIndex})
 	if err != nil {
 		return err
 	}
@@ -274,9 +280,17 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	a.mqttURL = mqttURL
 
+	var catalog api.Catalog
+	if c, err := a.loadProducts(); err != nil {
+		return err
+	} else if c != nil {
+		catalog = c
+	}
 	srv, err := api.New(api.Config{
 		AdminToken: a.token, Broker: mqttURL, TopicPrefix: a.cfg.MQTT.TopicPrefix,
 		Units: units, History: hist, Ready: checks, Gatherer: reg, Logger: a.log,
+		Catalog: catalog, RatePerSecond: a.cfg.HTTP.RatePerSecond, RateBurst: a.cfg.HTTP.RateBurst,
+		RotateKeys: (&keyRotator{keys: keys, path: keysPath, accounts: accounts}).rotate,
 	})
 	if err != nil {
 		return err

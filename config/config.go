@@ -37,16 +37,35 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// AdminToken authorises the admin API. Empty: generated on first
 	// start into DataDir/admin.token and printed once.
-	AdminToken string `yaml:"admin_token"`
-	Log        Log    `yaml:"log"`
-	HTTP       HTTP   `yaml:"http"`
-	MQTT       MQTT   `yaml:"mqtt"`
-	NATS       NATS   `yaml:"nats"`
-	Ingest     Ingest `yaml:"ingest"`
-	Store      Store  `yaml:"store"`
-	Influx     Influx `yaml:"influx"`
-	Notify     Notify `yaml:"notify"`
-	Rules      Rules  `yaml:"rules"`
+	AdminToken string   `yaml:"admin_token"`
+	Log        Log      `yaml:"log"`
+	HTTP       HTTP     `yaml:"http"`
+	MQTT       MQTT     `yaml:"mqtt"`
+	NATS       NATS     `yaml:"nats"`
+	Ingest     Ingest   `yaml:"ingest"`
+	Store      Store    `yaml:"store"`
+	Influx     Influx   `yaml:"influx"`
+	Notify     Notify   `yaml:"notify"`
+	Rules      Rules    `yaml:"rules"`
+	Keys       Keyring  `yaml:"keys"`
+	Products   Products `yaml:"products"`
+}
+
+// Keyring locates the keyring that seals personal data at rest.
+type Keyring struct {
+	// File is the keyring file (JSON, mode 0600). Empty:
+	// DataDir/keyring.json, generated on first start. The environment
+	// variable UPSWATCH_KEYS, when set, holds the whole keyring instead
+	// (see keyring.FromEnv) and File is not read.
+	File string `yaml:"file"`
+}
+
+// Products locates the product catalog registrations are checked against.
+type Products struct {
+	// File is the catalog. Empty: configs/products.yaml when it exists,
+	// else none (registrations by owners then check the serial's form
+	// only).
+	File string `yaml:"file"`
 }
 
 // Log configures log/slog output.
@@ -58,6 +77,10 @@ type Log struct {
 // HTTP configures the API, health and metrics server.
 type HTTP struct {
 	Addr string `yaml:"addr"`
+	// RatePerSecond and RateBurst limit the requests of each bearer token
+	// (429 with Retry-After beyond them); 0 turns the limit off.
+	RatePerSecond float64 `yaml:"rate_per_second"`
+	RateBurst     int     `yaml:"rate_burst"`
 }
 
 // MQTT configures the device-facing broker and the ingest's client.
@@ -222,7 +245,7 @@ func Default() Config {
 	return Config{
 		DataDir: "./data",
 		Log:     Log{Level: "info", Format: "text"},
-		HTTP:    HTTP{Addr: "127.0.0.1:8080"},
+		HTTP:    HTTP{Addr: "127.0.0.1:8080", RatePerSecond: 20, RateBurst: 100},
 		MQTT: MQTT{
 			Listen:           "127.0.0.1:1883",
 			TopicPrefix:      "ups",

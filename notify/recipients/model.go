@@ -51,9 +51,27 @@ var (
 	ErrInvalid  = errors.New("invalid recipient field")
 )
 
+// Roles an account can have.
+const (
+	// RoleOwner sees and changes its own units (the default).
+	RoleOwner = "owner"
+	// RoleManager is a facility manager: sees the units, alerts and
+	// history of the sites granted to it.
+	RoleManager = "manager"
+	// RoleAdmin may do everything the admin token may.
+	RoleAdmin = "admin"
+)
+
+// Roles lists the roles.
+var Roles = []string{RoleOwner, RoleManager, RoleAdmin}
+
 // Account is the non-personal part of a recipient account.
 type Account struct {
-	ID       string `json:"id"`
+	ID   string `json:"id"`
+	Role string `json:"role"`
+	// Region is the ISO 3166-1 alpha-2 country the account registers
+	// products in.
+	Region   string `json:"region,omitempty"`
 	Language string `json:"language"`
 	// TimeZone is an IANA zone name; quiet hours are in it.
 	TimeZone    string      `json:"time_zone"`
@@ -64,15 +82,43 @@ type Account struct {
 	Sites []string     `json:"sites,omitempty"`
 	// Dropped records contacts removed because a provider said they are
 	// dead, newest last (at most maxDropped), with the contact masked.
-	Dropped   []Dropped `json:"dropped,omitempty"`
+	Dropped []Dropped `json:"dropped,omitempty"`
+	// Tokens are the account's API tokens, without the secrets (only their
+	// hashes are stored, under token.<hash>).
+	Tokens []TokenInfo `json:"tokens,omitempty"`
+	// Marketing is the marketing consent: kept apart from Preferences and
+	// never read when routing alerts, which are service messages.
+	Marketing Consent   `json:"marketing"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Consent is a yes or no and when it was last given or withdrawn.
+type Consent struct {
+	Granted bool       `json:"granted"`
+	At      *time.Time `json:"at,omitempty"`
+}
+
+// TokenInfo describes an API token without its secret.
+type TokenInfo struct {
+	// ID is the first 12 hex digits of the token's hash: enough to name
+	// it for revocation, useless to authenticate.
+	ID        string    `json:"id"`
+	Name      string    `json:"name,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Personal is the personal part of an account: what the privacy policy
 // protects. It is stored sealed, in its own record.
 type Personal struct {
-	Name     string   `json:"name"`
+	Name string `json:"name"`
+	// Email is the account's login and contact address; it is found by a
+	// blind index (email.<index>), never stored in clear.
+	Email string `json:"email,omitempty"`
+	// Phone is the account holder's number (E.164); SMS alerts go to
+	// Contacts.Phones.
+	Phone    string   `json:"phone,omitempty"`
+	Address  string   `json:"address,omitempty"`
 	Contacts Contacts `json:"contacts"`
 }
 
@@ -234,7 +280,12 @@ var (
 	apnsToken    = regexp.MustCompile(`^[0-9a-fA-F]{32,200}$`)
 	bundleID     = regexp.MustCompile(`^[A-Za-z0-9.-]{1,155}$`)
 	clockPattern = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
+	emailPattern = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+	regionCode   = regexp.MustCompile(`^[A-Z]{2}$`)
 )
+
+// NormalizeEmail is the form an email is indexed under.
+func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
 
 // ValidID reports whether id is a well-formed account id.
 func ValidID(id string) bool { return idPattern.MatchString(id) }
@@ -266,8 +317,18 @@ func validateProfile(language, tz string) error {
 // Validate checks the personal fields. Errors never quote a token or
 // number.
 func (p Personal) Validate() error {
-	if len(p.Name) > 200 || strings.ContainsFunc(p.Name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+	ctl := func(r rune) bool { return r < 0x20 || r == 0x7f }
+	if len(p.Name) > 200 || strings.ContainsFunc(p.Name, ctl) {
 		return invalid("name must be at most 200 bytes without control characters")
+	}
+	if p.Email != "" && (len(p.Email) > 254 || !emailPattern.MatchString(p.Email)) {
+		return invalid("email is not an email address")
+	}
+	if p.Phone != "" && !e164.MatchString(p.Phone) {
+		return invalid("phone must be an E.164 number like +84901234567")
+	}
+	if len(p.Address) > 500 || strings.ContainsFunc(p.Address, func(r rune) bool { return ctl(r) && r != '\n' }) {
+		return invalid("address must be at most 500 bytes without control characters")
 	}
 	return p.Contacts.Validate()
 }

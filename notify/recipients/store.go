@@ -24,6 +24,8 @@ const Bucket = "upswatch_recipients"
 const (
 	accountPrefix  = "account."
 	personalPrefix = "personal."
+	emailPrefix    = "email."
+	tokenPrefix    = "token."
 )
 
 // Sealer protects the personal record at rest. Seal and Open must be
@@ -47,6 +49,9 @@ type Options struct {
 	Logger   *slog.Logger
 	// Sealer of the personal records; nil stores them unsealed.
 	Sealer Sealer
+	// Index makes the blind index an email is found by (keyring.BlindIndex);
+	// nil: an unkeyed SHA-256, which hides nothing from a guesser.
+	Index func(kind, value string) string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -56,6 +61,7 @@ type Store struct {
 	kv     jetstream.KeyValue
 	log    *slog.Logger
 	sealer Sealer
+	index  func(kind, value string) string
 	now    func() time.Time
 
 	mu       sync.RWMutex
@@ -63,6 +69,7 @@ type Store struct {
 	personal map[string]*Personal
 	byUnit   map[ups.Serial][]string
 	bySite   map[string][]string
+	tokens   map[string]string // token hash (hex) -> account id
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -82,6 +89,9 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Index == nil {
+		o.Index = unkeyedIndex
+	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "notification recipients: accounts, contacts, preferences, ownership",
@@ -92,8 +102,8 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	if err != nil {
 		return nil, fmt.Errorf("recipients bucket %s: %w", Bucket, err)
 	}
-	return &Store{kv: kv, log: o.Logger.With("component", "recipients"), sealer: o.Sealer, now: o.Now,
-		accounts: map[string]*Account{}, personal: map[string]*Personal{},
+	return &Store{kv: kv, log: o.Logger.With("component", "recipients"), sealer: o.Sealer, index: o.Index, now: o.Now,
+		accounts: map[string]*Account{}, personal: map[string]*Personal{}, tokens: map[string]string{},
 		byUnit: map[ups.Serial][]string{}, bySite: map[string][]string{}, ready: make(chan struct{})}, nil
 }
 
@@ -150,6 +160,9 @@ func (s *Store) apply(key string, value []byte, deleted bool) {
 				s.log.Error("account record unreadable; ignored", "account", id, "err", err)
 				return
 			}
+			if a.Role == "" {
+				a.Role = RoleOwner // made before roles
+			}
 		}
 		s.mu.Lock()
 		s.setAccountLocked(id, a)
@@ -169,6 +182,21 @@ func (s *Store) apply(key string, value []byte, deleted bool) {
 			delete(s.personal, id)
 		} else {
 			s.personal[id] = p
+		}
+		s.mu.Unlock()
+	case strings.HasPrefix(key, tokenPrefix):
+		hash := strings.TrimPrefix(key, tokenPrefix)
+		s.mu.Lock()
+		if deleted {
+			delete(s.tokens, hash)
+		} else {
+			var t tokenRecord
+			if err := json.Unmarshal(value, &t); err != nil {
+				s.mu.Unlock()
+				s.log.Error("token record unreadable; ignored", "err", err)
+				return
+			}
+			s.tokens[hash] = t.Account
 		}
 		s.mu.Unlock()
 	}
@@ -304,6 +332,11 @@ func (s *Store) Create(ctx context.Context, r Recipient) (Recipient, error) {
 	if r.Language == "" {
 		r.Language = "en"
 	}
+	if r.Role == "" {
+		r.Role = RoleOwner
+	}
+	r.Email = NormalizeEmail(r.Email)
+	r.Tokens = nil
 	if err := validateAccount(r.Account); err != nil {
 		return Recipient{}, err
 	}
@@ -312,6 +345,15 @@ func (s *Store) Create(ctx context.Context, r Recipient) (Recipient, error) {
 	}
 	now := s.now().UTC().Truncate(time.Second)
 	r.CreatedAt, r.UpdatedAt, r.Dropped = now, now, nil
+	if r.Marketing.Granted {
+		r.Marketing.At = &now
+	}
+	if _, ok := s.Lookup(r.ID); ok {
+		return Recipient{}, fmt.Errorf("%w: %s", ErrExists, r.ID)
+	}
+	if err := s.claimEmail(ctx, r.ID, r.Email); err != nil {
+		return Recipient{}, err
+	}
 	// Personal first: an account record without it would route to nobody,
 	// a personal record without its account is invisible.
 	pb, err := s.encodePersonal(r.ID, r.Personal)
@@ -319,6 +361,7 @@ func (s *Store) Create(ctx context.Context, r Recipient) (Recipient, error) {
 		return Recipient{}, err
 	}
 	if _, err := s.kv.Put(ctx, personalPrefix+r.ID, pb); err != nil {
+		s.releaseEmail(ctx, r.Email)
 		return Recipient{}, fmt.Errorf("store personal record: %w", err)
 	}
 	ab, err := json.Marshal(r.Account)
@@ -339,6 +382,12 @@ func (s *Store) Create(ctx context.Context, r Recipient) (Recipient, error) {
 func validateAccount(a Account) error {
 	if err := validateProfile(a.Language, a.TimeZone); err != nil {
 		return err
+	}
+	if !slices.Contains(Roles, a.Role) {
+		return invalid("role must be one of %s", strings.Join(Roles, ", "))
+	}
+	if a.Region != "" && !regionCode.MatchString(a.Region) {
+		return invalid("region must be an ISO 3166-1 alpha-2 code like VN")
 	}
 	if err := a.Preferences.Validate(); err != nil {
 		return err
@@ -391,6 +440,9 @@ func (s *Store) updateAccount(ctx context.Context, id string, fn func(*Account) 
 		var a Account
 		if err := json.Unmarshal(e.Value(), &a); err != nil {
 			return Recipient{}, fmt.Errorf("decode account %s: %w", id, err)
+		}
+		if a.Role == "" {
+			a.Role = RoleOwner
 		}
 		if err := fn(&a); err != nil {
 			return Recipient{}, err
@@ -466,28 +518,54 @@ func (s *Store) updatePersonal(ctx context.Context, id string, fn func(*Personal
 	}
 }
 
-// Profile is what UpdateProfile changes.
+// Profile is what UpdateProfile changes: every field is replaced.
 type Profile struct {
 	Name     string
+	Email    string
+	Phone    string
+	Address  string
+	Region   string
 	Language string
 	TimeZone string
+	// Marketing is the marketing consent.
+	Marketing bool
 }
 
-// UpdateProfile sets the name, language and time zone.
+// UpdateProfile replaces the profile fields (personal and not).
 func (s *Store) UpdateProfile(ctx context.Context, id string, p Profile) (Recipient, error) {
 	if err := validateProfile(p.Language, p.TimeZone); err != nil {
 		return Recipient{}, err
 	}
+	p.Email = NormalizeEmail(p.Email)
+	if err := (Personal{Name: p.Name, Email: p.Email, Phone: p.Phone, Address: p.Address}).Validate(); err != nil {
+		return Recipient{}, err
+	}
+	old, ok := s.Lookup(id)
+	if !ok {
+		return Recipient{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if p.Email != old.Email {
+		if err := s.claimEmail(ctx, id, p.Email); err != nil {
+			return Recipient{}, err
+		}
+	}
 	if _, err := s.updateAccount(ctx, id, func(a *Account) error {
-		a.Language, a.TimeZone = p.Language, p.TimeZone
+		a.Language, a.TimeZone, a.Region = p.Language, p.TimeZone, p.Region
+		if a.Marketing.Granted != p.Marketing {
+			at := s.now().UTC().Truncate(time.Second)
+			a.Marketing = Consent{Granted: p.Marketing, At: &at}
+		}
 		return nil
 	}); err != nil {
 		return Recipient{}, err
 	}
 	r, _, err := s.updatePersonal(ctx, id, func(per *Personal) (bool, error) {
-		per.Name = p.Name
+		per.Name, per.Email, per.Phone, per.Address = p.Name, p.Email, p.Phone, p.Address
 		return true, nil
 	})
+	if err == nil && p.Email != old.Email {
+		s.releaseEmail(ctx, old.Email)
+	}
 	return r, err
 }
 
@@ -544,6 +622,18 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 			return fmt.Errorf("%w: %s", ErrNotFound, id)
 		}
 		return fmt.Errorf("read account: %w", err)
+	}
+	r, _ := s.Lookup(id)
+	for _, t := range s.tokenHashes(id) {
+		if err := s.kv.Purge(ctx, tokenPrefix+t); err != nil {
+			return fmt.Errorf("remove token: %w", err)
+		}
+		s.apply(tokenPrefix+t, nil, true)
+	}
+	if r.Email != "" {
+		if err := s.kv.Purge(ctx, emailPrefix+s.index("email", r.Email)); err != nil {
+			return fmt.Errorf("remove email index: %w", err)
+		}
 	}
 	if err := s.kv.Purge(ctx, accountPrefix+id); err != nil {
 		return fmt.Errorf("remove account: %w", err)

@@ -1,0 +1,207 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/upswatch/upswatch/notify/pipeline"
+	"github.com/upswatch/upswatch/notify/recipients"
+	"github.com/upswatch/upswatch/registry"
+	"github.com/upswatch/upswatch/ups"
+)
+
+// page is a list request's ?limit=&cursor=: up to limit items after
+// cursor (the last key of the previous page).
+type page struct {
+	limit  int
+	cursor string
+}
+
+const (
+	defaultPageLimit = 100
+	maxPageLimit     = 1000
+)
+
+func parsePage(w http.ResponseWriter, r *http.Request) (page, bool) {
+	q := r.URL.Query()
+	p := page{limit: defaultPageLimit, cursor: q.Get("cursor")}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPageLimit {
+			writeError(w, http.StatusBadRequest, "invalid_query", "limit: must be an integer from 1 to 1000")
+			return page{}, false
+		}
+		p.limit = n
+	}
+	return p, true
+}
+
+// list answers GET /v1/accounts?limit=&cursor= (ids, sorted) and
+// GET /v1/accounts?email= (the account with that email, through its
+// blind index).
+func (h *notifyAPI) list(w http.ResponseWriter, r *http.Request) {
+	if email := r.URL.Query().Get("email"); email != "" {
+		rec, ok, err := h.accounts.LookupEmail(r.Context(), email)
+		if err != nil {
+			h.s.internal(w, "find account by email", err)
+			return
+		}
+		out := []recipients.Recipient{}
+		if ok {
+			out = append(out, rec)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"accounts": out, "next_cursor": ""})
+		return
+	}
+	pg, ok := parsePage(w, r)
+	if !ok {
+		return
+	}
+	out := []recipients.Recipient{}
+	next := ""
+	for _, id := range h.accounts.List() {
+		if id <= pg.cursor {
+			continue
+		}
+		if len(out) == pg.limit {
+			next = out[len(out)-1].ID
+			break
+		}
+		if rec, ok := h.accounts.Lookup(id); ok {
+			out = append(out, rec)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"accounts": out, "next_cursor": next})
+}
+
+// createToken answers POST /v1/accounts/{id}/tokens {name?}: a new API
+// token for the account, in the answer this once; only its hash is kept.
+func (h *notifyAPI) createToken(w http.ResponseWriter, r *http.Request) {
+	id, ok := h.id(w, r)
+	if !ok {
+		return
+	}
+	var b struct {
+		Name string `json:"name"`
+	}
+	if r.ContentLength != 0 && !decodeStrict(w, r, &b, "{name?}") {
+		return
+	}
+	tok, info, err := h.accounts.CreateToken(r.Context(), id, b.Name)
+	if err != nil {
+		h.reply(w, 0, recipients.Recipient{}, err, "create token")
+		return
+	}
+	h.s.log.Info("api token created", "account", id, "token_id", info.ID)
+	writeJSON(w, http.StatusCreated, struct {
+		recipients.TokenInfo
+		Token string `json:"token"`
+	}{info, tok})
+}
+
+func (h *notifyAPI) revokeToken(w http.ResponseWriter, r *http.Request) {
+	id, ok := h.id(w, r)
+	if !ok {
+		return
+	}
+	err := h.accounts.RevokeToken(r.Context(), id, r.PathValue("token"))
+	if errors.Is(err, recipients.ErrTokenNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "no token with this id")
+		return
+	}
+	if err != nil {
+		h.reply(w, 0, recipients.Recipient{}, err, "revoke token")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// soleUnits are the units only account rec owns: erased with it.
+func (h *notifyAPI) soleUnits(rec recipients.Recipient) []ups.Serial {
+	var out []ups.Serial
+	for _, u := range rec.Units {
+		owners := h.accounts.OwnersOf(u)
+		if len(owners) == 1 && owners[0] == rec.ID {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// delete answers DELETE /v1/accounts/{id}: erases the account, its
+// contacts, tokens and preferences, the notification log and audit entries
+// naming it, the registrations of the units it alone owns and those units'
+// history.
+func (h *notifyAPI) delete(w http.ResponseWriter, r *http.Request) {
+	id, ok := h.id(w, r)
+	if !ok {
+		return
+	}
+	rec, ok := h.accounts.Lookup(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", "no account with this id")
+		return
+	}
+	ctx := r.Context()
+	for _, serial := range h.soleUnits(rec) {
+		if err := h.s.cfg.History.DeleteUnit(ctx, serial); err != nil {
+			h.s.internal(w, "erase unit history", err)
+			return
+		}
+		if err := h.s.cfg.Units.Remove(ctx, serial); err != nil && !errors.Is(err, registry.ErrNotFound) {
+			h.s.internal(w, "remove unit", err)
+			return
+		}
+	}
+	if h.n != nil {
+		if _, err := h.n.EraseRecipient(ctx, id); err != nil {
+			h.s.internal(w, "erase notification log", err)
+			return
+		}
+	}
+	if err := h.accounts.Delete(ctx, id); err != nil {
+		h.reply(w, 0, recipients.Recipient{}, err, "delete account")
+		return
+	}
+	h.s.log.Info("account erased", "account", id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// Export is everything held about an account.
+type Export struct {
+	Account    recipients.Recipient `json:"account"`
+	Units      []unitJSON           `json:"units"`
+	Deliveries []pipeline.Delivery  `json:"notifications"`
+}
+
+// export answers GET /v1/accounts/{id}/export: all personal data held
+// about the account, as JSON: profile, contacts, preferences, consent,
+// tokens (without secrets), registered units and notification records.
+func (h *notifyAPI) export(w http.ResponseWriter, r *http.Request) {
+	id, ok := h.id(w, r)
+	if !ok {
+		return
+	}
+	rec, ok := h.accounts.Lookup(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", "no account with this id")
+		return
+	}
+	out := Export{Account: rec, Units: []unitJSON{}, Deliveries: []pipeline.Delivery{}}
+	for _, serial := range rec.Units {
+		if u, ok := h.s.cfg.Units.Lookup(serial); ok {
+			out.Units = append(out.Units, toJSON(u))
+		}
+	}
+	if h.n != nil {
+		ds, err := h.n.DeliveriesOf(r.Context(), id)
+		if err != nil {
+			h.s.internal(w, "export deliveries", err)
+			return
+		}
+		out.Deliveries = append(out.Deliveries, ds...)
+	}
+	w.Header().Set("Content-Disposition", `attachment; filename="upswatch-account-`+id+`.json"`)
+	writeJSON(w, http.StatusOK, out)
+}

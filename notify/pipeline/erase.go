@@ -1,0 +1,167 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// EraseRecipient removes every trace of an account the pipeline holds:
+// its notification log entries, its audit records and its notifications
+// still in the outbox. Audit and outbox messages are deleted securely
+// (overwritten), so nothing of them stays in the stream's files. It
+// returns how many entries it removed.
+func (p *Pipeline) EraseRecipient(ctx context.Context, accountID string) (int, error) {
+	if accountID == "" || strings.ContainsAny(accountID, ".*> ") {
+		return 0, fmt.Errorf("erase: invalid account id")
+	}
+	if err := p.ensure(ctx); err != nil {
+		return 0, err
+	}
+	n := 0
+	lister, err := p.logKV.ListKeysFiltered(ctx, accountID+".>")
+	switch {
+	case errors.Is(err, jetstream.ErrNoKeysFound):
+	case err != nil:
+		return 0, fmt.Errorf("erase: list notification log: %w", err)
+	default:
+		var keys []string
+		for k := range lister.Keys() {
+			keys = append(keys, k)
+		}
+		for _, k := range keys {
+			if err := p.logKV.Purge(ctx, k); err != nil {
+				return n, fmt.Errorf("erase: notification log: %w", err)
+			}
+			n++
+		}
+	}
+	for _, name := range []string{AuditStream, OutboxStream} {
+		m, err := p.eraseFromStream(ctx, name, accountID)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// DeliveriesOf lists every recorded attempt to notify the account, oldest
+// first (for the export of its data).
+func (p *Pipeline) DeliveriesOf(ctx context.Context, accountID string) ([]Delivery, error) {
+	if err := p.ensure(ctx); err != nil {
+		return nil, err
+	}
+	_, data, err := p.scanStream(ctx, AuditStream, accountID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Delivery, 0, len(data))
+	for _, b := range data {
+		var d Delivery
+		if json.Unmarshal(b, &d) == nil {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// eraseFromStream deletes the messages of stream whose JSON names
+// accountID as recipient.
+func (p *Pipeline) eraseFromStream(ctx context.Context, name, accountID string) (int, error) {
+	seqs, _, err := p.scanStream(ctx, name, accountID)
+	if err != nil {
+		return 0, err
+	}
+	st, err := p.js.Stream(ctx, name)
+	if err != nil {
+		return 0, fmt.Errorf("erase: stream %s: %w", name, err)
+	}
+	return p.deleteSeqs(ctx, st, name, seqs)
+}
+
+// scanStream returns the sequences and data of the messages of stream
+// whose JSON names accountID as recipient.
+func (p *Pipeline) scanStream(ctx context.Context, name, accountID string) ([]uint64, [][]byte, error) {
+	var datas [][]byte
+	st, err := p.js.Stream(ctx, name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	if info.State.Msgs == 0 {
+		return nil, nil, nil
+	}
+	last := info.State.LastSeq
+	var seqs []uint64
+	named := func(data []byte) bool {
+		var who struct {
+			Recipient string `json:"recipient"`
+		}
+		return json.Unmarshal(data, &who) == nil && who.Recipient == accountID
+	}
+	if info.Config.Retention == jetstream.WorkQueuePolicy {
+		// A work queue takes no second unfiltered consumer: read by
+		// sequence (the outbox holds only what is not yet sent).
+		for seq := info.State.FirstSeq; seq <= last; seq++ {
+			m, err := st.GetMsg(ctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("read %s: %w", name, err)
+			}
+			if named(m.Data) {
+				seqs, datas = append(seqs, seq), append(datas, m.Data)
+			}
+		}
+		return seqs, datas, nil
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return nil, nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	for {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		got, done := 0, false
+		for msg := range batch.Messages() {
+			got++
+			md, err := msg.Metadata()
+			if err != nil {
+				continue
+			}
+			if named(msg.Data()) {
+				seqs, datas = append(seqs, md.Sequence.Stream), append(datas, msg.Data())
+			}
+			if md.Sequence.Stream >= last {
+				done = true
+			}
+		}
+		if done || got == 0 {
+			break
+		}
+	}
+	return seqs, datas, nil
+}
+
+func (p *Pipeline) deleteSeqs(ctx context.Context, st jetstream.Stream, name string, seqs []uint64) (int, error) {
+	n := 0
+	for _, seq := range seqs {
+		if err := st.SecureDeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return n, fmt.Errorf("erase: delete from %s: %w", name, err)
+		}
+		n++
+	}
+	return n, nil
+}
