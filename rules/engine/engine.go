@@ -266,7 +266,19 @@ type unit struct {
 	rev   uint64 // 0 = no key yet
 	saved []byte
 	dirty bool
+	// sig is the significant part of the saved state and savedAt when it
+	// was saved: a change confined to the per-reading fields is saved at
+	// most every CheckpointEvery (see rules.UnitState.AppendSignificant).
+	sig     []byte
+	savedAt time.Time
+	lazy    bool // per-reading fields changed since the last save
 }
+
+// CheckpointEvery bounds how stale a persisted state's per-reading fields
+// (last reading times, load mean) may be. It stays below the shortest
+// comm_lost threshold (3 x the 20 s minimum interval), so a restart never
+// mistakes a checkpoint's age for silence.
+var CheckpointEvery = 30 * time.Second
 
 // partition is one partition's consumer loop and its units. Only its
 // goroutine touches it.
@@ -290,9 +302,13 @@ func (pt *partition) run(ctx context.Context, it jetstream.MessagesContext) erro
 	nextTick := time.Now().Add(pt.e.cfg.TickEvery)
 	defer func() {
 		if pt.pin != "" {
-			// Hand the partition over now rather than after PinnedTTL.
+			// Hand the partition over now rather than after PinnedTTL,
+			// with every lazily checkpointed state saved first.
 			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			defer cancel()
+			if err := pt.saveDirty(uctx, true); err != nil {
+				log.Warn("final state checkpoint failed", "err", err)
+			}
 			if err := pt.stream.UnpinConsumer(uctx, ConsumerPrefix+strconv.Itoa(pt.p), PriorityGroup); err != nil {
 				log.Warn("unpin on stop failed; another instance takes over after the pinned TTL", "err", err)
 			}
@@ -440,6 +456,12 @@ func (pt *partition) handle(ctx context.Context, log *slog.Logger, msg jetstream
 		}
 	}
 	pt.events = events
+	// A batch that was evaluated is committed even if shutdown began
+	// meanwhile: half-committed (events out, state not saved), the next
+	// owner would evaluate it again.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	ctx = cctx
 	if err := pt.commit(ctx, events); err != nil {
 		if errors.Is(err, errLostOwnership) {
 			log.Warn("partition lost to another instance", "err", err)
@@ -464,7 +486,7 @@ func (pt *partition) commit(ctx context.Context, events []rules.Event) error {
 			return err
 		}
 	}
-	return pt.saveDirty(ctx)
+	return pt.saveDirty(ctx, false)
 }
 
 // pendingSave is one state write in flight.
@@ -472,6 +494,8 @@ type pendingSave struct {
 	serial ups.Serial
 	u      *unit
 	blob   []byte
+	sig    []byte
+	at     time.Time
 	ack    jetstream.PubAckFuture
 }
 
@@ -479,19 +503,25 @@ type pendingSave struct {
 // KV bucket's own compare-and-set (the expected last revision of the key)
 // but published asynchronously and awaited together: one round trip per
 // batch instead of one per unit, which was the engine's main cost.
-func (pt *partition) saveDirty(ctx context.Context) error {
+func (pt *partition) saveDirty(ctx context.Context, force bool) error {
 	var pending []pendingSave
 	for s, u := range pt.units {
-		if !u.dirty {
+		if !u.dirty && !(force && u.lazy) {
 			continue
 		}
 		u.dirty = false
-		blob, err := u.st.MarshalBinary()
+		sig, err := u.st.AppendSignificant(nil)
 		if err != nil {
 			return fmt.Errorf("encode state of %s: %w", s, err)
 		}
-		if u.saved != nil && string(blob) == string(u.saved) {
-			continue
+		now := time.Now()
+		if !force && u.saved != nil && string(sig) == string(u.sig) && now.Sub(u.savedAt) < CheckpointEvery {
+			u.lazy = true
+			continue // only per-reading fields moved: the checkpoint can wait
+		}
+		blob, err := u.st.MarshalBinary()
+		if err != nil {
+			return fmt.Errorf("encode state of %s: %w", s, err)
 		}
 		msg := nats.NewMsg("$KV." + StateBucket + "." + string(s))
 		msg.Data = blob
@@ -500,13 +530,13 @@ func (pt *partition) saveDirty(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("save state of %s: %w", s, err)
 		}
-		pending = append(pending, pendingSave{s, u, blob, ack})
+		pending = append(pending, pendingSave{s, u, blob, sig, now, ack})
 	}
 	var errs []error
 	for _, ps := range pending {
 		select {
 		case pa := <-ps.ack.Ok():
-			ps.u.rev, ps.u.saved = pa.Sequence, ps.blob
+			ps.u.rev, ps.u.saved, ps.u.sig, ps.u.savedAt, ps.u.lazy = pa.Sequence, ps.blob, ps.sig, ps.at, false
 		case err := <-ps.ack.Err():
 			var apiErr *jetstream.APIError
 			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
@@ -580,6 +610,12 @@ func (pt *partition) tick(ctx context.Context, log *slog.Logger) {
 		u.dirty = true
 	}
 	pt.events = events
+	// A batch that was evaluated is committed even if shutdown began
+	// meanwhile: half-committed (events out, state not saved), the next
+	// owner would evaluate it again.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	ctx = cctx
 	if err := pt.commit(ctx, events); err != nil {
 		if errors.Is(err, errLostOwnership) {
 			log.Warn("partition lost to another instance", "err", err)
