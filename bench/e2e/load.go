@@ -111,18 +111,32 @@ feed:
 
 func (s *serve) addUnit(ctx context.Context, serial string) (string, error) {
 	body, _ := json.Marshal(map[string]string{"serial": serial, "name": "bench " + serial, "site": "bench"})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.httpURL+"/v1/units", bytes.NewReader(body))
-	if err != nil {
-		return "", err
+	var resp *http.Response
+	var data []byte
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.httpURL+"/v1/units", bytes.NewReader(body))
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("Authorization", "Bearer "+s.token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err = httpClient.Do(req)
+		if err != nil {
+			return "", err
+		}
+		data, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests {
+			break
+		}
+		// The API rate-limits each token: wait as it says.
+		wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(time.Duration(max(wait, 1)) * time.Second):
+		}
 	}
-	req.Header.Set("Authorization", "Bearer "+s.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusCreated {
 		return "", fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(data))
 	}
