@@ -135,18 +135,10 @@ func unitCmd(args []string, stdout io.Writer) error {
 	site := fs.String("site", "", "site the unit belongs to (add; filter for list)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	sub := args[0]
-	// Allow the serial before or after the flags.
-	rest := args[1:]
-	var positional []string
-	for len(rest) > 0 {
-		if err := fs.Parse(rest); err != nil {
-			return err
-		}
-		rest = fs.Args()
-		if len(rest) > 0 {
-			positional = append(positional, rest[0])
-			rest = rest[1:]
-		}
+	// The serial may stand before or after the flags.
+	positional, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return err
 	}
 	c, _, err := cf.client()
 	if err != nil {
@@ -158,11 +150,7 @@ func unitCmd(args []string, stdout io.Writer) error {
 		}
 		return positional[0], nil
 	}
-	print := func(v any) error {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
+	print := func(v any) error { return printJSON(stdout, v) }
 	switch sub {
 	case "add":
 		serial, err := needSerial()

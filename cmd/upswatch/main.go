@@ -23,6 +23,9 @@ Usage:
   upswatch serve  [--config FILE]              run the daemon
   upswatch unit   add SERIAL [--name N] [--site S] | list | show SERIAL | remove SERIAL
   upswatch sim    [--units N] [--rate R] [--event SPEC]...   simulate UPS units
+  upswatch account add [--role R --name N --email E --region VN --language vi ...] | list | show ID | remove ID | export ID
+  upswatch token  create ACCOUNT_ID             issue an API token for an account (shown once)
+  upswatch keys   rotate                        new encryption key; re-encrypts all personal data
   upswatch notify test ACCOUNT_ID               send a test notification through each of the account's channels
   upswatch config keys                          list every config key and its env variable
   upswatch help
@@ -51,6 +54,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = configCmd(args[1:], stdout)
 	case "notify":
 		err = notifyCmd(args[1:], stdout)
+	case "account", "accounts":
+		err = accountCmd(args[1:], stdout)
+	case "token", "tokens":
+		err = tokenCmd(args[1:], stdout)
+	case "keys":
+		err = keysCmd(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

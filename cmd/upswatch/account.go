@@ -1,0 +1,171 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+)
+
+// accountCmd: upswatch account add|list|show|remove|export.
+func accountCmd(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: upswatch account add|list|show|remove|export")
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("account "+sub, flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	id := fs.String("id", "", "account id (add; default generated)")
+	role := fs.String("role", "owner", "owner, manager or admin (add)")
+	name := fs.String("name", "", "full name (add)")
+	email := fs.String("email", "", "email (add)")
+	phone := fs.String("phone", "", "phone number, E.164 (add)")
+	region := fs.String("region", "", "ISO 3166 country code, e.g. VN (add)")
+	lang := fs.String("language", "en", "en or vi (add)")
+	tz := fs.String("time-zone", "UTC", "IANA time zone (add)")
+	sites := fs.String("sites", "", "comma separated sites a manager may see (add)")
+	positional, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	c, _, err := cf.client()
+	if err != nil {
+		return err
+	}
+	one := func() (string, error) {
+		if len(positional) != 1 {
+			return "", fmt.Errorf("usage: upswatch account %s ACCOUNT_ID", sub)
+		}
+		return url.PathEscape(positional[0]), nil
+	}
+	switch sub {
+	case "add":
+		body := map[string]any{"id": *id, "role": *role, "name": *name, "email": *email, "phone": *phone,
+			"region": *region, "language": *lang, "time_zone": *tz}
+		if *sites != "" {
+			body["sites"] = strings.Split(*sites, ",")
+		}
+		var out map[string]any
+		if err := c.do("POST", "/v1/accounts", body, &out); err != nil {
+			return err
+		}
+		return printJSON(stdout, out)
+	case "list":
+		var out struct {
+			Accounts []struct {
+				ID       string `json:"id"`
+				Role     string `json:"role"`
+				Language string `json:"language"`
+				Region   string `json:"region"`
+			} `json:"accounts"`
+		}
+		if err := c.do("GET", "/v1/accounts", nil, &out); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tROLE\tLANGUAGE\tREGION")
+		for _, a := range out.Accounts {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.ID, a.Role, a.Language, a.Region)
+		}
+		return tw.Flush()
+	case "show", "export":
+		aid, err := one()
+		if err != nil {
+			return err
+		}
+		path := "/v1/accounts/" + aid
+		if sub == "export" {
+			path += "/export"
+		}
+		var out any
+		if err := c.do("GET", path, nil, &out); err != nil {
+			return err
+		}
+		return printJSON(stdout, out)
+	case "remove", "rm":
+		aid, err := one()
+		if err != nil {
+			return err
+		}
+		if err := c.do("DELETE", "/v1/accounts/"+aid, nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Erased account %s, its contacts, tokens, notification records and the history of the units it alone owned.\n", positional[0])
+		return nil
+	}
+	return fmt.Errorf("unknown account command %q (add, list, show, remove, export)", sub)
+}
+
+// tokenCmd: upswatch token create ACCOUNT_ID.
+func tokenCmd(args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		return errors.New("usage: upswatch token create ACCOUNT_ID")
+	}
+	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	positional, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(positional) != 1 {
+		return errors.New("usage: upswatch token create ACCOUNT_ID")
+	}
+	c, _, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var out map[string]any
+	if err := c.do("POST", "/v1/accounts/"+url.PathEscape(positional[0])+"/tokens", map[string]any{}, &out); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "API token (shown only now; store it safely):")
+	return printJSON(stdout, out)
+}
+
+// keysCmd: upswatch keys rotate.
+func keysCmd(args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "rotate" {
+		return errors.New("usage: upswatch keys rotate")
+	}
+	fs := flag.NewFlagSet("keys rotate", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	c, _, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var out map[string]any
+	if err := c.do("POST", "/v1/admin/keys/rotate", map[string]any{}, &out); err != nil {
+		return err
+	}
+	return printJSON(stdout, out)
+}
+
+// parseInterleaved parses flags that may stand before or after the
+// positional arguments.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) > 0 {
+			positional = append(positional, args[0])
+			args = args[1:]
+		}
+	}
+	return positional, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

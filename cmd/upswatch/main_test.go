@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/upswatch/upswatch/app"
+	"github.com/upswatch/upswatch/config"
+)
+
+// The CLI against a real serve in-process: every command a newcomer uses,
+// through the same API.
+func TestCommands(t *testing.T) {
+	c := config.Default()
+	c.DataDir = t.TempDir()
+	c.HTTP.Addr = "127.0.0.1:0"
+	c.MQTT.Listen = "127.0.0.1:0"
+	c.MQTT.ClientID = "upswatch-cli-test"
+	c.NATS.Partitions = 2
+	a, err := app.New(c, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Out = io.Discard
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-a.Started():
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	flags := []string{"--server", "http://" + a.HTTPAddr(), "--token", a.AdminToken()}
+	cli := func(args ...string) (string, int) {
+		var out, errOut bytes.Buffer
+		code := run(append(args, flags...), &out, &errOut)
+		return out.String() + errOut.String(), code
+	}
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"unit", "add", "123456789012", "--name", "Rack A", "--site", "hq"}, 0, "password:"},
+		{[]string{"unit", "add", "123456789012"}, 1, "is already registered: if the unit is yours, please contact support. (already_registered)"},
+		{[]string{"unit", "add", "12345"}, 1, "(invalid_serial)"},
+		{[]string{"unit", "list"}, 0, "123456789012  Rack A"},
+		{[]string{"unit", "show", "123456789012"}, 0, `"site": "hq"`},
+		{[]string{"account", "add", "--id", "lan", "--name", "Lan", "--email", "lan@example.com", "--region", "VN", "--language", "vi", "--time-zone", "Asia/Ho_Chi_Minh"}, 0, `"id": "lan"`},
+		{[]string{"account", "list"}, 0, "lan"},
+		{[]string{"account", "export", "lan"}, 0, "lan@example.com"},
+		{[]string{"token", "create", "lan"}, 0, "uwt_"},
+		{[]string{"keys", "rotate"}, 0, "{"},
+		{[]string{"account", "show", "lan"}, 0, "Lan"},
+		{[]string{"account", "remove", "lan"}, 0, "Erased account lan"},
+		{[]string{"account", "show", "lan"}, 1, "not_found"},
+		{[]string{"unit", "remove", "123456789012"}, 0, "Removed 123456789012"},
+		{[]string{"unit", "show", "123456789012"}, 1, "(not_found)"},
+		{[]string{"config", "keys"}, 0, "UPSWATCH_MQTT_URL"},
+		{[]string{"frobnicate"}, 2, "unknown command"},
+	}
+	for _, tt := range tests {
+		out, code := cli(tt.args...)
+		if tt.args[0] == "config" || tt.args[0] == "frobnicate" {
+			var o, e bytes.Buffer
+			code = run(tt.args, &o, &e)
+			out = o.String() + e.String()
+		}
+		if code != tt.code || !strings.Contains(out, tt.want) {
+			t.Errorf("upswatch %s: exit %d, output:\n%s\nwant exit %d and %q", strings.Join(tt.args, " "), code, out, tt.code, tt.want)
+		}
+	}
+}
