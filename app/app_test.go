@@ -222,3 +222,31 @@ func TestAPIErrors(t *testing.T) {
 		t.Errorf("latest without readings: %d %s", code, body)
 	}
 }
+
+// Each token is held to its request rate: past the burst, 429 with a
+// Retry-After, and other tokens are unaffected.
+func TestRateLimitPerToken(t *testing.T) {
+	c := testConfig(t, t.TempDir())
+	c.HTTP.RatePerSecond = 0.01
+	c.HTTP.RateBurst = 3
+	in := start(t, c)
+	for i := range 3 {
+		if code, body := in.do("GET", "/v1/units", nil, nil); code != http.StatusOK {
+			t.Fatalf("request %d: %d %s", i, code, body)
+		}
+	}
+	req, _ := http.NewRequest("GET", "http://"+in.app.HTTPAddr()+"/v1/units", nil)
+	req.Header.Set("Authorization", "Bearer "+in.app.AdminToken())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("4th request: %d, Retry-After %q; want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	// An unknown token is refused as such, not counted against the admin's.
+	if code, body := in.doAs("not-a-token", "GET", "/v1/units", nil); code != http.StatusUnauthorized {
+		t.Fatalf("unknown token: %d %s", code, body)
+	}
+}

@@ -56,7 +56,7 @@ func TestCommands(t *testing.T) {
 		{[]string{"account", "list"}, 0, "lan"},
 		{[]string{"account", "export", "lan"}, 0, "lan@example.com"},
 		{[]string{"token", "create", "lan"}, 0, "uwt_"},
-		{[]string{"keys", "rotate"}, 0, "{"},
+		{[]string{"keys", "rotate"}, 0, `"primary_key"`}, // then the account below must still read back
 		{[]string{"account", "show", "lan"}, 0, "Lan"},
 		{[]string{"account", "remove", "lan"}, 0, "Erased account lan"},
 		{[]string{"account", "show", "lan"}, 1, "not_found"},
