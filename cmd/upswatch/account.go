@@ -28,6 +28,8 @@ func accountCmd(args []string, stdout io.Writer) error {
 	lang := fs.String("language", "en", "en or vi (add)")
 	tz := fs.String("time-zone", "UTC", "IANA time zone (add)")
 	sites := fs.String("sites", "", "comma separated sites a manager may see (add)")
+	units := fs.String("units", "", "comma separated serials the account owns (add)")
+	channels := fs.String("channels", "", "channels for warning and critical alerts, e.g. fcm,apns,sms or log (add)")
 	positional, err := parseInterleaved(fs, args[1:])
 	if err != nil {
 		return err
@@ -48,6 +50,13 @@ func accountCmd(args []string, stdout io.Writer) error {
 			"region": *region, "language": *lang, "time_zone": *tz}
 		if *sites != "" {
 			body["sites"] = strings.Split(*sites, ",")
+		}
+		if *units != "" {
+			body["units"] = strings.Split(*units, ",")
+		}
+		if *channels != "" {
+			ch := strings.Split(*channels, ",")
+			body["preferences"] = map[string]any{"channels": map[string][]string{"warning": ch, "critical": ch}}
 		}
 		var out map[string]any
 		if err := c.do("POST", "/v1/accounts", body, &out); err != nil {

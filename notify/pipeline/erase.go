@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upswatch/upswatch/notify"
 )
 
 // EraseRecipient removes every trace of an account the pipeline holds:
@@ -24,22 +27,15 @@ func (p *Pipeline) EraseRecipient(ctx context.Context, accountID string) (int, e
 		return 0, err
 	}
 	n := 0
-	lister, err := p.logKV.ListKeysFiltered(ctx, accountID+".>")
-	switch {
-	case errors.Is(err, jetstream.ErrNoKeysFound):
-	case err != nil:
-		return 0, fmt.Errorf("erase: list notification log: %w", err)
-	default:
-		var keys []string
-		for k := range lister.Keys() {
-			keys = append(keys, k)
+	keys, err := p.logKeys(ctx, accountID)
+	if err != nil {
+		return 0, fmt.Errorf("erase: %w", err)
+	}
+	for _, k := range keys {
+		if err := p.logKV.Purge(ctx, k); err != nil {
+			return n, fmt.Errorf("erase: notification log: %w", err)
 		}
-		for _, k := range keys {
-			if err := p.logKV.Purge(ctx, k); err != nil {
-				return n, fmt.Errorf("erase: notification log: %w", err)
-			}
-			n++
-		}
+		n++
 	}
 	for _, name := range []string{AuditStream, OutboxStream} {
 		m, err := p.eraseFromStream(ctx, name, accountID)
@@ -49,6 +45,107 @@ func (p *Pipeline) EraseRecipient(ctx context.Context, accountID string) (int, e
 		}
 	}
 	return n, nil
+}
+
+// Records is everything the pipeline holds about one account: exactly what
+// EraseRecipient removes.
+type Records struct {
+	// Log is the account's notification log: one entry per (alert event,
+	// channel) it was notified of, and how that ended.
+	Log []LogRecord `json:"log"`
+	// Pending are its notifications still in the outbox.
+	Pending []Pending `json:"pending"`
+	// Deliveries are the recorded attempts to notify it (the audit).
+	Deliveries []Delivery `json:"deliveries"`
+}
+
+// LogRecord is one notification log entry of an account.
+type LogRecord struct {
+	// Key is the log key, <recipient>.<channel>.<event id>.
+	Key     string `json:"key"`
+	Channel string `json:"channel"`
+	// EventID is the alert event's dedup id (fingerprint/kind[/at-ms]).
+	EventID  string    `json:"event_id"`
+	State    string    `json:"state"`
+	At       time.Time `json:"at"`
+	Response string    `json:"provider_response,omitempty"`
+}
+
+// Pending is a notification waiting in the outbox: the rendered message
+// and what it is about, without any address.
+type Pending struct {
+	Key       string         `json:"key"`
+	AlertID   string         `json:"alert_id"`
+	EventID   string         `json:"event_id"`
+	Kind      string         `json:"kind"`
+	Rule      string         `json:"rule"`
+	Serial    string         `json:"serial"`
+	Recipient string         `json:"recipient"`
+	Channel   string         `json:"channel"`
+	Message   notify.Message `json:"message"`
+	EventAt   time.Time      `json:"event_at"`
+	QueuedAt  time.Time      `json:"queued_at"`
+}
+
+// RecordsOf returns everything the pipeline holds about the account (for
+// the export of its data): its notification log entries, its notifications
+// still in the outbox and its delivery attempts, each oldest first.
+func (p *Pipeline) RecordsOf(ctx context.Context, accountID string) (Records, error) {
+	out := Records{Log: []LogRecord{}, Pending: []Pending{}, Deliveries: []Delivery{}}
+	if accountID == "" || strings.ContainsAny(accountID, ".*> ") {
+		return out, fmt.Errorf("records: invalid account id")
+	}
+	if err := p.ensure(ctx); err != nil {
+		return out, err
+	}
+	keys, err := p.logKeys(ctx, accountID)
+	if err != nil {
+		return out, fmt.Errorf("records: %w", err)
+	}
+	for _, k := range keys {
+		le, ok, err := p.readLog(ctx, k)
+		if err != nil {
+			return out, fmt.Errorf("records: %w", err)
+		}
+		if !ok {
+			continue // expired or erased meanwhile
+		}
+		rest := strings.TrimPrefix(k, accountID+".")
+		channel, eventID, _ := strings.Cut(rest, ".")
+		out.Log = append(out.Log, LogRecord{Key: k, Channel: channel, EventID: eventID, State: le.State, At: le.At,
+			Response: le.Response})
+	}
+	slices.SortStableFunc(out.Log, func(a, b LogRecord) int { return a.At.Compare(b.At) })
+	_, data, err := p.scanStream(ctx, OutboxStream, accountID)
+	if err != nil {
+		return out, fmt.Errorf("records: %w", err)
+	}
+	for _, b := range data {
+		var ob outboxMsg
+		if json.Unmarshal(b, &ob) == nil {
+			out.Pending = append(out.Pending, Pending(ob))
+		}
+	}
+	if out.Deliveries, err = p.DeliveriesOf(ctx, accountID); err != nil {
+		return out, fmt.Errorf("records: %w", err)
+	}
+	return out, nil
+}
+
+// logKeys lists the account's notification log keys.
+func (p *Pipeline) logKeys(ctx context.Context, accountID string) ([]string, error) {
+	lister, err := p.logKV.ListKeysFiltered(ctx, accountID+".>")
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list notification log: %w", err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	return keys, nil
 }
 
 // DeliveriesOf lists every recorded attempt to notify the account, oldest
@@ -129,14 +226,18 @@ func (p *Pipeline) scanStream(ctx context.Context, name, accountID string) ([]ui
 	if err != nil {
 		return nil, nil, fmt.Errorf("stream %s: %w", name, err)
 	}
-	for {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+	// Ask for no more than the stream holds, so a fetch returns as soon as
+	// it has them rather than waiting out its deadline for more.
+	left := info.State.Msgs
+	for left > 0 {
+		batch, err := cons.Fetch(int(min(left, 1000)), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			return nil, nil, fmt.Errorf("read %s: %w", name, err)
 		}
 		got, done := 0, false
 		for msg := range batch.Messages() {
 			got++
+			left--
 			md, err := msg.Metadata()
 			if err != nil {
 				continue

@@ -24,6 +24,7 @@ import (
 
 	"github.com/upswatch/upswatch/bus/bustest"
 	"github.com/upswatch/upswatch/config"
+	"github.com/upswatch/upswatch/notify"
 	"github.com/upswatch/upswatch/notify/apns/apnsfake"
 	"github.com/upswatch/upswatch/notify/fcm/fcmfake"
 	"github.com/upswatch/upswatch/notify/recipients"
@@ -452,11 +453,13 @@ func TestDevModeLogsWithoutAddresses(t *testing.T) {
 	ev := event(rules.Firing, "on_battery", rules.Warning, serial, time.Now())
 	publish(t, e.js, ev, ev.DedupID())
 	deadline := time.Now().Add(5 * time.Second)
-	for strings.Count(buf.String(), "notification (log channel") < 2 && time.Now().Before(deadline) {
+	// Every channel logs in dev mode, even APNS, for which the owner has
+	// no address yet.
+	for strings.Count(buf.String(), "notification (log channel") < 3 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	out := buf.String()
-	if !strings.Contains(out, "Office is on battery") || !strings.Contains(out, "channel=sms") {
+	if !strings.Contains(out, "Office is on battery") || !strings.Contains(out, "channel=sms") || !strings.Contains(out, "channel=apns") {
 		t.Fatalf("log = %s", out)
 	}
 	if strings.Contains(out, fcmTok) || strings.Contains(out, "901234567") {
@@ -500,4 +503,90 @@ func testLogger() *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// RecordsOf lists exactly what EraseRecipient removes of an account (its
+// notification log entries, outbox messages and delivery attempts) and
+// nothing of another recipient of the same alert.
+func TestRecordsOfAndErase(t *testing.T) {
+	e := newEnv(t, recipients.FCM)
+	a := e.owner(t, "en", allChannels(), recipients.Contacts{FCMTokens: []string{fcmTok}})
+	b := e.owner(t, "vi", allChannels(), recipients.Contacts{FCMTokens: []string{"fcm-token-b"}})
+	// Not started: the senders would empty the outbox.
+	p, err := New(e.js, Config{Units: e.units, Recipients: e.store, Templates: e.tmpl, FCM: fcmOnly{}, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := p.ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ev := event(rules.Firing, "on_battery", rules.Warning, serial, time.Now().Add(-6*time.Second))
+	deadline := time.Now().Add(5 * time.Second)
+	for queued := 0; queued < 2; {
+		n, err := p.process(ctx, &ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		queued += n
+		if queued < 2 && time.Now().After(deadline) {
+			t.Fatalf("%d notifications queued, want one per owner", queued)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, r := range []recipients.Recipient{a, b} {
+		p.publishAudit(ctx, Delivery{AlertID: ev.Fingerprint, EventID: ev.DedupID(), Kind: "firing", Rule: ev.Rule,
+			Serial: string(serial), Recipient: r.ID, Channel: recipients.FCM, Contact: recipients.Mask(recipients.FCM, fcmTok),
+			Outcome: "retry", Attempt: 1, At: time.Now().UTC()})
+	}
+
+	check := func(r recipients.Recipient, want int) {
+		t.Helper()
+		got, err := p.RecordsOf(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Log) != want || len(got.Pending) != want || len(got.Deliveries) != want {
+			t.Fatalf("records of %s = %+v, want %d of each", r.ID, got, want)
+		}
+		if want == 0 {
+			return
+		}
+		l, pd, d := got.Log[0], got.Pending[0], got.Deliveries[0]
+		if l.Key != LogKey(r.ID, recipients.FCM, ev.DedupID()) || l.Channel != recipients.FCM || l.EventID != ev.DedupID() ||
+			l.State != stateQueued || l.At.IsZero() {
+			t.Errorf("log record = %+v", l)
+		}
+		if pd.Recipient != r.ID || pd.Key != l.Key || pd.AlertID != ev.Fingerprint || !strings.Contains(pd.Message.Title, "Office") {
+			t.Errorf("pending = %+v", pd)
+		}
+		if d.Recipient != r.ID || d.AlertID != ev.Fingerprint {
+			t.Errorf("delivery = %+v", d)
+		}
+	}
+	check(a, 1)
+	check(b, 1)
+	n, err := p.EraseRecipient(ctx, a.ID)
+	if err != nil || n != 3 {
+		t.Fatalf("EraseRecipient = %d, %v; want 3 (log entry, outbox message, attempt)", n, err)
+	}
+	check(a, 0)
+	check(b, 1)
+	if _, err := p.RecordsOf(ctx, "a.>"); err == nil {
+		t.Error("RecordsOf accepted a wildcard id")
+	}
+}
+
+// fcmOnly configures the FCM channel alone; the pipeline is not run, so
+// it is never asked to send (and would answer retry).
+type fcmOnly struct{}
+
+func (fcmOnly) Channel() string { return recipients.FCM }
+func (fcmOnly) MaxBatch() int   { return 500 }
+func (fcmOnly) Send(_ context.Context, _ notify.Message, to []string) []notify.Result {
+	out := make([]notify.Result, len(to))
+	for i, a := range to {
+		out[i] = notify.Result{To: a, Outcome: notify.Retry}
+	}
+	return out
 }

@@ -135,6 +135,11 @@ func (p *Pipeline) sendBatch(ctx context.Context, c *channel, batch []jetstream.
 		if c.name == recipients.APNS && p.cfg.APNSTopic != "" {
 			pd.to = filterBundle(r.Contacts, pd.to, p.cfg.APNSTopic)
 		}
+		if len(pd.to) == 0 && p.devMode {
+			// Dev mode only logs: show the text even for an account that
+			// has no address on this channel yet.
+			pd.to = []string{"(no address)"}
+		}
 		if len(pd.to) == 0 {
 			p.finish(ctx, pd, stateFailed, "no "+c.name+" address")
 			continue
