@@ -8,6 +8,7 @@ import (
 	"github.com/upswatch/upswatch/notify/pipeline"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/registry"
+	"github.com/upswatch/upswatch/store"
 	"github.com/upswatch/upswatch/ups"
 )
 
@@ -168,16 +169,26 @@ func (h *notifyAPI) delete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// Export is everything held about an account.
+// Export is everything held about an account: one member per kind of
+// record DELETE /v1/accounts/{id} erases.
 type Export struct {
-	Account    recipients.Recipient `json:"account"`
-	Units      []unitJSON           `json:"units"`
-	Deliveries []pipeline.Delivery  `json:"notifications"`
+	// Account is the profile, contacts, preferences, marketing consent,
+	// granted sites and API tokens (without secrets).
+	Account recipients.Recipient `json:"account"`
+	// Units are the registrations of the units it owns.
+	Units []unitJSON `json:"units"`
+	// Readings are the latest reading of each unit it owns that has one.
+	Readings []map[string]any `json:"readings"`
+	// NotificationLog are its notification log entries (one per alert
+	// event and channel), Pending its notifications not yet sent and
+	// Deliveries every recorded attempt to notify it.
+	NotificationLog []pipeline.LogRecord `json:"notification_log"`
+	Pending         []pipeline.Pending   `json:"pending_notifications"`
+	Deliveries      []pipeline.Delivery  `json:"notifications"`
 }
 
 // export answers GET /v1/accounts/{id}/export: all personal data held
-// about the account, as JSON: profile, contacts, preferences, consent,
-// tokens (without secrets), registered units and notification records.
+// about the account, as JSON (see Export).
 func (h *notifyAPI) export(w http.ResponseWriter, r *http.Request) {
 	id, ok := h.id(w, r)
 	if !ok {
@@ -188,19 +199,32 @@ func (h *notifyAPI) export(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no account with this id")
 		return
 	}
-	out := Export{Account: rec, Units: []unitJSON{}, Deliveries: []pipeline.Delivery{}}
+	ctx := r.Context()
+	out := Export{Account: rec, Units: []unitJSON{}, Readings: []map[string]any{},
+		NotificationLog: []pipeline.LogRecord{}, Pending: []pipeline.Pending{}, Deliveries: []pipeline.Delivery{}}
 	for _, serial := range rec.Units {
 		if u, ok := h.s.cfg.Units.Lookup(serial); ok {
 			out.Units = append(out.Units, toJSON(u))
 		}
+		rd, err := h.s.cfg.History.Latest(ctx, serial)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			h.s.storeError(w, "export latest reading", err)
+			return
+		default:
+			out.Readings = append(out.Readings, ReadingJSON(&rd))
+		}
 	}
 	if h.n != nil {
-		ds, err := h.n.DeliveriesOf(r.Context(), id)
+		rs, err := h.n.RecordsOf(ctx, id)
 		if err != nil {
-			h.s.internal(w, "export deliveries", err)
+			h.s.internal(w, "export notification records", err)
 			return
 		}
-		out.Deliveries = append(out.Deliveries, ds...)
+		out.NotificationLog = append(out.NotificationLog, rs.Log...)
+		out.Pending = append(out.Pending, rs.Pending...)
+		out.Deliveries = append(out.Deliveries, rs.Deliveries...)
 	}
 	w.Header().Set("Content-Disposition", `attachment; filename="upswatch-account-`+id+`.json"`)
 	writeJSON(w, http.StatusOK, out)

@@ -36,11 +36,11 @@ type Accounts interface {
 type Notifier interface {
 	Deliveries(ctx context.Context, alertID string) ([]pipeline.Delivery, error)
 	SendTest(ctx context.Context, accountID string) ([]pipeline.TestResult, error)
-	// EraseRecipient removes the account's notification log and audit
-	// entries.
+	// EraseRecipient removes the account's notification log entries,
+	// outbox messages and audit records.
 	EraseRecipient(ctx context.Context, accountID string) (int, error)
-	// DeliveriesOf lists the attempts to notify the account.
-	DeliveriesOf(ctx context.Context, accountID string) ([]pipeline.Delivery, error)
+	// RecordsOf lists what EraseRecipient removes, for the export.
+	RecordsOf(ctx context.Context, accountID string) (pipeline.Records, error)
 }
 
 // HandleNotify registers the account and notification endpoints. "self"

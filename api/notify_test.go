@@ -23,6 +23,9 @@ type noHistory struct{ store.History }
 func (noUnits) Remove(context.Context, ups.Serial) error       { return registry.ErrNotFound }
 func (noUnits) Lookup(ups.Serial) (registry.Unit, bool)        { return registry.Unit{}, false }
 func (noHistory) DeleteUnit(context.Context, ups.Serial) error { return nil }
+func (noHistory) Latest(context.Context, ups.Serial) (ups.Reading, error) {
+	return ups.Reading{}, store.ErrNotFound
+}
 
 // notifier is a function-field fake of the pipeline.
 type notifier struct {
@@ -41,8 +44,10 @@ func (n notifier) EraseRecipient(_ context.Context, id string) (int, error) {
 	n.erased[id]++
 	return 0, nil
 }
-func (n notifier) DeliveriesOf(_ context.Context, id string) ([]pipeline.Delivery, error) {
-	return n.deliveries("of/" + id)
+func (n notifier) RecordsOf(_ context.Context, id string) (pipeline.Records, error) {
+	ds, err := n.deliveries("of/" + id)
+	return pipeline.Records{Log: []pipeline.LogRecord{{Key: id + ".fcm.x/on_battery/1/firing", Channel: "fcm",
+		EventID: "x/on_battery/1/firing", State: "delivered"}}, Deliveries: ds}, err
 }
 
 func TestNotifyAPI(t *testing.T) {
@@ -143,6 +148,15 @@ func TestNotifyAPI(t *testing.T) {
 	}
 	if code, _ = do("GET", "/v1/alerts/123456789012.on_battery.1764000000000/deliveries", ``, true); code != 200 || askedAlert != "123456789012/on_battery/1764000000000" {
 		t.Fatalf("dotted alert id: %d %q", code, askedAlert)
+	}
+	code, out = do("GET", "/v1/accounts/lan/export", ``, true)
+	if code != 200 || out["account"].(map[string]any)["name"] != "Lan N." {
+		t.Fatalf("export: %d %v", code, out)
+	}
+	for key, n := range map[string]int{"units": 0, "readings": 0, "notification_log": 1, "pending_notifications": 0, "notifications": 1} {
+		if l, ok := out[key].([]any); !ok || len(l) != n {
+			t.Errorf("export %s = %v, want %d entries", key, out[key], n)
+		}
 	}
 	if code, _ = do("DELETE", "/v1/accounts/lan", ``, true); code != http.StatusNoContent || erased["lan"] != 1 {
 		t.Fatalf("delete: %d, notification log erased %d times", code, erased["lan"])

@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
@@ -76,21 +77,83 @@ func TestPersonalDataSealedExportedErased(t *testing.T) {
 	if code, body := in.call(tok.Token, "POST", "/v1/units", map[string]string{"serial": "110000000042", "name": "home"}, &u); code != http.StatusCreated {
 		t.Fatalf("owner registration: %d %s", code, body)
 	}
-	publish(t, in.device(u), "ups/110000000042/telemetry", `{"battery.charge":77,"ups.status":"OL"}`)
-	eventually(t, "reading stored", 10*time.Second, func() bool { return in.latest("110000000042") != nil })
+	// An outage: on_battery fires once its 6 s pending period has passed in
+	// event time, and the (dev mode) notifier logs and records it for the
+	// account.
+	dev, topic, now := in.device(u), "ups/110000000042/telemetry", time.Now()
+	publish(t, dev, topic, fmt.Sprintf(`{"ts":%d,"ups.status":"OL","battery.charge":100}`, now.Add(-20*time.Second).UnixMilli()))
+	publish(t, dev, topic, fmt.Sprintf(`{"ts":%d,"ups.status":"OB DISCHRG","battery.charge":98}`, now.Add(-10*time.Second).UnixMilli()))
+	publish(t, dev, topic, fmt.Sprintf(`{"ts":%d,"ups.status":"OB DISCHRG","battery.charge":77}`, now.UnixMilli()))
+	eventually(t, "readings stored", 10*time.Second, func() bool {
+		l := in.latest("110000000042")
+		return l != nil && l["battery.charge"] == 77.0
+	})
 	var found map[string]any
 	if code, body := in.call(in.app.AdminToken(), "GET", "/v1/accounts?email=PRIVACY.owner@example.vn", nil, &found); code != 200 || !strings.Contains(body, `"priv"`) {
 		t.Fatalf("find by email: %d %s", code, body)
 	}
 
-	code, export := in.doAs(tok.Token, "GET", "/v1/accounts/priv/export", nil)
-	if code != http.StatusOK {
-		t.Fatalf("export: %d %s", code, export)
+	// Export before erasure lists every kind of record DELETE erases: the
+	// account (profile, contacts, preferences, tokens), the unit's
+	// registration and readings, the notification log and the delivery
+	// records of the alert it was sent.
+	var ex struct {
+		Account         map[string]any   `json:"account"`
+		Units           []map[string]any `json:"units"`
+		Readings        []map[string]any `json:"readings"`
+		NotificationLog []struct {
+			Key     string `json:"key"`
+			Channel string `json:"channel"`
+			EventID string `json:"event_id"`
+			State   string `json:"state"`
+		} `json:"notification_log"`
+		Pending       []map[string]any `json:"pending_notifications"`
+		Notifications []struct {
+			AlertID   string `json:"alert_id"`
+			Recipient string `json:"recipient"`
+			Outcome   string `json:"outcome"`
+		} `json:"notifications"`
 	}
+	var export string
+	eventually(t, "alert notified and recorded", 10*time.Second, func() bool {
+		ex.NotificationLog, ex.Notifications = nil, nil
+		code, body := in.call(tok.Token, "GET", "/v1/accounts/priv/export", nil, &ex)
+		export = body
+		fcmDelivered := false
+		for _, l := range ex.NotificationLog {
+			fcmDelivered = fcmDelivered || l.Channel == "fcm" && l.State == "delivered"
+		}
+		return code == http.StatusOK && fcmDelivered && len(ex.Notifications) > 0
+	})
 	for _, want := range []string{name, email, phone, sms, push, addr, "110000000042", "phone app"} {
 		if !strings.Contains(export, want) {
 			t.Errorf("export lacks %q", want)
 		}
+	}
+	if p, _ := ex.Account["preferences"].(map[string]any); p == nil {
+		t.Errorf("export lacks the preferences: %v", ex.Account)
+	}
+	if ts, _ := ex.Account["tokens"].([]any); len(ts) != 1 {
+		t.Errorf("export tokens = %v, want the one token's metadata", ex.Account["tokens"])
+	}
+	if len(ex.Units) != 1 || ex.Units[0]["serial"] != "110000000042" {
+		t.Errorf("export units = %v", ex.Units)
+	}
+	if len(ex.Readings) != 1 || ex.Readings[0]["battery.charge"] != 77.0 {
+		t.Errorf("export readings = %v, want the unit's latest", ex.Readings)
+	}
+	for _, l := range ex.NotificationLog {
+		if !strings.HasPrefix(l.Key, "priv.") || !strings.HasPrefix(l.EventID, "110000000042/on_battery/") || l.Channel == "" {
+			t.Errorf("notification log entry = %+v", l)
+		}
+	}
+	for _, d := range ex.Notifications {
+		if d.Recipient != "priv" || !strings.HasPrefix(d.AlertID, "110000000042/on_battery/") || d.Outcome == "" {
+			t.Errorf("delivery record = %+v", d)
+		}
+	}
+	if ex.Pending == nil {
+		t.Error("export lacks pending_notifications")
 	}
 	if strings.Contains(export, tok.Token) {
 		t.Error("export shows the API token itself")
@@ -118,6 +181,24 @@ func TestPersonalDataSealedExportedErased(t *testing.T) {
 	}
 	if code, body := in.doAs("", "GET", "/v1/accounts?email="+email, nil); code != 200 || strings.Contains(body, "priv") {
 		t.Errorf("email still indexed: %d %s", code, body)
+	}
+	// The notification log and delivery records went with the account: a
+	// new account under the same id inherits none of them.
+	if code, body := in.doAs("", "POST", "/v1/accounts", map[string]any{"id": "priv", "language": "en"}); code != http.StatusCreated {
+		t.Fatalf("recreate account: %d %s", code, body)
+	}
+	var after map[string]any
+	code, body = in.do("GET", "/v1/accounts/priv/export", nil, &after)
+	if code != 200 {
+		t.Fatalf("export of the new account: %d %s", code, body)
+	}
+	for _, k := range []string{"units", "readings", "notification_log", "pending_notifications", "notifications"} {
+		if l, ok := after[k].([]any); !ok || len(l) != 0 {
+			t.Errorf("export of a new account under the erased id: %s = %v, want []", k, after[k])
+		}
+	}
+	if code, body := in.doAs("", "DELETE", "/v1/accounts/priv", nil); code != http.StatusNoContent {
+		t.Fatalf("delete the new account: %d %s", code, body)
 	}
 	in.stop()
 	if f := scan(t, dir, secrets...); len(f) > 0 {
