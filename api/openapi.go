@@ -6,7 +6,9 @@ import (
 )
 
 // openAPI is the API's OpenAPI 3 document, kept in the repository next to
-// the handlers; a test checks that it lists every route.
+// the handlers, with request and response schemas for every operation.
+// Tests check that it lists every route and that real answers of a server
+// on real stores, and the API types' JSON, conform to its schemas.
 //
 //go:embed openapi.json
 var openAPI []byte

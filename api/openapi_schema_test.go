@@ -1,0 +1,458 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/notify"
+	"github.com/upswatch/upswatch/notify/pipeline"
+	"github.com/upswatch/upswatch/notify/recipients"
+	"github.com/upswatch/upswatch/notify/templates"
+	"github.com/upswatch/upswatch/registry"
+	"github.com/upswatch/upswatch/rules"
+	"github.com/upswatch/upswatch/store/sqlite"
+	"github.com/upswatch/upswatch/ups"
+)
+
+// oaDoc is the part of the OpenAPI document the schema checks read.
+type oaDoc struct {
+	Components struct {
+		Schemas map[string]map[string]any `json:"schemas"`
+	} `json:"components"`
+	Paths map[string]map[string]struct {
+		RequestBody *struct {
+			Content map[string]struct {
+				Schema map[string]any `json:"schema"`
+			} `json:"content"`
+		} `json:"requestBody"`
+		Responses map[string]struct {
+			Content map[string]struct {
+				Schema map[string]any `json:"schema"`
+			} `json:"content"`
+		} `json:"responses"`
+	} `json:"paths"`
+}
+
+func loadOADoc(t *testing.T) oaDoc {
+	t.Helper()
+	var doc oaDoc
+	if err := json.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	return doc
+}
+
+// conform lists where v departs from schema: an object key the schema
+// does not declare (in properties, or through additionalProperties), a
+// required key missing, a value of another type or outside an enum, an
+// unexpected null. Objects and arrays are checked all the way down.
+func (d oaDoc) conform(at string, schema map[string]any, v any) []string {
+	if r, ok := schema["$ref"].(string); ok {
+		name, ok := strings.CutPrefix(r, "#/components/schemas/")
+		s := d.Components.Schemas[name]
+		if !ok || s == nil {
+			return []string{at + ": unresolved $ref " + r}
+		}
+		return d.conform(at, s, v)
+	}
+	if alts, ok := schema["oneOf"].([]any); ok {
+		var all []string
+		for _, a := range alts {
+			p := d.conform(at, a.(map[string]any), v)
+			if len(p) == 0 {
+				return nil
+			}
+			all = append(all, p...)
+		}
+		return []string{at + ": matches no alternative of oneOf: " + strings.Join(all, "; ")}
+	}
+	if v == nil {
+		if schema["nullable"] == true {
+			return nil
+		}
+		return []string{at + ": null, and the schema is not nullable"}
+	}
+	bad := func(format string, args ...any) []string { return []string{at + ": " + fmt.Sprintf(format, args...)} }
+	switch typ, _ := schema["type"].(string); typ {
+	case "object":
+		m, ok := v.(map[string]any)
+		if !ok {
+			return bad("%T, want an object", v)
+		}
+		props, _ := schema["properties"].(map[string]any)
+		var out []string
+		required, _ := schema["required"].([]any)
+		for _, req := range required {
+			if _, ok := m[req.(string)]; !ok {
+				out = append(out, at+": required key "+req.(string)+" missing")
+			}
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if p, ok := props[k].(map[string]any); ok {
+				out = append(out, d.conform(at+"."+k, p, m[k])...)
+				continue
+			}
+			switch ap := schema["additionalProperties"].(type) {
+			case map[string]any:
+				out = append(out, d.conform(at+"."+k, ap, m[k])...)
+			case bool:
+				if !ap {
+					out = append(out, at+": key "+k+" is not declared")
+				}
+			default: // absent: keys must be declared
+				out = append(out, at+": key "+k+" is not declared")
+			}
+		}
+		return out
+	case "array":
+		l, ok := v.([]any)
+		if !ok {
+			return bad("%T, want an array", v)
+		}
+		items, _ := schema["items"].(map[string]any)
+		var out []string
+		for i, e := range l {
+			out = append(out, d.conform(fmt.Sprintf("%s[%d]", at, i), items, e)...)
+		}
+		return out
+	case "string":
+		s, ok := v.(string)
+		if !ok {
+			return bad("%T, want a string", v)
+		}
+		if schema["format"] == "date-time" {
+			if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
+				return bad("%q is not a date-time", s)
+			}
+		}
+		if enum, ok := schema["enum"].([]any); ok && !slices.Contains(enum, any(s)) {
+			return bad("%q is not one of %v", s, enum)
+		}
+	case "number":
+		if _, ok := v.(float64); !ok {
+			return bad("%T, want a number", v)
+		}
+	case "integer":
+		if f, ok := v.(float64); !ok || f != math.Trunc(f) {
+			return bad("%v, want an integer", v)
+		}
+	case "boolean":
+		if _, ok := v.(bool); !ok {
+			return bad("%T, want a boolean", v)
+		}
+	default:
+		return bad("schema without a type")
+	}
+	return nil
+}
+
+// TestOpenAPISchemasMatchResponses runs a server on real stores (NATS
+// accounts, registry and notification pipeline, SQLite history) and checks
+// that real answers of the main endpoints, successes and errors, conform to
+// the schema the document gives their status, and that the request bodies
+// sent conform to the requestBody schemas: the document cannot drift from
+// the code unnoticed.
+func TestOpenAPISchemasMatchResponses(t *testing.T) {
+	doc := loadOADoc(t)
+	for name, s := range doc.Components.Schemas {
+		if s["type"] == "object" && s["properties"] == nil && s["additionalProperties"] == nil {
+			t.Errorf("schema %s declares no properties", name)
+		}
+	}
+	// Every operation documents its success answer, with a schema unless
+	// it has no body.
+	for path, item := range doc.Paths {
+		for method, op := range item {
+			ok := false
+			for code, r := range op.Responses {
+				if strings.HasPrefix(code, "2") {
+					ok = code == "204" || r.Content["application/json"].Schema != nil || path == "/v1/openapi.json"
+				}
+			}
+			if !ok {
+				t.Errorf("%s %s: no success response with a schema", method, path)
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, _, js := bustest.Server(t)
+	accounts, err := recipients.Open(ctx, js, recipients.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	units, err := registry.Open(ctx, js, registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist, err := sqlite.Open(filepath.Join(t.TempDir(), "history.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hist.Close()
+	tmpl, err := templates.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	notifier, err := pipeline.New(js, pipeline.Config{Units: units, Recipients: accounts, Templates: tmpl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{}, 3)
+	go func() { _ = accounts.Run(ctx); done <- struct{}{} }()
+	go func() { _ = units.Run(ctx); done <- struct{}{} }()
+	go func() { _ = notifier.Run(ctx); done <- struct{}{} }()
+	defer func() { cancel(); <-done; <-done; <-done }()
+	<-accounts.Ready()
+	<-units.Ready()
+	<-notifier.Ready()
+
+	const admin = "admin-token-0123456789"
+	t0 := time.Now().UTC().Truncate(time.Second)
+	ev := rules.Event{Kind: rules.Firing, Rule: "on_battery", Severity: rules.Warning, Serial: "110000000077", At: t0,
+		StartedAt: t0.Add(-6 * time.Second), Fingerprint: fmt.Sprintf("110000000077/on_battery/%d", t0.Add(-6*time.Second).UnixMilli()),
+		Values: []rules.Value{{Name: "battery.runtime", Value: 1500}}, Status: "OB DISCHRG", Message: "on battery"}
+	s, err := New(Config{AdminToken: admin, Units: units, History: hist, Broker: "tcp://broker.example:1883", TopicPrefix: "ups",
+		RotateKeys: func(context.Context) (string, int, error) { return "20260101-0a0b0c0d", 1, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.HandleNotify(accounts, notifier)
+	s.HandleAlerts(fixedAlerts{ev})
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+
+	type call struct {
+		token, method, pattern, path string
+		body                         any
+		code                         int
+	}
+	do := func(c call) map[string]any {
+		t.Helper()
+		var rd io.Reader
+		op, ok := doc.Paths[c.pattern][strings.ToLower(c.method)]
+		if !ok {
+			t.Fatalf("%s %s is not in the document", c.method, c.pattern)
+		}
+		if c.body != nil {
+			b, _ := json.Marshal(c.body)
+			rd = strings.NewReader(string(b))
+			if op.RequestBody == nil {
+				t.Errorf("%s %s: the document has no requestBody", c.method, c.pattern)
+			} else {
+				var v any
+				_ = json.Unmarshal(b, &v)
+				for _, p := range doc.conform("request", op.RequestBody.Content["application/json"].Schema, v) {
+					t.Errorf("%s %s: %s", c.method, c.pattern, p)
+				}
+			}
+		}
+		req, _ := http.NewRequest(c.method, srv.URL+c.path, rd)
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != c.code {
+			t.Fatalf("%s %s: %d %s, want %d", c.method, c.path, resp.StatusCode, raw, c.code)
+		}
+		r, ok := op.Responses[fmt.Sprint(c.code)]
+		if !ok {
+			t.Errorf("%s %s: the document has no response %d", c.method, c.pattern, c.code)
+			return nil
+		}
+		schema := r.Content["application/json"].Schema
+		if len(raw) == 0 {
+			if schema != nil {
+				t.Errorf("%s %s: empty %d answer, the document gives it a body", c.method, c.pattern, c.code)
+			}
+			return nil
+		}
+		if schema == nil {
+			t.Errorf("%s %s: the document gives no schema for %d", c.method, c.pattern, c.code)
+			return nil
+		}
+		var v map[string]any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			t.Fatalf("%s %s: %v", c.method, c.path, err)
+		}
+		for _, p := range doc.conform("response", schema, v) {
+			t.Errorf("%s %s (%d): %s", c.method, c.pattern, c.code, p)
+		}
+		return v
+	}
+
+	// Accounts: every field set, so every member of the view is present.
+	do(call{admin, "POST", "/v1/accounts", "/v1/accounts", map[string]any{
+		"id": "lan", "role": "owner", "name": "Lan", "email": "lan@example.vn", "phone": "+84901234567",
+		"address": "1 Duong A", "region": "VN", "marketing_consent": true, "language": "vi", "time_zone": "Asia/Ho_Chi_Minh",
+		"contacts":    map[string]any{"fcm_tokens": []string{"fcm-tok"}, "apns_tokens": []map[string]string{{"token": strings.Repeat("ab", 32), "bundle_id": "com.example"}}, "phones": []string{"+84901234567"}},
+		"preferences": map[string]any{"channels": map[string][]string{"warning": {"fcm", "sms"}}, "quiet_hours": map[string]string{"start": "22:00", "end": "06:00"}, "muted": []string{"110000000099"}},
+	}, 201})
+	tok := do(call{admin, "POST", "/v1/accounts/{id}/tokens", "/v1/accounts/lan/tokens", map[string]string{"name": "phone"}, 201})
+	owner, _ := tok["token"].(string)
+	do(call{owner, "PUT", "/v1/accounts/{id}", "/v1/accounts/lan", map[string]any{"name": "Lan N.", "email": "lan@example.vn",
+		"phone": "+84901234567", "address": "1 Duong A", "region": "VN", "language": "vi", "time_zone": "Asia/Ho_Chi_Minh", "marketing_consent": false}, 200})
+	do(call{owner, "PUT", "/v1/accounts/{id}/contacts", "/v1/accounts/lan/contacts", map[string]any{"fcm_tokens": []string{"fcm-tok"}, "phones": []string{"+84901234567"}}, 200})
+	do(call{owner, "PUT", "/v1/accounts/{id}/preferences", "/v1/accounts/lan/preferences", map[string]any{"channels": map[string][]string{"warning": {"fcm", "apns"}}}, 200})
+	do(call{admin, "PUT", "/v1/accounts/{id}/sites/{site}", "/v1/accounts/lan/sites/hq", nil, 200})
+	do(call{admin, "GET", "/v1/accounts", "/v1/accounts?limit=10", nil, 200})
+
+	// Units and readings.
+	do(call{owner, "POST", "/v1/units", "/v1/units", map[string]string{"serial": "110000000077", "name": "Office", "site": "hq"}, 201})
+	do(call{admin, "POST", "/v1/units", "/v1/units", map[string]string{"serial": "110000000078", "name": "Lab", "site": "hq", "owner": "lan"}, 201})
+	do(call{owner, "GET", "/v1/units", "/v1/units?limit=1", nil, 200})
+	do(call{owner, "GET", "/v1/units/{serial}", "/v1/units/110000000077", nil, 200})
+	var rd ups.Reading
+	rd.Serial, rd.Time, rd.Status, rd.HasStatus = "110000000077", t0.Add(-time.Minute), ups.ParseStatus("OB DISCHRG"), true
+	rd.SetNum("battery.charge", 96)
+	rd.SetNum("input.voltage", 0)
+	rd.SetText("device.model", "Home 1000")
+	if err := hist.WriteReadings(ctx, []ups.Reading{rd}); err != nil {
+		t.Fatal(err)
+	}
+	do(call{owner, "GET", "/v1/units/{serial}/latest", "/v1/units/110000000077/latest", nil, 200})
+	do(call{owner, "GET", "/v1/units/{serial}/history", fmt.Sprintf("/v1/units/110000000077/history?from=%d&to=%d&every=1m",
+		t0.Add(-time.Hour).UnixMilli(), t0.Add(time.Hour).UnixMilli()), nil, 200})
+
+	// Alerts and notifications: an event through the (dev mode) pipeline
+	// leaves a log entry and a delivery record.
+	b, _ := json.Marshal(ev)
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: "upswatch.alerts.110000000077.on_battery", Data: b}); err != nil {
+		t.Fatal(err)
+	}
+	do(call{owner, "GET", "/v1/alerts", "/v1/alerts", nil, 200})
+	do(call{owner, "GET", "/v1/units/{serial}/alerts", "/v1/units/110000000077/alerts", nil, 200})
+	do(call{owner, "POST", "/v1/accounts/{id}/test-notification", "/v1/accounts/lan/test-notification", nil, 200})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ex := do(call{owner, "GET", "/v1/accounts/{id}/export", "/v1/accounts/lan/export", nil, 200})
+		if l, _ := ex["notifications"].([]any); len(l) > 0 {
+			if l, _ := ex["notification_log"].([]any); len(l) > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no notification recorded in the export: %v", ex)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	do(call{owner, "GET", "/v1/alerts/{id}/deliveries", "/v1/alerts/" + strings.ReplaceAll(ev.Fingerprint, "/", ".") + "/deliveries", nil, 200})
+	do(call{owner, "GET", "/v1/accounts/{id}", "/v1/accounts/lan", nil, 200})
+	do(call{admin, "POST", "/v1/admin/keys/rotate", "/v1/admin/keys/rotate", nil, 200})
+
+	// Errors.
+	do(call{"", "GET", "/v1/units", "/v1/units", nil, 401})
+	do(call{owner, "GET", "/v1/units/{serial}", "/v1/units/12", nil, 400})
+	do(call{owner, "GET", "/v1/units/{serial}", "/v1/units/110000000099", nil, 404})
+	do(call{owner, "GET", "/v1/accounts", "/v1/accounts", nil, 403})
+	do(call{owner, "POST", "/v1/units", "/v1/units", map[string]string{"serial": "110000000077"}, 409})
+	do(call{admin, "POST", "/v1/accounts", "/v1/accounts", map[string]any{"id": "lan"}, 409})
+
+	// Deletions answer 204 without a body.
+	do(call{owner, "DELETE", "/v1/units/{serial}", "/v1/units/110000000078", nil, 204})
+	do(call{owner, "DELETE", "/v1/accounts/{id}", "/v1/accounts/lan", nil, 204})
+}
+
+// fixedAlerts answers every alert query with the same events.
+type fixedAlerts []rules.Event
+
+func (f fixedAlerts) Timeline(context.Context, ups.Serial, time.Time, time.Time, int) ([]rules.Event, error) {
+	return f, nil
+}
+func (f fixedAlerts) Active(context.Context, string) ([]rules.Event, error) { return f, nil }
+
+// TestOpenAPISchemasMatchTypes checks the JSON of the API's types with
+// every field set (members the live answers above may leave out, like a
+// pending notification or an erroring delivery) against their schemas.
+func TestOpenAPISchemasMatchTypes(t *testing.T) {
+	doc := loadOADoc(t)
+	at := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
+	tests := []struct {
+		schema string
+		v      any
+	}{
+		{"Account", recipients.Recipient{
+			Account: recipients.Account{ID: "lan", Role: recipients.RoleManager, Region: "VN", Language: "vi", TimeZone: "Asia/Ho_Chi_Minh",
+				Preferences: recipients.Preferences{Channels: map[string][]string{"critical": {"sms"}},
+					QuietHours: &recipients.QuietHours{Start: "22:00", End: "06:00"}, Muted: []ups.Serial{"110000000001"}},
+				Units: []ups.Serial{"110000000001"}, Sites: []string{"hq"},
+				Dropped:   []recipients.Dropped{{Channel: "fcm", Contact: "fcm:…abcd", Reason: "unregistered", At: at}},
+				Tokens:    []recipients.TokenInfo{{ID: "0123456789ab", Name: "phone", CreatedAt: at}},
+				Marketing: recipients.Consent{Granted: true, At: &at}, CreatedAt: at, UpdatedAt: at},
+			Personal: recipients.Personal{Name: "Lan", Email: "lan@example.vn", Phone: "+84901234567", Address: "1 Duong A",
+				Contacts: recipients.Contacts{FCMTokens: []string{"f"}, APNSTokens: []recipients.APNSToken{{Token: "ab", BundleID: "b"}},
+					Phones: []string{"+84901234567"}}},
+		}},
+		{"AlertEvent", rules.Event{Kind: rules.Resolved, Rule: "on_battery", Severity: rules.Critical, Serial: "110000000001",
+			At: at, StartedAt: at.Add(-time.Minute), EndedAt: at, Duration: time.Minute, Values: []rules.Value{{Name: "x", Value: 1}},
+			Status: "OL", Fingerprint: "110000000001/on_battery/1", Historical: true, Silent: true, Message: "m"}},
+		{"NotificationLogEntry", pipeline.LogRecord{Key: "lan.fcm.e", Channel: "fcm", EventID: "e", State: "failed", At: at, Response: "404"}},
+		{"PendingNotification", pipeline.Pending{Key: "lan.sms.e", AlertID: "a", EventID: "e", Kind: "firing", Rule: "on_battery",
+			Serial: "110000000001", Recipient: "lan", Channel: "sms", EventAt: at, QueuedAt: at,
+			Message: notify.Message{Title: "t", Body: "b", Critical: true, CollapseKey: "k", Expires: at, Data: map[string]string{"k": "v"}}}},
+		{"Delivery", pipeline.Delivery{AlertID: "a", EventID: "e", Kind: "firing", Rule: "r", Serial: "110000000001", Recipient: "lan",
+			Channel: "apns", Contact: "…ab", Outcome: "failed", Response: "410", Error: "gone", Attempt: 2, At: at}},
+		{"TestResult", pipeline.TestResult{Channel: "sms", Contact: "**67", Outcome: "retry", Response: "503", Error: "down"}},
+		{"MQTTCredentials", Credentials{Broker: "tcp://b:1883", Username: "u", Password: "p", TelemetryTopic: "t", StatusTopic: "s"}},
+	}
+	for _, tt := range tests {
+		b, err := json.Marshal(tt.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		_ = json.Unmarshal(b, &v)
+		for _, p := range doc.conform(tt.schema, map[string]any{"$ref": "#/components/schemas/" + tt.schema}, v) {
+			t.Errorf("%s", p)
+		}
+	}
+}
+
+// TestConformFindsDrift shows the checker refuses what it should.
+func TestConformFindsDrift(t *testing.T) {
+	doc := loadOADoc(t)
+	unit := map[string]any{"$ref": "#/components/schemas/Unit"}
+	good := map[string]any{"serial": "110000000001", "name": "n", "site": "s", "created_at": "2026-11-24T08:00:00Z"}
+	if p := doc.conform("unit", unit, good); len(p) != 0 {
+		t.Fatalf("a good unit: %v", p)
+	}
+	for name, bad := range map[string]map[string]any{
+		"undeclared key":   {"serial": "110000000001", "name": "n", "site": "s", "created_at": "2026-11-24T08:00:00Z", "owner_name": "x"},
+		"required missing": {"serial": "110000000001", "name": "n", "site": "s"},
+		"wrong type":       {"serial": "110000000001", "name": 3.0, "site": "s", "created_at": "2026-11-24T08:00:00Z"},
+		"not a date-time":  {"serial": "110000000001", "name": "n", "site": "s", "created_at": "yesterday"},
+		"null":             {"serial": "110000000001", "name": nil, "site": "s", "created_at": "2026-11-24T08:00:00Z"},
+	} {
+		if p := doc.conform("unit", unit, bad); len(p) != 1 {
+			t.Errorf("%s: %v, want one finding", name, p)
+		}
+	}
+	list := map[string]any{"$ref": "#/components/schemas/UnitList"}
+	if p := doc.conform("list", list, map[string]any{"units": []any{map[string]any{"serial": "1"}}, "next_cursor": ""}); len(p) == 0 {
+		t.Error("an incomplete unit inside a list passed")
+	}
+}
