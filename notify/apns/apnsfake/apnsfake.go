@@ -26,6 +26,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/upswatch/upswatch/notify/internal/fakescript"
 )
 
 // Request is one push as the fake decoded it.
@@ -78,22 +80,23 @@ func TooManyRequests(retryAfterSeconds int) Reply {
 }
 
 // Server is the fake. Its methods are safe for concurrent use.
+//
+// The scripting methods (FailAll, Reset, SetUp, SetDelay, Requests,
+// WaitRequests) come from fakescript.
 type Server struct {
+	*fakescript.Script[Request, Reply]
 	srv *httptest.Server
 
-	mu       sync.Mutex
-	reqs     []Request
-	changed  chan struct{}
-	perToken map[string]Reply
-	global   *Reply
-	down     *Reply
-	delay    time.Duration
-	authKey  *ecdsa.PublicKey
+	mu      sync.Mutex
+	authKey *ecdsa.PublicKey
 }
+
+// FailToken makes every push to token answer r.
+func (s *Server) FailToken(token string, r Reply) { s.FailKey(token, r) }
 
 // New starts a fake on a loopback port, HTTP/2 over TLS.
 func New() *Server {
-	s := &Server{changed: make(chan struct{}), perToken: map[string]Reply{}}
+	s := &Server{Script: fakescript.New[Request, Reply]("apnsfake")}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.handle))
 	s.srv.EnableHTTP2 = true
 	s.srv.StartTLS()
@@ -129,79 +132,12 @@ func (s *Server) VerifyWith(pub *ecdsa.PublicKey) {
 	s.authKey = pub
 }
 
-// FailToken makes every push to token answer r.
-func (s *Server) FailToken(token string, r Reply) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.perToken[token] = r
-}
-
-// FailAll makes every push answer r (per-token scripts take precedence).
-func (s *Server) FailAll(r Reply) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.global = &r
-}
-
-// Reset clears scripted errors, delay and down state; recorded requests stay.
-func (s *Server) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.perToken = map[string]Reply{}
-	s.global, s.down, s.delay = nil, nil, 0
-}
-
 // SetDown makes every push answer 503 ServiceUnavailable (with Retry-After
 // retryAfter when not empty) until SetUp.
 func (s *Server) SetDown(retryAfter string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	r := ServiceUnavailable
 	r.RetryAfter = retryAfter
-	s.down = &r
-}
-
-// SetUp ends SetDown.
-func (s *Server) SetUp() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.down = nil
-}
-
-// SetDelay delays every answer by d (or until the client gives up).
-func (s *Server) SetDelay(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.delay = d
-}
-
-// Requests returns a copy of every request received so far.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.reqs...)
-}
-
-// WaitRequests blocks until at least n requests were received or timeout
-// passes, and returns the requests received so far; the error says which.
-func (s *Server) WaitRequests(n int, timeout time.Duration) ([]Request, error) {
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		s.mu.Lock()
-		got, ch := len(s.reqs), s.changed
-		if got >= n {
-			out := append([]Request(nil), s.reqs...)
-			s.mu.Unlock()
-			return out, nil
-		}
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-timer.C:
-			return s.Requests(), fmt.Errorf("apnsfake: %d requests after %v, want %d", got, timeout, n)
-		}
-	}
+	s.Down(r)
 }
 
 func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
@@ -225,32 +161,16 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	reply, valid := decode(r, &req, pub)
 
-	s.mu.Lock()
-	if valid {
-		if s.down != nil {
-			reply = *s.down
-		} else if tr, ok := s.perToken[token]; ok {
-			reply = tr
-		} else if s.global != nil {
-			reply = *s.global
-		}
+	scripted, ok, delay := s.Decide(token)
+	if valid && ok {
+		reply = scripted
 	}
-	delay := s.delay
-	s.mu.Unlock()
-
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-		}
-	}
+	fakescript.Wait(r.Context(), delay)
 	req.Status, req.Reason = reply.Status, reply.Reason
 	if req.Status == 0 {
 		req.Status = http.StatusOK
 	}
-	s.record(req)
+	s.Record(req)
 	writeReply(w, reply, r.Header.Get("apns-id"))
 }
 
@@ -377,14 +297,6 @@ func parseJWT(tok string, pub *ecdsa.PublicKey) (kid, iss string, err error) {
 		}
 	}
 	return header.Kid, claims.Iss, nil
-}
-
-func (s *Server) record(req Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.reqs = append(s.reqs, req)
-	close(s.changed)
-	s.changed = make(chan struct{})
 }
 
 func writeReply(w http.ResponseWriter, r Reply, apnsID string) {

@@ -17,8 +17,9 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
+	"sync/atomic"
+
+	"github.com/upswatch/upswatch/notify/internal/fakescript"
 )
 
 // Request is one send request as the fake decoded it.
@@ -71,22 +72,21 @@ func QuotaExceeded(retryAfterSeconds int) Reply {
 }
 
 // Server is the fake. Its methods are safe for concurrent use.
+//
+// The scripting methods (FailAll, Reset, SetUp, SetDelay, Requests,
+// WaitRequests) come from fakescript.
 type Server struct {
-	srv *httptest.Server
-
-	mu       sync.Mutex
-	reqs     []Request
-	changed  chan struct{} // closed and replaced on every recorded request
-	perToken map[string]Reply
-	global   *Reply
-	down     *Reply
-	delay    time.Duration
-	nextID   int
+	*fakescript.Script[Request, Reply]
+	srv    *httptest.Server
+	nextID atomic.Int64 // message ids handed out
 }
+
+// FailToken makes every request to token answer r.
+func (s *Server) FailToken(token string, r Reply) { s.FailKey(token, r) }
 
 // New starts a fake on a loopback port.
 func New() *Server {
-	s := &Server{changed: make(chan struct{}), perToken: map[string]Reply{}}
+	s := &Server{Script: fakescript.New[Request, Reply]("fcmfake")}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.handle))
 	return s
 }
@@ -97,81 +97,13 @@ func (s *Server) URL() string { return s.srv.URL }
 // Close shuts the server down.
 func (s *Server) Close() { s.srv.Close() }
 
-// FailToken makes every request to token answer r.
-func (s *Server) FailToken(token string, r Reply) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.perToken[token] = r
-}
-
-// FailAll makes every request answer r (per-token scripts take precedence).
-func (s *Server) FailAll(r Reply) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.global = &r
-}
-
-// Reset clears every scripted error, the delay and the down state; the
-// recorded requests are kept.
-func (s *Server) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.perToken = map[string]Reply{}
-	s.global, s.down, s.delay = nil, nil, 0
-}
-
 // SetDown makes every request answer 503 UNAVAILABLE (with Retry-After
 // retryAfter when not empty) until SetUp is called. FCM's client retries a
 // 503 itself, up to 4 times over about 7 s unless Retry-After exceeds 2 min.
 func (s *Server) SetDown(retryAfter string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	r := Unavailable
 	r.RetryAfter = retryAfter
-	s.down = &r
-}
-
-// SetUp ends SetDown.
-func (s *Server) SetUp() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.down = nil
-}
-
-// SetDelay delays every answer by d (or until the client gives up).
-func (s *Server) SetDelay(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.delay = d
-}
-
-// Requests returns a copy of every request received so far, in arrival order.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.reqs...)
-}
-
-// WaitRequests blocks until at least n requests were received or timeout
-// passes, and returns the requests received so far; the error says which.
-func (s *Server) WaitRequests(n int, timeout time.Duration) ([]Request, error) {
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		s.mu.Lock()
-		got, ch := len(s.reqs), s.changed
-		if got >= n {
-			out := append([]Request(nil), s.reqs...)
-			s.mu.Unlock()
-			return out, nil
-		}
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-timer.C:
-			return s.Requests(), fmt.Errorf("fcmfake: %d requests after %v, want %d", got, timeout, n)
-		}
-	}
+	s.Down(r)
 }
 
 // wireRequest is the FCM HTTP v1 request body.
@@ -204,36 +136,19 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	req := Request{Project: project, Header: r.Header.Clone()}
 	reply, valid := s.decode(r, &req)
 
-	s.mu.Lock()
-	if valid {
-		if s.down != nil {
-			reply = *s.down
-		} else if tr, ok := s.perToken[req.Token]; ok {
-			reply = tr
-		} else if s.global != nil {
-			reply = *s.global
-		}
+	scripted, ok, delay := s.Decide(req.Token)
+	if valid && ok {
+		reply = scripted
 	}
-	delay := s.delay
-	s.nextID++
-	id := s.nextID
-	s.mu.Unlock()
-
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-		}
-	}
+	id := int(s.nextID.Add(1))
+	fakescript.Wait(r.Context(), delay)
 
 	if reply.Status == 0 {
 		req.Status = http.StatusOK
 	} else {
 		req.Status = reply.Status
 	}
-	s.record(req)
+	s.Record(req)
 
 	if reply.Status != 0 {
 		writeError(w, reply)
@@ -282,14 +197,6 @@ func (s *Server) decode(r *http.Request, req *Request) (Reply, bool) {
 		}
 	}
 	return Reply{}, true
-}
-
-func (s *Server) record(req Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.reqs = append(s.reqs, req)
-	close(s.changed)
-	s.changed = make(chan struct{})
 }
 
 func parsePath(p string) (project string, ok bool) {

@@ -15,8 +15,9 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/upswatch/upswatch/notify/internal/fakescript"
 )
 
 // Request is one message request as the fake decoded it.
@@ -57,25 +58,23 @@ func TooManyRequests(retryAfterSeconds int) Reply {
 	return r
 }
 
-// Server is the fake. Its methods are safe for concurrent use.
+// Server is the fake. Its methods are safe for concurrent use; the
+// scripting ones (FailAll, Reset, SetUp, SetDelay, Requests,
+// WaitRequests) come from fakescript.
 type Server struct {
+	*fakescript.Script[Request, Reply]
 	srv        *httptest.Server
 	accountSID string
 	authToken  string
-
-	mu      sync.Mutex
-	reqs    []Request
-	changed chan struct{}
-	perTo   map[string]Reply
-	global  *Reply
-	down    *Reply
-	delay   time.Duration
 }
+
+// FailTo makes every message to number answer r.
+func (s *Server) FailTo(number string, r Reply) { s.FailKey(number, r) }
 
 // New starts a fake on a loopback port that accepts only the given
 // credentials.
 func New(accountSID, authToken string) *Server {
-	s := &Server{accountSID: accountSID, authToken: authToken, changed: make(chan struct{}), perTo: map[string]Reply{}}
+	s := &Server{Script: fakescript.New[Request, Reply]("smsfake"), accountSID: accountSID, authToken: authToken}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.handle))
 	return s
 }
@@ -86,79 +85,12 @@ func (s *Server) URL() string { return s.srv.URL }
 // Close shuts the server down.
 func (s *Server) Close() { s.srv.Close() }
 
-// FailTo makes every message to the number answer r.
-func (s *Server) FailTo(number string, r Reply) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.perTo[number] = r
-}
-
-// FailAll makes every message answer r (per-number scripts take precedence).
-func (s *Server) FailAll(r Reply) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.global = &r
-}
-
-// Reset clears scripted errors, delay and down state; recorded requests stay.
-func (s *Server) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.perTo = map[string]Reply{}
-	s.global, s.down, s.delay = nil, nil, 0
-}
-
 // SetDown makes every request answer 503 (with Retry-After retryAfter when
 // not empty) until SetUp.
 func (s *Server) SetDown(retryAfter string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	r := Unavailable
 	r.RetryAfter = retryAfter
-	s.down = &r
-}
-
-// SetUp ends SetDown.
-func (s *Server) SetUp() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.down = nil
-}
-
-// SetDelay delays every answer by d (or until the client gives up).
-func (s *Server) SetDelay(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.delay = d
-}
-
-// Requests returns a copy of every request received so far.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.reqs...)
-}
-
-// WaitRequests blocks until at least n requests were received or timeout
-// passes, and returns the requests received so far; the error says which.
-func (s *Server) WaitRequests(n int, timeout time.Duration) ([]Request, error) {
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		s.mu.Lock()
-		got, ch := len(s.reqs), s.changed
-		if got >= n {
-			out := append([]Request(nil), s.reqs...)
-			s.mu.Unlock()
-			return out, nil
-		}
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-timer.C:
-			return s.Requests(), fmt.Errorf("smsfake: %d requests after %v, want %d", got, timeout, n)
-		}
-	}
+	s.Down(r)
 }
 
 func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
@@ -180,32 +112,16 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	req := Request{AccountSID: sid, Header: r.Header.Clone()}
 	reply, valid := decode(r, &req)
 
-	s.mu.Lock()
-	if valid {
-		if s.down != nil {
-			reply = *s.down
-		} else if tr, ok := s.perTo[req.To]; ok {
-			reply = tr
-		} else if s.global != nil {
-			reply = *s.global
-		}
+	scripted, ok, delay := s.Decide(req.To)
+	if valid && ok {
+		reply = scripted
 	}
-	delay := s.delay
-	s.mu.Unlock()
-
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-		}
-	}
+	fakescript.Wait(r.Context(), delay)
 	req.Status, req.Code = reply.Status, reply.Code
 	if req.Status == 0 {
 		req.Status = http.StatusCreated
 	}
-	s.record(req)
+	s.Record(req)
 	if reply.Status != 0 {
 		writeError(w, reply)
 		return
@@ -244,14 +160,6 @@ func decode(r *http.Request, req *Request) (Reply, bool) {
 		return Reply{Status: http.StatusBadRequest, Code: 21617, Message: "The concatenated message body exceeds the 1600 character limit."}, false
 	}
 	return Reply{}, true
-}
-
-func (s *Server) record(req Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.reqs = append(s.reqs, req)
-	close(s.changed)
-	s.changed = make(chan struct{})
 }
 
 func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
