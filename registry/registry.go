@@ -23,6 +23,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/ups"
 )
 
@@ -92,53 +93,19 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Registry, er
 // Run watches the bucket and keeps the view current until ctx is done.
 // Ready is closed once the view holds every unit stored at start.
 func (r *Registry) Run(ctx context.Context) error {
-	for {
-		err := r.watch(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		r.log.Warn("registry watch ended, restarting", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
-	}
+	return bus.WatchKV(ctx, r.kv, r.log, r.apply, func() { r.readyOnce.Do(func() { close(r.ready) }) })
 }
 
-func (r *Registry) watch(ctx context.Context) error {
-	w, err := r.kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch %s: %w", Bucket, err)
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("watcher closed")
-			}
-			if e == nil { // initial values delivered
-				r.readyOnce.Do(func() { close(r.ready) })
-				continue
-			}
-			r.apply(e)
-		}
-	}
-}
-
-func (r *Registry) apply(e jetstream.KeyValueEntry) {
-	serial := ups.Serial(e.Key())
-	if e.Operation() != jetstream.KeyValuePut {
+func (r *Registry) apply(key string, value []byte, deleted bool) {
+	serial := ups.Serial(key)
+	if deleted {
 		r.mu.Lock()
 		delete(r.units, serial)
 		r.mu.Unlock()
 		return
 	}
 	var u Unit
-	if err := json.Unmarshal(e.Value(), &u); err != nil {
+	if err := json.Unmarshal(value, &u); err != nil {
 		r.log.Error("registry entry unreadable; unit ignored", "serial", serial, "err", err)
 		return
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/ups"
 )
 
@@ -109,41 +110,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 
 // Run watches the bucket and keeps the view current until ctx is done.
 func (s *Store) Run(ctx context.Context) error {
-	for {
-		err := s.watch(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		s.log.Warn("recipients watch ended, restarting", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-func (s *Store) watch(ctx context.Context) error {
-	w, err := s.kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch %s: %w", Bucket, err)
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("watcher closed")
-			}
-			if e == nil {
-				s.readyOnce.Do(func() { close(s.ready) })
-				continue
-			}
-			s.apply(e.Key(), e.Value(), e.Operation() != jetstream.KeyValuePut)
-		}
-	}
+	return bus.WatchKV(ctx, s.kv, s.log, s.apply, func() { s.readyOnce.Do(func() { close(s.ready) }) })
 }
 
 // Ready is closed when the view has caught up with the bucket.
