@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -63,12 +64,14 @@ func findSerial(p, i int) ups.Serial {
 }
 
 type env struct {
-	t     *testing.T
-	ns    *server.Server
-	js    jetstream.JetStream
-	clock *clock
-	units fakeUnits
-	eval  *rules.Evaluator
+	t         *testing.T
+	pinnedTTL time.Duration // 0: 5 s
+	lastConn  *nats.Conn    // the connection of the engine started last
+	ns        *server.Server
+	js        jetstream.JetStream
+	clock     *clock
+	units     fakeUnits
+	eval      *rules.Evaluator
 }
 
 func newEnv(t *testing.T, units fakeUnits) *env {
@@ -104,10 +107,15 @@ func (r *running) stop(t *testing.T) {
 
 func (env *env) start(id string, hook func(p int, r *ups.Reading)) *running {
 	t := env.t
-	_, js := bustest.Connect(t, env.ns)
+	nc, js := bustest.Connect(t, env.ns)
+	env.lastConn = nc
+	ttl := env.pinnedTTL
+	if ttl == 0 {
+		ttl = 5 * time.Second
+	}
 	reg := prometheus.NewRegistry()
 	e, err := New(js, Config{Evaluator: env.eval, Partitions: parts, Units: env.units, TickEvery: 200 * time.Millisecond,
-		PinnedTTL: 5 * time.Second, Now: env.clock.Now, Registerer: reg, InstanceID: id})
+		PinnedTTL: ttl, Now: env.clock.Now, Registerer: reg, InstanceID: id})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,6 +320,39 @@ func TestRestartNeitherRefiresNorForgets(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(r2.e.m.events.WithLabelValues("on_battery", "firing")); got != 0 {
 		t.Fatalf("the restarted engine published %v firing events", got)
+	}
+	for _, ev := range evs {
+		if ev.Kind == rules.Resolved && ev.Rule == "on_battery" && ev.Duration < 50*time.Second {
+			t.Fatalf("resolution forgot the outage start: duration %v", ev.Duration)
+		}
+	}
+}
+
+// An instance that dies without handing its partitions over (its
+// connection simply gone, as in a crash) is replaced once the pin expires:
+// the survivor resolves the outage the dead one fired, with its full
+// duration, and never fires it again.
+func TestCrashedInstanceIsTakenOver(t *testing.T) {
+	s := findSerial(1, 0)
+	env := newEnv(t, fakeUnits{s: "paris"})
+	env.pinnedTTL = 2 * time.Second
+	env.start("a", nil)
+	crashed := env.lastConn
+	env.outage(0, 30*time.Second, s)
+	waitFor(t, "on_battery firing", func() bool { return count(env.events(), s, "on_battery", rules.Firing) == 1 })
+	b := env.start("b", nil)
+	crashed.Close() // no unpin, no final checkpoint: a crash
+
+	env.outage(30*time.Second, 70*time.Second, s)
+	waitFor(t, "on_battery resolved by the survivor", func() bool {
+		return count(env.events(), s, "on_battery", rules.Resolved) == 1
+	})
+	evs := env.events()
+	if n := count(evs, s, "on_battery", rules.Firing); n != 1 {
+		t.Fatalf("%d firing events after the takeover, want 1: %+v", n, evs)
+	}
+	if got := testutil.ToFloat64(b.e.m.events.WithLabelValues("on_battery", "firing")); got != 0 {
+		t.Fatalf("the survivor published %v firing events", got)
 	}
 	for _, ev := range evs {
 		if ev.Kind == rules.Resolved && ev.Rule == "on_battery" && ev.Duration < 50*time.Second {
