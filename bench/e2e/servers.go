@@ -124,35 +124,7 @@ func startInfluxd(ctx context.Context, bin, dir string, databases ...string) (*i
 	if err != nil {
 		return nil, err
 	}
-	q := func(p string) string { return strconv.Quote(filepath.Join(dir, p)) }
-	// Every listener on 127.0.0.1: influxd's defaults bind all
-	// interfaces. Same settings as internal/testenv.
-	conf := `reporting-disabled = true
-bind-address = "127.0.0.1:` + strconv.Itoa(rpcPort) + `"
-[meta]
-  dir = ` + q("meta") + `
-[data]
-  dir = ` + q("data") + `
-  wal-dir = ` + q("wal") + `
-  query-log-enabled = false
-  trace-logging-enabled = false
-[monitor]
-  store-enabled = false
-[continuous_queries]
-  enabled = false
-[subscriber]
-  enabled = false
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:` + strconv.Itoa(httpPort) + `"
-  auth-enabled = false
-  log-enabled = false
-  flux-enabled = true
-  flux-log-enabled = false
-  pprof-enabled = false
-[logging]
-  level = "warn"
-`
+	conf := testenv.InfluxConfig(dir, httpPort, rpcPort)
 	confPath := filepath.Join(dir, "influxdb.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, err

@@ -125,7 +125,7 @@ func startInflux(t testing.TB, bin, dir string) (*Influx, error) {
 		return nil, err
 	}
 	conf := filepath.Join(dir, "influxdb.conf")
-	if err := os.WriteFile(conf, []byte(influxConfig(dir, httpPort, rpcPort)), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(InfluxConfig(dir, httpPort, rpcPort)), 0o600); err != nil {
 		return nil, fmt.Errorf("write influxdb.conf: %w", err)
 	}
 	inf := &Influx{
@@ -149,9 +149,10 @@ func startInflux(t testing.TB, bin, dir string) (*Influx, error) {
 	return inf, nil
 }
 
-// influxConfig binds every listener to 127.0.0.1: influxd's defaults
-// listen on all interfaces.
-func influxConfig(dir string, httpPort, rpcPort int) string {
+// InfluxConfig is influxd 1.8's configuration for tests and benchmarks,
+// with its data under dir. It binds every listener to 127.0.0.1: influxd's
+// defaults listen on all interfaces.
+func InfluxConfig(dir string, httpPort, rpcPort int) string {
 	q := func(p string) string { return fmt.Sprintf("%q", filepath.Join(dir, p)) }
 	return `reporting-disabled = true
 bind-address = "127.0.0.1:` + itoa(rpcPort) + `"
