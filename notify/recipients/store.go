@@ -423,7 +423,7 @@ func (s *Store) updateAccount(ctx context.Context, id string, fn func(*Account) 
 			return Recipient{}, fmt.Errorf("encode account: %w", err)
 		}
 		if _, err := s.kv.Update(ctx, key, b, e.Revision()); err != nil {
-			if attempt < 10 && errors.Is(err, jetstream.ErrKeyExists) {
+			if attempt < 10 && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) {
 				continue // a concurrent write won; reapply on its result
 			}
 			return Recipient{}, fmt.Errorf("store account: %w", err)
@@ -474,7 +474,7 @@ func (s *Store) updatePersonal(ctx context.Context, id string, fn func(*Personal
 			_, err = s.kv.Update(ctx, key, b, rev)
 		}
 		if err != nil {
-			if attempt < 10 && errors.Is(err, jetstream.ErrKeyExists) {
+			if attempt < 10 && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) {
 				continue
 			}
 			return Recipient{}, false, fmt.Errorf("store personal record: %w", err)
