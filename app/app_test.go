@@ -155,7 +155,7 @@ func TestGarbageFloodDoesNotDelayOthers(t *testing.T) {
 	n := <-flooded
 	t.Logf("%d garbage messages flooded, %v refused by the broker; worst good-reading latency %s",
 		n, in.metric("upswatch_mqtt_broker_rate_limited_total"), worst)
-	if worst > 2*time.Second {
+	if worst > 5*time.Second { // without the per-device budget it was over 10 s
 		t.Fatalf("good unit delayed %s by the flood", worst)
 	}
 }
