@@ -396,13 +396,16 @@ func (d *stateDecoder) str() string {
 }
 
 // AppendSignificant appends the encoding of the state without the fields
-// every reading moves (the times of the last reading and the load mean).
+// every reading moves (the times of the last reading, the learned
+// reporting interval and the load mean).
 // Two states with equal significant encodings evaluate the next readings
 // alike except for those fields, so a caller may persist such a change
 // lazily (a checkpoint), and must persist any other change at once: alert
-// states, pending timers, flap counters, the learned interval, the status.
+// states, pending timers, flap counters, the status. (A checkpoint that
+// lags on the learned interval only shifts comm_lost's threshold a little
+// after a restart, until the next readings correct it.)
 func (st *UnitState) AppendSignificant(b []byte) ([]byte, error) {
 	c := *st
-	c.last, c.arrival, c.lastTelemetry, c.loadMean, c.loadAt = 0, 0, 0, 0, 0
+	c.last, c.arrival, c.lastTelemetry, c.interval, c.loadMean, c.loadAt = 0, 0, 0, 0, 0, 0
 	return c.AppendBinary(b)
 }

@@ -275,7 +275,7 @@ type unit struct {
 }
 
 // CheckpointEvery bounds how stale a persisted state's per-reading fields
-// (last reading times, load mean) may be. It stays below the shortest
+// (last reading times, learned interval, load mean) may be. It stays below the shortest
 // comm_lost threshold (3 x the 20 s minimum interval), so a restart never
 // mistakes a checkpoint's age for silence.
 var CheckpointEvery = 30 * time.Second
