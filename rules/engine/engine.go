@@ -292,6 +292,7 @@ type partition struct {
 
 	pin   string // the pin id of the last delivered message; "" = not owned
 	units map[ups.Serial]*unit
+	dirty []ups.Serial // units changed since the last save (saves never scan all units)
 
 	readings []ups.Reading
 	events   []rules.Event
@@ -448,7 +449,7 @@ func (pt *partition) handle(ctx context.Context, log *slog.Logger, msg jetstream
 			u.st.Site = reg.Site
 		}
 		events = pt.e.cfg.Evaluator.Evaluate(&u.st, r, now, events)
-		u.dirty = true
+		pt.markDirty(r.Serial, u)
 		pt.e.m.evaluated.Inc()
 		pt.e.m.lag.Observe(max(now.Sub(r.Time), 0).Seconds())
 		if pt.e.evaluated != nil {
@@ -489,6 +490,14 @@ func (pt *partition) commit(ctx context.Context, events []rules.Event) error {
 	return pt.saveDirty(ctx, false)
 }
 
+// markDirty notes that a unit's state changed in this batch.
+func (pt *partition) markDirty(s ups.Serial, u *unit) {
+	if !u.dirty {
+		u.dirty = true
+		pt.dirty = append(pt.dirty, s)
+	}
+}
+
 // pendingSave is one state write in flight.
 type pendingSave struct {
 	serial ups.Serial
@@ -505,8 +514,17 @@ type pendingSave struct {
 // batch instead of one per unit, which was the engine's main cost.
 func (pt *partition) saveDirty(ctx context.Context, force bool) error {
 	var pending []pendingSave
-	for s, u := range pt.units {
-		if !u.dirty && !(force && u.lazy) {
+	serials := pt.dirty
+	if force {
+		serials = serials[:0]
+		for s := range pt.units {
+			serials = append(serials, s)
+		}
+	}
+	pt.dirty = pt.dirty[:0]
+	for _, s := range serials {
+		u := pt.units[s]
+		if u == nil || (!u.dirty && !(force && u.lazy)) {
 			continue
 		}
 		u.dirty = false
@@ -605,9 +623,9 @@ func (pt *partition) tick(ctx context.Context, log *slog.Logger) {
 	}
 	now := pt.e.cfg.Now()
 	events := pt.events[:0]
-	for _, u := range pt.units {
+	for s, u := range pt.units {
 		events = pt.e.cfg.Evaluator.Tick(&u.st, now, events)
-		u.dirty = true
+		pt.markDirty(s, u)
 	}
 	pt.events = events
 	// A batch that was evaluated is committed even if shutdown began
