@@ -27,7 +27,7 @@ func TestBufferedConnDeliversWrites(t *testing.T) {
 		want.Write(p)
 	}
 	time.Sleep(10 * flushDelay) // past the flush: the peer has it without Close
-	last := []byte{0xe0, 0x00} // DISCONNECT, sent by Close
+	last := []byte{0xe0, 0x00}  // DISCONNECT, sent by Close
 	if _, err := c.Write(last); err != nil {
 		t.Fatal(err)
 	}
