@@ -2,22 +2,46 @@ package ingest
 
 import (
 	"bytes"
-	"io"
 	"net"
 	"testing"
 	"time"
 )
 
-// Writes are coalesced but never held: every byte reaches the peer
-// shortly after it was written, and Close sends what is buffered.
+// Writes are coalesced but never held: the peer gets every byte soon after
+// it was written without any Close, and Close sends what is buffered.
 func TestBufferedConnDeliversWrites(t *testing.T) {
 	a, b := net.Pipe()
 	c := newBufferedConn(a)
-	got := make(chan []byte, 1)
+	chunks := make(chan []byte, 1024)
 	go func() {
-		buf, _ := io.ReadAll(b)
-		got <- buf
+		defer close(chunks)
+		buf := make([]byte, 4096)
+		for {
+			n, err := b.Read(buf)
+			if n > 0 {
+				chunks <- append([]byte(nil), buf[:n]...)
+			}
+			if err != nil {
+				return
+			}
+		}
 	}()
+	var got bytes.Buffer
+	readUntil := func(n int) {
+		t.Helper()
+		timeout := time.After(5 * time.Second)
+		for got.Len() < n {
+			select {
+			case p, ok := <-chunks:
+				if !ok {
+					t.Fatalf("peer closed after %d of %d bytes", got.Len(), n)
+				}
+				got.Write(p)
+			case <-timeout:
+				t.Fatalf("peer has %d of %d bytes: a write was held", got.Len(), n)
+			}
+		}
+	}
 	var want bytes.Buffer
 	for i := range 100 {
 		p := []byte{0x40, 0x02, 0x00, byte(i)} // a PUBACK
@@ -26,8 +50,8 @@ func TestBufferedConnDeliversWrites(t *testing.T) {
 		}
 		want.Write(p)
 	}
-	time.Sleep(10 * flushDelay) // past the flush: the peer has it without Close
-	last := []byte{0xe0, 0x00}  // DISCONNECT, sent by Close
+	readUntil(want.Len())      // flushed by the timer, no Close
+	last := []byte{0xe0, 0x00} // DISCONNECT, sent by Close
 	if _, err := c.Write(last); err != nil {
 		t.Fatal(err)
 	}
@@ -35,13 +59,9 @@ func TestBufferedConnDeliversWrites(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case buf := <-got:
-		if !bytes.Equal(buf, want.Bytes()) {
-			t.Fatalf("peer read %d bytes, want %d", len(buf), want.Len())
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("peer never got the bytes")
+	readUntil(want.Len())
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatalf("peer read %x, want %x", got.Bytes(), want.Bytes())
 	}
 	if _, err := c.Write([]byte{1}); err == nil {
 		t.Fatal("write after close succeeded")
