@@ -135,15 +135,11 @@ func (h *notifyAPI) soleUnits(rec recipients.Recipient) []ups.Serial {
 // naming it, the registrations of the units it alone owns and those units'
 // history.
 func (h *notifyAPI) delete(w http.ResponseWriter, r *http.Request) {
-	id, ok := h.id(w, r)
+	rec, ok := h.account(w, r)
 	if !ok {
 		return
 	}
-	rec, ok := h.accounts.Lookup(id)
-	if !ok {
-		writeError(w, http.StatusNotFound, "not_found", "no account with this id")
-		return
-	}
+	id := rec.ID
 	ctx := r.Context()
 	for _, serial := range h.soleUnits(rec) {
 		if err := h.s.cfg.History.DeleteUnit(ctx, serial); err != nil {
@@ -190,15 +186,11 @@ type Export struct {
 // export answers GET /v1/accounts/{id}/export: all personal data held
 // about the account, as JSON (see Export).
 func (h *notifyAPI) export(w http.ResponseWriter, r *http.Request) {
-	id, ok := h.id(w, r)
+	rec, ok := h.account(w, r)
 	if !ok {
 		return
 	}
-	rec, ok := h.accounts.Lookup(id)
-	if !ok {
-		writeError(w, http.StatusNotFound, "not_found", "no account with this id")
-		return
-	}
+	id := rec.ID
 	ctx := r.Context()
 	out := Export{Account: rec, Units: []unitJSON{}, Readings: []map[string]any{},
 		NotificationLog: []pipeline.LogRecord{}, Pending: []pipeline.Pending{}, Deliveries: []pipeline.Delivery{}}

@@ -89,7 +89,7 @@ func (s *Server) HandleNotify(accounts Accounts, n Notifier) {
 func (h *notifyAPI) self(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !principalOf(r).Self(r.PathValue("id")) {
-			writeError(w, http.StatusNotFound, "not_found", "no account with this id")
+			accountNotFound(w)
 			return
 		}
 		next(w, r)
@@ -119,7 +119,7 @@ func (h *notifyAPI) reply(w http.ResponseWriter, code int, rec recipients.Recipi
 	case errors.Is(err, recipients.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "invalid_field", err.Error())
 	case errors.Is(err, recipients.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", "no account with this id")
+		accountNotFound(w)
 	case errors.Is(err, recipients.ErrExists):
 		writeError(w, http.StatusConflict, "already_exists", "an account with this id exists")
 	case errors.Is(err, recipients.ErrEmailTaken):
@@ -134,10 +134,28 @@ func (h *notifyAPI) reply(w http.ResponseWriter, code int, rec recipients.Recipi
 func (h *notifyAPI) id(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("id")
 	if !recipients.ValidID(id) {
-		writeError(w, http.StatusNotFound, "not_found", "no account with this id")
+		accountNotFound(w)
 		return "", false
 	}
 	return id, true
+}
+
+// account resolves the {id} of the path to an account, answering
+// not_found when there is none.
+func (h *notifyAPI) account(w http.ResponseWriter, r *http.Request) (recipients.Recipient, bool) {
+	id, ok := h.id(w, r)
+	if !ok {
+		return recipients.Recipient{}, false
+	}
+	rec, ok := h.accounts.Lookup(id)
+	if !ok {
+		accountNotFound(w)
+	}
+	return rec, ok
+}
+
+func accountNotFound(w http.ResponseWriter) {
+	writeError(w, http.StatusNotFound, "not_found", "no account with this id")
 }
 
 type accountBody struct {
@@ -174,13 +192,8 @@ func (h *notifyAPI) create(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *notifyAPI) get(w http.ResponseWriter, r *http.Request) {
-	id, ok := h.id(w, r)
+	rec, ok := h.account(w, r)
 	if !ok {
-		return
-	}
-	rec, ok := h.accounts.Lookup(id)
-	if !ok {
-		writeError(w, http.StatusNotFound, "not_found", "no account with this id")
 		return
 	}
 	writeJSON(w, http.StatusOK, rec)

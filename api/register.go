@@ -57,12 +57,12 @@ func (s *Server) addUnit(w http.ResponseWriter, r *http.Request) {
 		owner = &p.Account
 	case req.Owner != "":
 		if s.owners == nil {
-			writeError(w, http.StatusNotFound, "not_found", "no account with this id")
+			accountNotFound(w)
 			return
 		}
 		acct, ok := s.owners.Lookup(req.Owner)
 		if !ok {
-			writeError(w, http.StatusNotFound, "not_found", "no account with this id")
+			accountNotFound(w)
 			return
 		}
 		owner = &acct
