@@ -1,0 +1,81 @@
+package access
+
+import (
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// FailureLimiter slows down password guessing: each failed sign-in spends
+// a token of the account's bucket and of the client address's bucket;
+// while either is empty, sign-in is refused before the password is
+// checked, with the time to wait. A success does not refill: the buckets
+// refill at their rate.
+//
+// It is per instance. A guesser spreading attempts over N instances gets
+// N times the budget, which is still a handful per minute.
+type FailureLimiter struct {
+	account, addr rate.Limit
+	accountBurst  int
+	addrBurst     int
+
+	mu      sync.Mutex
+	buckets map[string]*failBucket
+}
+
+type failBucket struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+// NewFailureLimiter allows accountBurst failures per account and
+// addrBurst per address at once, refilled one each per every.
+func NewFailureLimiter(accountBurst, addrBurst int, every time.Duration) *FailureLimiter {
+	return &FailureLimiter{account: rate.Every(every), addr: rate.Every(every / 4),
+		accountBurst: accountBurst, addrBurst: addrBurst, buckets: map[string]*failBucket{}}
+}
+
+func (l *FailureLimiter) bucket(key string, r rate.Limit, burst int, now time.Time) *rate.Limiter {
+	b := l.buckets[key]
+	if b == nil {
+		if len(l.buckets) > 50000 { // forget full, idle buckets
+			for k, v := range l.buckets {
+				if now.Sub(v.seen) > time.Hour {
+					delete(l.buckets, k)
+				}
+			}
+		}
+		b = &failBucket{lim: rate.NewLimiter(r, burst)}
+		l.buckets[key] = b
+	}
+	b.seen = now
+	return b.lim
+}
+
+// Wait tells how long account and addr must wait before trying again
+// (0: they may try now).
+func (l *FailureLimiter) Wait(account, addr string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var wait time.Duration
+	for _, b := range []*rate.Limiter{
+		l.bucket("a:"+account, l.account, l.accountBurst, now),
+		l.bucket("i:"+addr, l.addr, l.addrBurst, now),
+	} {
+		if b.TokensAt(now) < 1 {
+			r := b.ReserveN(now, 1)
+			wait = max(wait, r.DelayFrom(now))
+			r.CancelAt(now)
+		}
+	}
+	return wait
+}
+
+// Fail records a failed sign-in of account from addr.
+func (l *FailureLimiter) Fail(account, addr string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.bucket("a:"+account, l.account, l.accountBurst, now).AllowN(now, 1)
+	l.bucket("i:"+addr, l.addr, l.addrBurst, now).AllowN(now, 1)
+}
