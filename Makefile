@@ -7,12 +7,22 @@ PKGS    := ./...
 # parallel packages only make them contend.
 TESTFLAGS ?= -race -count=1 -p 2 -timeout 20m
 
-.PHONY: all build run test deps vet fuzz bench bench-e2e clean
+.PHONY: all build run test deps vet fuzz bench bench-e2e clean assets
 
 all: build
 
-build:
+build: assets
 	$(GO) build -o $(BIN) ./cmd/upswatch
+
+# The console's scripts and styles: htmx and uPlot from the npm registry at
+# the versions package-lock.json pins, bundled by esbuild into
+# web/static/dist (embedded by go:embed; never committed). Rebuilt only
+# when a source or the lock file changed.
+UI_SRC := $(wildcard web/ui/src/*) web/ui/build.mjs web/ui/package-lock.json
+assets: web/static/dist/app.js
+
+web/static/dist/app.js: $(UI_SRC)
+	cd web/ui && npm ci --no-audit --no-fund --loglevel=error && node build.mjs
 
 run: build
 	./$(BIN) serve
@@ -22,7 +32,7 @@ run: build
 deps:
 	sh scripts/deps.sh
 
-test: deps
+test: deps assets
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
 

@@ -157,6 +157,12 @@ func (h *notifyAPI) delete(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if h.s.logins != nil {
+		if err := h.s.logins.Forget(ctx, id); err != nil {
+			h.s.internal(w, "erase console password", err)
+			return
+		}
+	}
 	if err := h.accounts.Delete(ctx, id); err != nil {
 		h.reply(w, 0, recipients.Recipient{}, err, "delete account")
 		return

@@ -72,6 +72,11 @@ type Server struct {
 	owners Accounts
 	// routes lists every pattern registered, for the OpenAPI test.
 	routes []string
+	// sessions resolves a console session cookie (set by HandleConsole).
+	sessions func(*http.Request) (Principal, bool)
+	// logins holds console passwords and invitations (set by
+	// HandleConsole).
+	logins Logins
 }
 
 // New builds the handler tree.

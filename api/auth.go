@@ -125,6 +125,15 @@ func (s *Server) auth(h http.HandlerFunc) http.Handler {
 		switch {
 		case tok != "" && subtle.ConstantTimeCompare([]byte(tok), want) == 1:
 			p.Admin = true
+		case tok == "" && s.sessions != nil:
+			// The console's scripts call the API with the session
+			// cookie; cross-site requests never get here (Handler
+			// wraps the server in http.CrossOriginProtection).
+			var ok bool
+			if p, ok = s.sessions(r); !ok {
+				unauthorized(w)
+				return
+			}
 		case tok != "" && s.authn != nil:
 			acct, ok := s.authn.Authenticate(tok)
 			if !ok {

@@ -296,13 +296,17 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return err
 	}
 	srv.HandleNotify(accounts, notifier)
-	srv.HandleAlerts(engine.NewAlerts(js, units))
+	alerts := engine.NewAlerts(js, units)
+	srv.HandleAlerts(alerts)
+	if err := a.mountConsole(ctx, js, srv, units, hist, alerts, accounts, notifier); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", a.cfg.HTTP.Addr)
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", a.cfg.HTTP.Addr, err)
 	}
 	a.httpAddr = ln.Addr().String()
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	httpDone := make(chan struct{})
 	go func() {
 		defer close(httpDone)

@@ -14,7 +14,7 @@ import (
 // accountCmd: upswatch account add|list|show|remove|export.
 func accountCmd(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: upswatch account add|list|show|remove|export")
+		return errors.New("usage: upswatch account add|list|show|invite|remove|export")
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("account "+sub, flag.ContinueOnError)
@@ -95,6 +95,20 @@ func accountCmd(args []string, stdout io.Writer) error {
 			return err
 		}
 		return printJSON(stdout, out)
+	case "invite":
+		aid, err := one()
+		if err != nil {
+			return err
+		}
+		var out struct {
+			URL     string `json:"url"`
+			Expires string `json:"expires_at"`
+		}
+		if err := c.do("POST", "/v1/accounts/"+aid+"/invite", nil, &out); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Send this one-time link to the account's holder; it sets their console password.\nIt works once, until %s:\n\n    %s\n", out.Expires, out.URL)
+		return nil
 	case "remove", "rm":
 		aid, err := one()
 		if err != nil {
@@ -106,7 +120,7 @@ func accountCmd(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "Erased account %s, its contacts, tokens, notification records and the history of the units it alone owned.\n", positional[0])
 		return nil
 	}
-	return fmt.Errorf("unknown account command %q (add, list, show, remove, export)", sub)
+	return fmt.Errorf("unknown account command %q (add, list, show, invite, remove, export)", sub)
 }
 
 // tokenCmd: upswatch token create ACCOUNT_ID.

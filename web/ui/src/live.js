@@ -1,0 +1,138 @@
+// Live updates of the fleet and unit pages from the server's event stream
+// (GET /v1/events, Server-Sent Events): readings change a row's numbers
+// and state, alert events its firing rules.
+import { classify } from './state.js';
+
+const lang = () => document.body.dataset.lang || 'en';
+
+function texts() {
+  const t = document.getElementById('i18n');
+  const out = { state: {}, minutes: '{n} min' };
+  if (!t) return out;
+  t.content.querySelectorAll('[data-state-text]').forEach((e) => { out.state[e.dataset.stateText] = e.textContent; });
+  const m = t.content.querySelector('[data-text="minutes"]');
+  if (m) out.minutes = m.textContent;
+  return out;
+}
+
+function fmt(x, digits) {
+  return new Intl.NumberFormat(lang(), { maximumFractionDigits: digits }).format(x);
+}
+
+function fmtNum(x) {
+  const a = Math.abs(x);
+  return fmt(x, a >= 100 ? 0 : a >= 10 ? 1 : 2);
+}
+
+export function ago(iso) {
+  if (!iso) return '';
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  const rtf = new Intl.RelativeTimeFormat(lang(), { style: 'short', numeric: 'always' });
+  if (s < 60) return rtf.format(-s, 'second');
+  if (s < 3600) return rtf.format(-Math.floor(s / 60), 'minute');
+  if (s < 48 * 3600) return rtf.format(-Math.floor(s / 3600), 'hour');
+  return rtf.format(-Math.floor(s / 86400), 'day');
+}
+
+function num(v) {
+  if (v === undefined || v === null || v === '') return undefined;
+  const x = typeof v === 'number' ? v : parseFloat(v);
+  return Number.isFinite(x) ? x : undefined;
+}
+
+function setCell(row, field, text) {
+  const c = row.querySelector(`[data-f="${field}"]`);
+  if (c && c.textContent !== text) c.textContent = text;
+}
+
+function render(row, t) {
+  const firing = (row.dataset.firing || '').split(' ').filter(Boolean);
+  const st = classify(row.dataset.status || '', firing, row.dataset.offline === '1', row.dataset.has !== '0');
+  if (row.dataset.state !== st) {
+    row.classList.remove(`st-${row.dataset.state}`);
+    row.classList.add(`st-${st}`);
+    row.dataset.state = st;
+    const b = row.querySelector('[data-f="state"]');
+    if (b) {
+      b.className = `badge st-${st}`;
+      b.textContent = t.state[st] || st;
+    }
+    return true;
+  }
+  return false;
+}
+
+function recount() {
+  const counts = {};
+  document.querySelectorAll('tr[data-serial]').forEach((r) => { counts[r.dataset.state] = (counts[r.dataset.state] || 0) + 1; });
+  document.querySelectorAll('[data-count]').forEach((e) => { e.textContent = String(counts[e.dataset.count] || 0); });
+}
+
+// The event's reading, whatever names the server gives its members.
+function readingOf(d) {
+  const values = d.values || d.vars || {};
+  return {
+    serial: d.serial,
+    ts: d.ts || d.time || values.ts,
+    status: values['ups.status'] ?? d.status,
+    presence: d.presence,
+    values,
+  };
+}
+
+export function startLive() {
+  const root = document.querySelector('[data-live="fleet"], [data-live="unit"]');
+  if (!root || !window.EventSource) return;
+  const t = texts();
+  const up = document.querySelector('[data-feed]');
+  const down = document.querySelector('[data-feed-down]');
+  const es = new EventSource('/v1/events');
+  es.onopen = () => { if (up) up.hidden = false; if (down) down.hidden = true; };
+  es.onerror = () => { if (up) up.hidden = true; if (down) down.hidden = false; };
+  es.addEventListener('reading', (e) => {
+    const r = readingOf(JSON.parse(e.data));
+    const row = document.getElementById(`u-${r.serial}`);
+    if (!row) return;
+    row.dataset.has = '1';
+    if (r.presence === 'offline') row.dataset.offline = '1';
+    else if (r.presence === 'online' || r.status !== undefined) row.dataset.offline = '0';
+    if (r.status !== undefined) row.dataset.status = r.status;
+    const v = r.values;
+    const charge = num(v['battery.charge']);
+    if (charge !== undefined) setCell(row, 'battery.charge', `${fmtNum(charge)} %`);
+    const runtime = num(v['battery.runtime']);
+    if (runtime !== undefined) setCell(row, 'battery.runtime', t.minutes.replace('{n}', fmtNum(runtime / 60)));
+    const load = num(v['ups.load']);
+    if (load !== undefined) setCell(row, 'ups.load', `${fmtNum(load)} %`);
+    const input = num(v['input.voltage']);
+    if (input !== undefined) setCell(row, 'input.voltage', `${fmtNum(input)} V`);
+    if (r.ts) {
+      const tm = row.querySelector('[data-f="ts"]');
+      if (tm) {
+        const iso = typeof r.ts === 'number' ? new Date(r.ts).toISOString() : r.ts;
+        tm.setAttribute('datetime', iso);
+        tm.textContent = ago(iso);
+        tm.title = new Date(iso).toLocaleString(lang());
+      }
+    }
+    if (render(row, t)) recount();
+  });
+  es.addEventListener('alert', (e) => {
+    const ev = JSON.parse(e.data);
+    const row = document.getElementById(`u-${ev.serial}`);
+    if (!row) return;
+    const firing = new Set((row.dataset.firing || '').split(' ').filter(Boolean));
+    if (ev.kind === 'resolved') firing.delete(ev.rule);
+    else firing.add(ev.rule);
+    row.dataset.firing = [...firing].join(' ');
+    if (render(row, t)) recount();
+  });
+  // Relative times age even without events.
+  setInterval(() => {
+    document.querySelectorAll('time[data-f="ts"]').forEach((tm) => {
+      const iso = tm.getAttribute('datetime');
+      if (iso) tm.textContent = ago(iso);
+    });
+  }, 15000);
+  window.addEventListener('pagehide', () => es.close());
+}
