@@ -1,0 +1,507 @@
+package web_test
+
+// Browser tests: a real upswatch serve (embedded NATS, MQTT broker and
+// SQLite), units fed through real MQTT publishes, and Debian's Chromium
+// driven by chromedp, as a facility manager and an owner would use it.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/upswatch/upswatch/app"
+	"github.com/upswatch/upswatch/config"
+)
+
+// server is one upswatch serve in-process.
+type server struct {
+	t    testing.TB
+	app  *app.App
+	base string
+}
+
+func startServer(t testing.TB) *server {
+	t.Helper()
+	c := config.Default()
+	c.DataDir = t.TempDir()
+	c.HTTP.Addr = "127.0.0.1:0"
+	c.MQTT.Listen = "127.0.0.1:0"
+	c.MQTT.ClientID = "upswatch-console-test"
+	c.NATS.Partitions = 2
+	c.MQTT.DeviceRate = 0 // the 7-day replay comes in a burst
+	var logw io.Writer = io.Discard
+	if testing.Verbose() {
+		logw = os.Stderr
+	}
+	a, err := app.New(c, slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Out = io.Discard
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	select {
+	case <-a.Started():
+	case err := <-done:
+		t.Fatalf("serve exited before starting: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("serve did not start within 60s")
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	s := &server{t: t, app: a, base: "http://" + a.HTTPAddr()}
+	eventually(t, 30*time.Second, "serve ready", func() bool {
+		code, _ := s.call("GET", "/readyz", nil, nil)
+		return code == http.StatusOK
+	})
+	return s
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// call makes an admin API request, decoding a JSON answer into out.
+func (s *server) call(method, path string, body, out any) (int, []byte) {
+	s.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, s.base+path, rd)
+	req.Header.Set("Authorization", "Bearer "+s.app.AdminToken())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			s.t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
+		}
+	}
+	return resp.StatusCode, raw
+}
+
+func (s *server) must(method, path string, body, out any, want int) {
+	s.t.Helper()
+	if code, raw := s.call(method, path, body, out); code != want {
+		s.t.Fatalf("%s %s: %d %s, want %d", method, path, code, raw, want)
+	}
+}
+
+// unit is a registered unit and its MQTT connection.
+type unit struct {
+	Serial, Name, Site string
+	client             paho.Client
+}
+
+func (s *server) register(serial, name, site string) *unit {
+	s.t.Helper()
+	var r struct {
+		MQTT struct{ Username, Password string } `json:"mqtt"`
+	}
+	s.must("POST", "/v1/units", map[string]string{"serial": serial, "name": name, "site": site}, &r, http.StatusCreated)
+	o := paho.NewClientOptions().AddBroker(s.app.MQTTURL()).SetClientID("dev-" + serial).
+		SetUsername(r.MQTT.Username).SetPassword(r.MQTT.Password).SetAutoReconnect(false)
+	c := paho.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		s.t.Fatalf("device %s connect: %v", serial, tok.Error())
+	}
+	s.t.Cleanup(func() { c.Disconnect(0) })
+	return &unit{Serial: serial, Name: name, Site: site, client: c}
+}
+
+// publish sends readings (one object, or an array for a replay).
+func (u *unit) publish(t testing.TB, payload any) {
+	t.Helper()
+	b, err := json.Marshal(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := u.client.Publish("ups/"+u.Serial+"/telemetry", 1, false, b)
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish %s: %v", u.Serial, tok.Error())
+	}
+}
+
+// reading is a plausible reading at t; onBattery cuts the mains.
+func reading(t time.Time, i int, onBattery bool) map[string]any {
+	r := map[string]any{
+		"ts": t.UnixMilli(), "ups.status": "OL", "input.voltage": 229 + float64(i%7), "output.voltage": 230,
+		"input.frequency": 50 + float64(i%3)/10, "ups.load": 30 + float64(i%20), "battery.charge": 100,
+		"battery.runtime": 2400 - i%60, "battery.temperature": 27 + float64(i%5)/2,
+	}
+	if onBattery {
+		r["ups.status"], r["input.voltage"], r["battery.charge"] = "OB DISCHRG", 0, 90-float64(i%10)
+	}
+	return r
+}
+
+// browser starts headless Chromium (Debian's, installed by
+// scripts/deps.sh) and collects every error its pages report.
+type browser struct {
+	ctx    context.Context
+	mu     sync.Mutex
+	errors []string
+}
+
+func chromiumPath(t testing.TB) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium is not installed (scripts/deps.sh installs it)")
+	}
+	t.Skip("chromium is not installed: run scripts/deps.sh")
+	return ""
+}
+
+func newBrowser(t testing.TB) *browser {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath(t)), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900),
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return &browser{ctx: ctx}
+}
+
+// person opens a tab in a fresh browser context (its own cookies), as one
+// person, and records the errors its pages report: exceptions,
+// console.error, and the browser's own log (CSP violations, failed loads).
+func (b *browser) person(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for m, err := range chromedp.Console(ctx) {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				b.mu.Lock()
+				b.errors = append(b.errors, fmt.Sprintf("%s (%s:%d)", m, m.URL, m.Line))
+				b.mu.Unlock()
+			}
+		}
+	}()
+	return ctx
+}
+
+// pageErrors returns the errors collected since the last call.
+func (b *browser) pageErrors() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.errors
+	b.errors = nil
+	return out
+}
+
+// forget drops the errors that mention substr (an expected 404).
+func (b *browser) forget(substr string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	kept := b.errors[:0]
+	for _, e := range b.errors {
+		if !strings.Contains(e, substr) {
+			kept = append(kept, e)
+		}
+	}
+	b.errors = kept
+}
+
+// do runs actions within timeout.
+func do(t testing.TB, ctx context.Context, timeout time.Duration, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// get runs one action that answers a value.
+func get[T any](t testing.TB, ctx context.Context, a chromedp.Action[T]) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func text(t testing.TB, ctx context.Context, sel string) string {
+	t.Helper()
+	return strings.Join(strings.Fields(get(t, ctx, chromedp.Text(chromedp.CSS(sel)))), " ")
+}
+
+func attr(t testing.TB, ctx context.Context, sel, name string) string {
+	t.Helper()
+	return get(t, ctx, chromedp.AttributeValue(chromedp.CSS(sel), name)).Value
+}
+
+// texts is the text of every element sel matches, spaces collapsed.
+func texts(t testing.TB, ctx context.Context, sel string) []string {
+	t.Helper()
+	b, _ := json.Marshal(sel)
+	return get(t, ctx, chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll(` + string(b) + `)].map(e => e.textContent.trim().replace(/\s+/g, " "))`))
+}
+
+// invite issues an invitation link for account id.
+func (s *server) invite(id string) string {
+	s.t.Helper()
+	var out struct {
+		URL string `json:"url"`
+	}
+	s.must("POST", "/v1/accounts/"+id+"/invite", nil, &out, http.StatusCreated)
+	return out.URL
+}
+
+// acceptInvite sets a password through the invitation page and lands on
+// the fleet.
+func acceptInvite(t testing.TB, ctx context.Context, link, password string) {
+	t.Helper()
+	do(t, ctx, 20*time.Second,
+		chromedp.Navigate(link),
+		chromedp.WaitVisible(chromedp.CSS(`#password`)),
+		chromedp.SendKeys(chromedp.CSS(`#password`), password),
+		chromedp.SendKeys(chromedp.CSS(`#confirm`), password),
+		chromedp.Submit(chromedp.CSS(`#password`)),
+		chromedp.WaitVisible(chromedp.CSS(`#fleet`)),
+	)
+}
+
+// cookies returns the tab's cookies, for plain HTTP requests made as the
+// same person.
+func cookies(t testing.TB, ctx context.Context) []*http.Cookie {
+	t.Helper()
+	res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*http.Cookie
+	for _, c := range res.Cookies {
+		out = append(out, &http.Cookie{Name: c.Name, Value: c.Value})
+	}
+	return out
+}
+
+func TestConsole(t *testing.T) {
+	s := startServer(t)
+	b := newBrowser(t)
+	now := time.Now().UTC().Truncate(time.Minute)
+
+	a1 := s.register("900100000001", "Rack A1", "hq")
+	a2 := s.register("900100000002", "Rack A2", "hq")
+	b1 := s.register("900200000001", "Branch B1", "branch")
+	s.must("POST", "/v1/accounts", map[string]any{"id": "lan", "role": "manager", "name": "Lan Tran",
+		"email": "lan@example.com", "language": "en", "time_zone": "Asia/Ho_Chi_Minh", "sites": []string{"hq"}}, nil, http.StatusCreated)
+	s.must("POST", "/v1/accounts", map[string]any{"id": "minh", "role": "owner", "name": "Minh Pham",
+		"email": "minh@example.com", "language": "vi", "time_zone": "Asia/Ho_Chi_Minh", "units": []string{b1.Serial}}, nil, http.StatusCreated)
+
+	// Seven days of A1 at one reading a minute, replayed as a device
+	// would after being offline (oldest first, 1,000 a message), with a
+	// 20-minute outage two days ago.
+	const week = 7 * 24 * 60
+	outageFrom, outageTo := week-2*24*60, week-2*24*60+20
+	var batch []map[string]any
+	for i := range week {
+		ts := now.Add(time.Duration(i-week+1) * time.Minute)
+		batch = append(batch, reading(ts, i, i >= outageFrom && i < outageTo))
+		if len(batch) == 1000 || i == week-1 {
+			a1.publish(t, batch)
+			batch = nil
+		}
+	}
+	a2.publish(t, reading(time.Now(), 1, false))
+	b1.publish(t, reading(time.Now(), 2, false))
+	eventually(t, 60*time.Second, "the week of A1 stored", func() bool {
+		var h struct {
+			Fields []struct {
+				Points []struct{ Count int } `json:"points"`
+			} `json:"fields"`
+		}
+		q := fmt.Sprintf("/v1/units/%s/history?from=%s&to=%s&every=24h&fields=input.voltage", a1.Serial,
+			now.Add(-8*24*time.Hour).Format(time.RFC3339), now.Add(time.Minute).Format(time.RFC3339))
+		if code, _ := s.call("GET", q, nil, &h); code != http.StatusOK || len(h.Fields) != 1 {
+			return false
+		}
+		n := 0
+		for _, p := range h.Fields[0].Points {
+			n += p.Count
+		}
+		return n == week
+	})
+	for _, u := range []*unit{a2, b1} {
+		eventually(t, 30*time.Second, "latest of "+u.Serial, func() bool {
+			code, _ := s.call("GET", "/v1/units/"+u.Serial+"/latest", nil, nil)
+			return code == http.StatusOK
+		})
+	}
+
+	lan := b.person(t)
+	t.Run("sign in through the invitation link", func(t *testing.T) {
+		acceptInvite(t, lan, s.invite("lan"), "a long enough secret")
+		if h1 := text(t, lan, "h1"); h1 != "Fleet" {
+			t.Fatalf("landed on %q, want the fleet", h1)
+		}
+	})
+
+	t.Run("the fleet lists the person's units and no others", func(t *testing.T) {
+		rows := texts(t, lan, `tr[data-serial] th`)
+		want := []string{"Rack A1 " + a1.Serial, "Rack A2 " + a2.Serial}
+		if strings.Join(rows, "|") != strings.Join(want, "|") {
+			t.Fatalf("rows %q, want %q", rows, want)
+		}
+	})
+
+	t.Run("an outage turns the row to on battery without a reload", func(t *testing.T) {
+		do(t, lan, 15*time.Second,
+			chromedp.Navigate(s.base+"/"),
+			chromedp.WaitVisible(chromedp.CSS(`[data-feed]`)), // the event stream is open
+		)
+		get(t, lan, chromedp.Evaluate[string](`window.__sameDocument = "yes"`))
+		a2.publish(t, map[string]any{"ups.status": "OB DISCHRG", "input.voltage": 0, "battery.charge": 95, "battery.runtime": 1500})
+		row := `tr#u-` + a2.Serial
+		do(t, lan, 15*time.Second, chromedp.WaitVisible(chromedp.CSS(row+`[data-state="on_battery"]`)))
+		badge := text(t, lan, row+` [data-f="state"]`)
+		same := get(t, lan, chromedp.Evaluate[string](`window.__sameDocument || "reloaded"`))
+		if badge != "On battery" || same != "yes" {
+			t.Fatalf("badge %q, document %q; want On battery without a reload", badge, same)
+		}
+		if n := text(t, lan, `[data-count="on_battery"]`); n != "1" {
+			t.Fatalf("on battery count %q, want 1", n)
+		}
+	})
+
+	t.Run("the unit page draws seven days of charts", func(t *testing.T) {
+		do(t, lan, 30*time.Second,
+			chromedp.Navigate(s.base+"/units/"+a1.Serial+"?range=7d"),
+			chromedp.WaitReady(chromedp.CSS(`#charts[data-charts]`)),
+		)
+		n, _ := strconv.Atoi(attr(t, lan, "#charts", "data-charts"))
+		p, _ := strconv.Atoi(attr(t, lan, "#charts", "data-points"))
+		if n < 6 || p/n < week-10 {
+			t.Fatalf("%d charts with %d points in all, want 6 with about %d each", n, p, week)
+		}
+		if c := get(t, lan, chromedp.Evaluate[int](`document.querySelectorAll("#charts canvas").length`)); c != n {
+			t.Fatalf("%d canvases for %d charts", c, n)
+		}
+		t.Logf("unit page: %d charts, %d points, fetched and drawn in %s ms", n, p, attr(t, lan, "#charts", "data-ms"))
+	})
+
+	t.Run("a manager of site hq opening a unit of site branch gets 404", func(t *testing.T) {
+		do(t, lan, 15*time.Second, chromedp.Navigate(s.base+"/units/"+b1.Serial))
+		if h1 := text(t, lan, "h1"); h1 != "Not found" {
+			t.Fatalf("h1 %q, want Not found", h1)
+		}
+		b.forget("/units/" + b1.Serial) // the browser logs the 404 it was meant to get
+		// The status codes, page and API alike, with the same session.
+		ck := cookies(t, lan)
+		for path, want := range map[string]int{
+			"/units/" + b1.Serial: http.StatusNotFound, "/v1/units/" + b1.Serial: http.StatusNotFound,
+			"/units/" + a1.Serial: http.StatusOK, "/v1/units/" + a1.Serial: http.StatusOK,
+		} {
+			req, _ := http.NewRequest("GET", s.base+path, nil)
+			for _, c := range ck {
+				req.AddCookie(c)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("GET %s with lan's session: %d, want %d", path, resp.StatusCode, want)
+			}
+		}
+	})
+
+	t.Run("the Vietnamese console", func(t *testing.T) {
+		minh := b.person(t)
+		acceptInvite(t, minh, s.invite("minh"), "mật khẩu thật dài")
+		h1, lang := text(t, minh, "h1"), attr(t, minh, "html", "lang")
+		rows := texts(t, minh, `tr[data-serial] th`)
+		if h1 != "Thiết bị" || lang != "vi" || len(rows) != 1 || !strings.Contains(rows[0], b1.Serial) {
+			t.Fatalf("h1 %q lang %q rows %q", h1, lang, rows)
+		}
+		if st := text(t, minh, `tr#u-`+b1.Serial+` [data-f="state"]`); st != "Có điện lưới" {
+			t.Fatalf("state %q, want Có điện lưới", st)
+		}
+	})
+
+	t.Run("a phone-sized screenshot", func(t *testing.T) {
+		do(t, lan, 20*time.Second,
+			chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+			chromedp.Navigate(s.base+"/"),
+			chromedp.WaitVisible(chromedp.CSS(`[data-feed]`)),
+		)
+		png := get(t, lan, chromedp.FullScreenshot(90))
+		if get(t, lan, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > 390`)) {
+			t.Error("the fleet page is wider than a 390 px screen")
+		}
+		path := filepath.Join(t.ArtifactDir(), "fleet-390px.png")
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s (%d bytes)", path, len(png))
+		do(t, lan, 10*time.Second, chromedp.EmulateViewport(1280, 900))
+	})
+
+	t.Run("no errors in the browser console", func(t *testing.T) {
+		for _, page := range []string{"/", "/alerts", "/account", "/units/" + a2.Serial + "?range=1h", "/units/" + a1.Serial} {
+			do(t, lan, 20*time.Second, chromedp.Navigate(s.base+page), chromedp.WaitReady(chromedp.CSS(`body`)))
+		}
+		do(t, lan, 20*time.Second, chromedp.WaitReady(chromedp.CSS(`#charts[data-charts]`)))
+		if errs := b.pageErrors(); len(errs) > 0 {
+			t.Fatalf("browser reported errors:\n%s", strings.Join(errs, "\n"))
+		}
+	})
+}
