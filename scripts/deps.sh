@@ -59,3 +59,21 @@ if [ ! -x "$influxd_bin" ]; then
 	# Rename is atomic: a concurrent test never sees a half-written binary.
 	mv "$build_dir/influxd" "$influxd_bin"
 fi
+
+# The console's browser tests drive Debian's Chromium (a browser cannot be
+# downloaded here), and its assets are built with node and npm.
+apt_install() {
+	sudo=
+	if [ "$(id -u)" -ne 0 ]; then
+		sudo=sudo
+	fi
+	echo "deps.sh: installing $* with apt-get" >&2
+	$sudo apt-get update -qq >/dev/null
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+if ! command -v chromium >/dev/null 2>&1; then
+	apt_install chromium fonts-noto-core
+fi
+if ! command -v npm >/dev/null 2>&1; then
+	apt_install nodejs npm
+fi

@@ -1,0 +1,232 @@
+package web_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// person is a plain HTTP client with its own cookies that does not follow
+// redirects, so a test sees each answer.
+type person struct {
+	t    *testing.T
+	base string
+	c    *http.Client
+}
+
+func newPerson(t *testing.T, base string) *person {
+	jar, _ := cookiejar.New(nil)
+	return &person{t: t, base: base, c: &http.Client{Jar: jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (p *person) req(method, path string, form url.Values, hdr map[string]string) (*http.Response, string) {
+	p.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, p.base+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := p.c.Do(req)
+	if err != nil {
+		p.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func (p *person) get(path string) (*http.Response, string) { return p.req("GET", path, nil, nil) }
+func (p *person) post(path string, form url.Values) (*http.Response, string) {
+	return p.req("POST", path, form, nil)
+}
+
+func TestSignIn(t *testing.T) {
+	s := startServer(t)
+	s.must("POST", "/v1/accounts", map[string]any{"id": "an", "name": "An Le", "email": "an@example.com",
+		"language": "en", "time_zone": "UTC"}, nil, http.StatusCreated)
+	anon := newPerson(t, s.base)
+
+	t.Run("the login page and its headers", func(t *testing.T) {
+		resp, body := anon.get("/login")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /login: %d", resp.StatusCode)
+		}
+		for _, want := range []string{`<label for="email">Email</label>`, `<label for="password">Password</label>`,
+			`<button type="submit">Sign in</button>`} {
+			if !strings.Contains(body, want) {
+				t.Errorf("login page lacks %s", want)
+			}
+		}
+		csp := resp.Header.Get("Content-Security-Policy")
+		if !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") ||
+			!strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Errorf("CSP %q", csp)
+		}
+		if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Error("no nosniff")
+		}
+	})
+
+	t.Run("pages send strangers to the login page", func(t *testing.T) {
+		resp, _ := anon.get("/units/123456789012?range=7d")
+		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther ||
+			loc != "/login?next="+url.QueryEscape("/units/123456789012?range=7d") {
+			t.Fatalf("%d to %q", resp.StatusCode, loc)
+		}
+		if resp, _ := anon.get("/v1/units"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("API without a session: %d", resp.StatusCode)
+		}
+	})
+
+	link := s.invite("an")
+	token := link[strings.LastIndex(link, "/")+1:]
+	an := newPerson(t, s.base)
+
+	t.Run("an invitation sets the password once", func(t *testing.T) {
+		if resp, body := an.post("/invite/"+token, url.Values{"password": {"short"}, "confirm": {"short"}}); resp.StatusCode != http.StatusBadRequest ||
+			!strings.Contains(body, "10 to 256 characters") {
+			t.Fatalf("weak password: %d", resp.StatusCode)
+		}
+		if resp, body := an.post("/invite/"+token, url.Values{"password": {"one long secret"}, "confirm": {"another one"}}); resp.StatusCode != http.StatusBadRequest ||
+			!strings.Contains(body, "differ") {
+			t.Fatalf("mismatch: %d", resp.StatusCode)
+		}
+		resp, _ := an.post("/invite/"+token, url.Values{"password": {"one long secret"}, "confirm": {"one long secret"}})
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+			t.Fatalf("accept: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		var sess *http.Cookie
+		for _, c := range resp.Cookies() {
+			if c.Name == "upswatch_session" {
+				sess = c
+			}
+		}
+		if sess == nil || !sess.HttpOnly || sess.SameSite != http.SameSiteLaxMode {
+			t.Fatalf("session cookie %+v", sess)
+		}
+		if resp, _ := an.get("/"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("fleet after sign-in: %d", resp.StatusCode)
+		}
+		again := newPerson(t, s.base)
+		if resp, body := again.post("/invite/"+token, url.Values{"password": {"stolen link pw"}, "confirm": {"stolen link pw"}}); resp.StatusCode != http.StatusNotFound ||
+			!strings.Contains(body, "invalid, used or expired") {
+			t.Fatalf("second use: %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("the API takes the session cookie", func(t *testing.T) {
+		if resp, body := an.get("/v1/accounts/an"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "an@example.com") {
+			t.Fatalf("GET own account with the session: %d", resp.StatusCode)
+		}
+		if resp, _ := an.get("/v1/accounts"); resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("admin-only list with an owner's session: %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("cross-site requests are refused", func(t *testing.T) {
+		resp, _ := an.req("POST", "/account/profile", url.Values{"name": {"Mallory"}, "language": {"en"}, "time_zone": {"UTC"}},
+			map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"})
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("cross-site form post: %d", resp.StatusCode)
+		}
+		resp, _ = an.req("PUT", "/v1/accounts/an/preferences", url.Values{}, map[string]string{"Origin": "https://evil.example"})
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("cross-site API call: %d", resp.StatusCode)
+		}
+		resp, body := an.req("POST", "/account/profile", url.Values{"name": {"An Le"}, "language": {"vi"}, "time_zone": {"Asia/Ho_Chi_Minh"}},
+			map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": s.base})
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Đã lưu") {
+			t.Fatalf("same-site profile save: %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("the admin token signs in as admin", func(t *testing.T) {
+		op := newPerson(t, s.base)
+		if resp, body := op.post("/login/admin", url.Values{"token": {"not it"}}); resp.StatusCode != http.StatusUnauthorized ||
+			!strings.Contains(body, "not the admin token") {
+			t.Fatalf("wrong token: %d", resp.StatusCode)
+		}
+		if resp, _ := op.post("/login/admin", url.Values{"token": {s.app.AdminToken()}}); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("admin token: %d", resp.StatusCode)
+		}
+		if resp, _ := op.get("/v1/accounts"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("admin list with the admin session: %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("signing out ends the session everywhere", func(t *testing.T) {
+		u, _ := url.Parse(s.base)
+		old := an.c.Jar.Cookies(u)
+		if resp, _ := an.req("POST", "/logout", url.Values{}, nil); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("logout: %d", resp.StatusCode)
+		}
+		thief := newPerson(t, s.base)
+		thief.c.Jar.SetCookies(u, old)
+		if resp, _ := thief.get("/"); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("the old cookie still works: %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("deleting the account ends its sessions and erases its password", func(t *testing.T) {
+		p := newPerson(t, s.base)
+		link := s.invite("an")
+		tok := link[strings.LastIndex(link, "/")+1:]
+		if resp, _ := p.post("/invite/"+tok, url.Values{"password": {"a new long secret"}, "confirm": {"a new long secret"}}); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("accept: %d", resp.StatusCode)
+		}
+		s.must("DELETE", "/v1/accounts/an", nil, nil, http.StatusNoContent)
+		if resp, _ := p.get("/"); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("deleted account's session: %d", resp.StatusCode)
+		}
+		s.must("POST", "/v1/accounts", map[string]any{"id": "an", "name": "An Le", "email": "an@example.com",
+			"language": "en", "time_zone": "UTC"}, nil, http.StatusCreated)
+		other := newPerson(t, s.base)
+		if resp, body := other.post("/login", url.Values{"email": {"an@example.com"}, "password": {"a new long secret"}}); resp.StatusCode != http.StatusUnauthorized ||
+			!strings.Contains(body, "no password yet") {
+			t.Fatalf("the old password survived the deletion: %d", resp.StatusCode)
+		}
+	})
+	t.Run("failed sign-ins are limited per account", func(t *testing.T) {
+		s.must("POST", "/v1/accounts", map[string]any{"id": "bo", "name": "Bo", "email": "bo@example.com",
+			"language": "en", "time_zone": "UTC"}, nil, http.StatusCreated)
+		link := s.invite("bo")
+		if resp, _ := newPerson(t, s.base).post(link[len(s.base):], url.Values{"password": {"one long secret"}, "confirm": {"one long secret"}}); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("accept: %d", resp.StatusCode)
+		}
+		bo := newPerson(t, s.base)
+		resp, _ := bo.post("/login", url.Values{"email": {" Bo@Example.com "}, "password": {"one long secret"}, "next": {"/alerts"}})
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/alerts" {
+			t.Fatalf("right password: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		if resp, _ := bo.get("/alerts"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("alerts page after sign-in: %d", resp.StatusCode)
+		}
+		guesser := newPerson(t, s.base)
+		for i := range 5 {
+			resp, body := guesser.post("/login", url.Values{"email": {"bo@example.com"}, "password": {"guess number " + string(rune('a'+i))}})
+			if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "not right") {
+				t.Fatalf("guess %d: %d", i, resp.StatusCode)
+			}
+		}
+		resp, body := guesser.post("/login", url.Values{"email": {"bo@example.com"}, "password": {"one long secret"}})
+		if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, "Try again in 3 minutes") {
+			t.Fatalf("sixth try, even right: %d", resp.StatusCode)
+		}
+		// An unknown account answers like a wrong password.
+		if resp, body := guesser.post("/login", url.Values{"email": {"nobody@example.com"}, "password": {"whatever it is"}}); resp.StatusCode != http.StatusUnauthorized ||
+			!strings.Contains(body, "not right") {
+			t.Fatalf("unknown email: %d", resp.StatusCode)
+		}
+	})
+
+}
