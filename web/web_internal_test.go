@@ -1,6 +1,10 @@
 package web
 
 import (
+	"bytes"
+	"compress/gzip"
+	"io/fs"
+	"os"
 	"regexp"
 	"slices"
 	"testing"
@@ -140,5 +144,33 @@ func TestHashAssets(t *testing.T) {
 	fs["dist/app.js"] = &fstest.MapFile{Data: []byte("c")}
 	if v2 := hashAssets(fs); v1 == "" || v1 == v2 {
 		t.Errorf("versions %q, %q: want non-empty and changing with the content", v1, v2)
+	}
+}
+
+// The scripts and styles a browser downloads weigh at most 100 KiB
+// gzipped (htmx, uPlot and ours).
+func TestAssetWeight(t *testing.T) {
+	static, _ := fs.Sub(staticFS, "static")
+	if hashAssets(static) == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("console assets are not built (make assets)")
+		}
+		t.Skip("console assets are not built: run make assets")
+	}
+	total := 0
+	for _, name := range []string{"dist/app.js", "dist/app.css"} {
+		b, err := fs.ReadFile(static, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+		zw.Write(b)
+		zw.Close()
+		t.Logf("%s: %d bytes, %d gzipped", name, len(b), buf.Len())
+		total += buf.Len()
+	}
+	if total > 100<<10 {
+		t.Fatalf("console assets weigh %d bytes gzipped, over 100 KiB", total)
 	}
 }

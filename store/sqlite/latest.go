@@ -43,7 +43,11 @@ func (s *Store) Latest(ctx context.Context, serial ups.Serial) (ups.Reading, err
 		dest = append(dest, &vars[i])
 	}
 	dest = append(dest, &extra, &texts)
-	err := s.r.QueryRowContext(ctx, selectLatest, string(serial)).Scan(dest...)
+	s.latestOnce.Do(func() { s.latest, s.latestErr = s.r.PrepareContext(context.WithoutCancel(ctx), selectLatest) })
+	if s.latestErr != nil {
+		return ups.Reading{}, fmt.Errorf("sqlite store: prepare latest: %w", s.latestErr)
+	}
+	err := s.latest.QueryRowContext(ctx, string(serial)).Scan(dest...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ups.Reading{}, fmt.Errorf("sqlite store: latest of %s: %w", serial, store.ErrNotFound)
 	}

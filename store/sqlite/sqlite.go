@@ -83,6 +83,12 @@ type Store struct {
 
 	pruneChunk int64 // defaultPruneChunk; tests lower it
 
+	// latest is selectLatest prepared once: preparing it cost more than
+	// running it (the console's fleet page asks it for every unit).
+	latestOnce sync.Once
+	latest     *sql.Stmt
+	latestErr  error
+
 	// afterPrune, when set (by tests), is called after each prune of Run.
 	afterPrune func(n int64, err error)
 }
@@ -194,7 +200,11 @@ func (s *Store) Close() error {
 	if optErr != nil {
 		s.log.Warn("sqlite store optimize failed", "err", optErr)
 	}
-	return errors.Join(s.r.Close(), s.w.Close())
+	var stmtErr error
+	if s.latest != nil {
+		stmtErr = s.latest.Close()
+	}
+	return errors.Join(stmtErr, s.r.Close(), s.w.Close())
 }
 
 func cloneValues(v url.Values) url.Values {
