@@ -15,10 +15,6 @@ import (
 // from and to are RFC 3339 or unix milliseconds (default: the last 24 h);
 // every is a Go duration (default: a width giving about 300 points);
 // fields is a comma separated list of NUT variables (default: all).
-// maxBuckets bounds a history answer: a week at one-minute buckets (the
-// console's 7-day charts) fits, a year at one-minute does not.
-const maxBuckets = 20000
-
 func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	u, ok := s.unit(w, r)
 	if !ok {
@@ -48,7 +44,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if to.Sub(from)/every > maxBuckets {
+	if to.Sub(from)/every > store.MaxBuckets {
 		writeError(w, http.StatusBadRequest, "invalid_query", "the range holds more than 20000 buckets of every; widen every")
 		return
 	}

@@ -14,6 +14,12 @@ import (
 	"github.com/upswatch/upswatch/ups"
 )
 
+// MaxBuckets bounds the buckets one Query may span, in every backend, so
+// a careless range cannot make a store answer millions of points: a week
+// at one-minute buckets (the console's 7-day charts) fits, a year does
+// not.
+const MaxBuckets = 20_000
+
 // ErrNotFound is returned when a unit has no readings.
 var ErrNotFound = errors.New("not found")
 

@@ -13,7 +13,7 @@ import (
 )
 
 // MaxBuckets bounds the buckets one Query may span, as store/sqlite does.
-const MaxBuckets = 10_000
+const MaxBuckets = store.MaxBuckets
 
 // aggregates are computed in one Flux script, one yield each; the result
 // name tells them apart.

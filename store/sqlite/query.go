@@ -16,7 +16,7 @@ import (
 
 // MaxBuckets bounds the buckets one Query may span, so a careless range
 // (a year at 1 s) is refused instead of building a huge answer.
-const MaxBuckets = 10_000
+const MaxBuckets = store.MaxBuckets
 
 // Query aggregates the numeric fields of one unit over [q.From, q.To).
 //

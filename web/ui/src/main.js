@@ -22,6 +22,7 @@ document.addEventListener('DOMContentLoaded', () => {
     if (root) {
       root.removeAttribute('aria-busy');
       root.dataset.error = String(err);
+      root.dataset.charts = '0';
     }
     console.warn('charts:', err.message);
   });
