@@ -72,6 +72,11 @@ type Server struct {
 	owners Accounts
 	// routes lists every pattern registered, for the OpenAPI test.
 	routes []string
+	// actions holds acknowledgements and silences (set by
+	// HandleAlertActions).
+	actions AlertActions
+	// heartbeat is the interval of /v1/events keep-alives (0: 15 s).
+	heartbeat time.Duration
 }
 
 // New builds the handler tree.
