@@ -290,6 +290,14 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	a.mqttURL = mqttURL
 
+	// Live events for the console: one hub per instance fans the bus out.
+	hub, err := live.New(live.Config{Conn: nc, Units: units, ReadingJSON: api.ReadingJSON, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	goRun("live events", hub.Run)
+	checks = append(checks, api.ReadyCheck{Name: "live", Ready: closed(hub.Ready())})
+
 	var catalog api.Catalog
 	if c, err := a.loadProducts(); err != nil {
 		return err
@@ -310,12 +318,6 @@ func (a *App) Run(ctx context.Context) (err error) {
 	srv.HandleAlerts(alerts)
 	srv.HandleAlertActions(alerts, acts)
 	srv.HandleOutages(alerts, notifier)
-	// Live events for the console: one hub per instance fans the bus out.
-	hub, err := live.New(live.Config{Conn: nc, Units: units, ReadingJSON: api.ReadingJSON, Logger: a.log})
-	if err != nil {
-		return err
-	}
-	goRun("live events", hub.Run)
 	srv.HandleEvents(hub)
 	ln, err := net.Listen("tcp", a.cfg.HTTP.Addr)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -104,7 +105,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer func() { _ = as.Unsubscribe() }()
 	// The subscriptions are registered with the server once a flush
 	// round-trips: only then is Ready true.
-	if err := h.cfg.Conn.FlushWithContext(ctx); err != nil && ctx.Err() == nil {
+	if err := h.cfg.Conn.FlushTimeout(10 * time.Second); err != nil {
 		return fmt.Errorf("live: %w", err)
 	}
 	close(h.ready)
