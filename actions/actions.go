@@ -147,7 +147,13 @@ type Store struct {
 	kv  jetstream.KeyValue
 	log *slog.Logger
 	now func() time.Time
+	// ready is closed once Run consumes the alerts.
+	ready chan struct{}
 }
+
+// Ready is closed once Run consumes the alert events (resolves from then
+// on clear acknowledgements).
+func (s *Store) Ready() <-chan struct{} { return s.ready }
 
 // Open creates the bucket and the audit stream if needed. It starts
 // nothing: Run clears acknowledgements of resolved alerts.
@@ -182,7 +188,8 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	}); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", bus.AlertActionsStream, err)
 	}
-	return &Store{js: js, kv: kv, log: o.Logger.With("component", "alert-actions"), now: o.Now}, nil
+	return &Store{js: js, kv: kv, log: o.Logger.With("component", "alert-actions"), now: o.Now,
+		ready: make(chan struct{})}, nil
 }
 
 func ackKey(serial ups.Serial, rule string) string { return "ack." + string(serial) + "." + rule }
@@ -439,6 +446,7 @@ func (s *Store) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("alert actions: %w", err)
 	}
+	close(s.ready)
 	<-ctx.Done()
 	cc.Drain()
 	<-cc.Closed()

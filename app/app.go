@@ -256,6 +256,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		{Name: "registry", Ready: closed(units.Ready())},
 		{Name: "history", Ready: closed(rec.Ready())},
 		{Name: "rules", Ready: closed(eng.Ready())},
+		{Name: "alert actions", Ready: closed(acts.Ready())},
 		{Name: "ingest", Ready: func() bool {
 			ingMu.Lock()
 			defer ingMu.Unlock()
