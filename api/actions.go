@@ -109,8 +109,9 @@ func actorOf(p Principal) actions.Actor {
 func (s *Server) actorJSON(a actions.Actor) actorJSON {
 	switch {
 	case a.Account != "":
-		out := actorJSON{Account: a.Account, Admin: a.Admin, Name: "(deleted account)"}
+		out := actorJSON{Account: a.Account, Admin: a.Admin, Name: a.Account}
 		if s.owners != nil {
+			out.Name = "(deleted account)"
 			if r, ok := s.owners.Lookup(a.Account); ok {
 				out.Name = r.Name
 			}

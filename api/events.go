@@ -3,9 +3,11 @@ package api
 import (
 	"errors"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/upswatch/upswatch/live"
+	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/registry"
 )
 
@@ -33,8 +35,13 @@ func (s *Server) HandleEvents(src EventSource) {
 }
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request, src EventSource) {
+	// The caller's rights are read again at every keep-alive: a manager
+	// who loses a site stops getting its events within 15 s, and a
+	// deleted account's stream ends.
+	var cur atomic.Pointer[Principal]
 	p := principalOf(r)
-	c, err := src.Subscribe(p.CanSee)
+	cur.Store(&p)
+	c, err := src.Subscribe(func(u registry.Unit) bool { return cur.Load().CanSee(u) })
 	if errors.Is(err, live.ErrClosed) {
 		writeError(w, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down; reconnect shortly")
 		return
@@ -78,6 +85,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, src EventSource)
 			}
 			return
 		case <-tick.C:
+			if p.Account.ID != "" && s.owners != nil {
+				acct, ok := s.owners.Lookup(p.Account.ID)
+				if !ok {
+					return
+				}
+				np := Principal{Admin: acct.Role == recipients.RoleAdmin, Account: acct}
+				cur.Store(&np)
+			}
 			if !write([]byte(": ping\n\n")) {
 				return
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/upswatch/upswatch/bus/bustest"
 	"github.com/upswatch/upswatch/live"
+	"github.com/upswatch/upswatch/notify/recipients"
 )
 
 // TestEventStream: the stream needs a token, opens with a retry hint,
@@ -89,5 +90,60 @@ func TestEventStream(t *testing.T) {
 	resp = open("tok")
 	if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 503 || !strings.Contains(string(b), "shutting_down") {
 		t.Fatalf("a stream after shutdown: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestEventStreamEndsForDeletedAccount: the stream reads the account
+// again at each keep-alive, so erasing the account ends its open stream.
+func TestEventStreamEndsForDeletedAccount(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	_, nc, js := bustest.Server(t)
+	accounts, err := recipients.Open(ctx, js, recipients.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = accounts.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-accounts.Ready()
+	if _, err := accounts.Create(ctx, recipients.Recipient{Account: recipients.Account{ID: "lan"}}); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := accounts.CreateToken(ctx, "lan", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub, err := live.New(live.Config{Conn: nc, Units: noUnits{}, ReadingJSON: ReadingJSON})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{AdminToken: "tok", Units: noUnits{}, History: noHistory{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.heartbeat = 10 * time.Millisecond
+	s.HandleNotify(accounts, nil)
+	s.HandleEvents(hub)
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	req, _ := http.NewRequestWithContext(rctx, "GET", srv.URL+"/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := bufio.NewScanner(resp.Body)
+	for lines.Scan() && lines.Text() != ": ping" {
+	}
+	if err := accounts.Delete(ctx, "lan"); err != nil {
+		t.Fatal(err)
+	}
+	for lines.Scan() {
+	}
+	if err := lines.Err(); err != nil {
+		t.Fatalf("the stream of a deleted account did not end: %v", err)
 	}
 }
