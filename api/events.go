@@ -25,9 +25,11 @@ const heartbeatEvery = 15 * time.Second
 const sseWriteTimeout = 30 * time.Second
 
 // HandleEvents adds GET /v1/events: a Server-Sent Events stream of the
-// alert events (`event: alert`, the rules.Event JSON) and the latest
+// alert events (`event: alert`, the rules.Event JSON), the latest
 // readings (`event: reading`, the reading as /latest shows it plus "ts"
-// in unix ms) of the units the caller may see, with a ": ping" comment
+// in unix ms) and the acknowledgements and silences (`event: action`,
+// the audit record, actors by account id) of the units the caller may
+// see, with a ": ping" comment
 // every 15 s. The stream ends when the client falls behind (it
 // reconnects) or the server shuts down.
 func (s *Server) HandleEvents(src EventSource) {

@@ -402,14 +402,17 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	do(call{owner, "POST", "/v1/alerts/{id}/silence", alertPath + "/silence", map[string]string{"duration": "31d"}, 400})
 	do(call{owner, "GET", "/v1/units/{serial}/outages", "/v1/units/110000000077/outages?from=x", nil, 400})
 
-	// The event stream: one alert and one reading, each conforming to
-	// its schema.
+	// The event stream: an alert, a reading and an action, each
+	// conforming to its schema.
 	checkEventStream(t, doc, srv.URL, owner, func() {
 		b, _ := json.Marshal(ev)
 		if err := nc.Publish("upswatch.alerts.110000000077.on_battery", b); err != nil {
 			t.Fatal(err)
 		}
 		if err := nc.Publish("upswatch.readings.0", ups.AppendBatch(nil, []ups.Reading{rd})); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := acts.Silence(ctx, actions.AlertID{Serial: "110000000077", Rule: "on_battery", Start: 1}, actions.Actor{Account: "lan"}, time.Minute, "x"); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -428,8 +431,8 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 }
 
 // checkEventStream opens GET /v1/events, runs publish, and checks that
-// the document describes the stream and that an alert and a reading
-// arrive with data conforming to AlertEvent and LiveReading.
+// the document describes the stream and that an alert, a reading and an
+// action arrive with data conforming to their schemas.
 func checkEventStream(t *testing.T, doc oaDoc, base, token string, publish func()) {
 	t.Helper()
 	if doc.Paths["/v1/events"]["get"].Responses["200"].Content["text/event-stream"].Schema == nil {
@@ -449,7 +452,7 @@ func checkEventStream(t *testing.T, doc oaDoc, base, token string, publish func(
 		t.Fatalf("GET /v1/events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	publish()
-	schemas := map[string]string{"alert": "AlertEvent", "reading": "LiveReading"}
+	schemas := map[string]string{"alert": "AlertEvent", "reading": "LiveReading", "action": "AlertActionEvent"}
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(resp.Body)
 	name := ""

@@ -261,6 +261,11 @@ func TestConsoleAPI(t *testing.T) {
 			t.Errorf("%s %s %s: %d %s, want %d %s", tc.who, tc.method, tc.path, code, body, tc.code, tc.errCode)
 		}
 	}
+	// The other recipients' consoles learn of it live.
+	streams["lan"].wait("minh's acknowledgement", func(ev sseEvent) bool {
+		by, _ := ev.Data["by"].(map[string]any)
+		return ev.Name == "action" && ev.Data["action"] == "acknowledged" && ev.Data["alert_id"] == alertID && by["account"] == "minh"
+	})
 	for _, who := range []string{"lan", "minh", "admin"} {
 		al := activeOf(who)
 		if len(al) != 1 || al[0].Ack == nil || al[0].Ack.By.Account != "minh" || al[0].Ack.By.Name != "Minh" ||

@@ -1,7 +1,8 @@
 // Package live fans the bus out to the browsers watching it: the latest
-// readings and the alert events, each to the clients allowed to see the
-// unit. One hub runs per instance, on core NATS subscriptions to the
-// readings subjects (every partition) and the alert subjects, so each
+// readings, the alert events and the actions people take on alerts, each
+// to the clients allowed to see the unit. One hub runs per instance, on
+// core NATS subscriptions to the readings subjects (every partition), the
+// alert subjects and the alert actions' audit subjects, so each
 // instance sees everything whichever instance ingested it; nothing is
 // acknowledged or stored, a client that reconnects starts from now.
 //
@@ -10,6 +11,7 @@
 package live
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,6 +33,9 @@ import (
 const (
 	Alert   = "alert"
 	Reading = "reading"
+	// Action: an acknowledgement or silence set, withdrawn or cleared
+	// (the audit record of package actions, actors by account id).
+	Action = "action"
 )
 
 // ErrClosed is returned by Subscribe once the hub has stopped.
@@ -103,6 +108,11 @@ func (h *Hub) Run(ctx context.Context) error {
 		return fmt.Errorf("live: subscribe to alerts: %w", err)
 	}
 	defer func() { _ = as.Unsubscribe() }()
+	acts, err := h.cfg.Conn.Subscribe(bus.AlertActionsSubjectPrefix+">", h.onAction)
+	if err != nil {
+		return fmt.Errorf("live: subscribe to alert actions: %w", err)
+	}
+	defer func() { _ = acts.Unsubscribe() }()
 	// The subscriptions are registered with the server once a flush
 	// round-trips: only then is Ready true.
 	if err := h.cfg.Conn.FlushTimeout(10 * time.Second); err != nil {
@@ -198,6 +208,23 @@ func (h *Hub) onAlert(msg *nats.Msg) {
 		return
 	}
 	h.fanout(Event{Name: Alert, Serial: ev.Serial, Data: b})
+}
+
+func (h *Hub) onAction(msg *nats.Msg) {
+	if h.idle() {
+		return
+	}
+	var rec struct {
+		Serial ups.Serial `json:"serial"`
+	}
+	if err := json.Unmarshal(msg.Data, &rec); err != nil || rec.Serial == "" {
+		return
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, msg.Data); err != nil {
+		return
+	}
+	h.fanout(Event{Name: Action, Serial: rec.Serial, Data: compact.Bytes()})
 }
 
 // fanout offers ev to every client that may see its unit, dropping those
