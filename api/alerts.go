@@ -74,8 +74,9 @@ func (s *Server) unitAlerts(w http.ResponseWriter, r *http.Request, q AlertQueri
 }
 
 // activeAlerts answers GET /v1/alerts?state=firing&site=: the alerts
-// firing now (each as its latest firing or updated event), of one site
-// or all. state defaults to firing, the only state kept.
+// firing now (each as its latest firing or updated event, with its live
+// acknowledgement and silence), of one site or all. state defaults to
+// firing, the only state kept.
 func (s *Server) activeAlerts(w http.ResponseWriter, r *http.Request, q AlertQuerier) {
 	qs := r.URL.Query()
 	if st := qs.Get("state"); st != "" && st != "firing" {
@@ -94,7 +95,12 @@ func (s *Server) activeAlerts(w http.ResponseWriter, r *http.Request, q AlertQue
 			return !ok || !p.CanSee(u)
 		})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"alerts": nonNil(events)})
+	alerts, err := s.withActions(r.Context(), events)
+	if err != nil {
+		s.alertsUnavailable(w, "alert actions", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"alerts": alerts})
 }
 
 func (s *Server) alertsUnavailable(w http.ResponseWriter, what string, err error) {

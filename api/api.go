@@ -77,6 +77,11 @@ type Server struct {
 	// logins holds console passwords and invitations (set by
 	// HandleConsole).
 	logins Logins
+	// actions holds acknowledgements and silences (set by
+	// HandleAlertActions).
+	actions AlertActions
+	// heartbeat is the interval of /v1/events keep-alives (0: 15 s).
+	heartbeat time.Duration
 }
 
 // New builds the handler tree.

@@ -15,12 +15,17 @@ import (
 // from and to are RFC 3339 or unix milliseconds (default: the last 24 h);
 // every is a Go duration (default: a width giving about 300 points);
 // fields is a comma separated list of NUT variables (default: all).
+// With Accept: text/csv or format=csv the answer is CSV (history_csv.go).
 func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	u, ok := s.unit(w, r)
 	if !ok {
 		return
 	}
 	q := r.URL.Query()
+	asCSV, ok := wantCSV(w, r)
+	if !ok {
+		return
+	}
 	now := time.Now().UTC()
 	to, err := parseTime(q.Get("to"), now)
 	if err != nil {
@@ -59,6 +64,10 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	series, err := s.cfg.History.Query(r.Context(), store.Query{Serial: u.Serial, From: from, To: to, Every: every, Fields: fields})
 	if err != nil {
 		s.storeError(w, "history query", err)
+		return
+	}
+	if asCSV {
+		writeHistoryCSV(w, series)
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {

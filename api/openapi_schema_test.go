@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/upswatch/upswatch/actions"
+	"github.com/upswatch/upswatch/live"
 
 	"github.com/upswatch/upswatch/bus/bustest"
 	"github.com/upswatch/upswatch/notify"
@@ -185,7 +189,8 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 			ok := false
 			for code, r := range op.Responses {
 				if strings.HasPrefix(code, "2") {
-					ok = code == "204" || r.Content["application/json"].Schema != nil || path == "/v1/openapi.json"
+					ok = code == "204" || r.Content["application/json"].Schema != nil || path == "/v1/openapi.json" ||
+						r.Content["text/event-stream"].Schema != nil
 				}
 			}
 			if !ok {
@@ -195,7 +200,7 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, _, js := bustest.Server(t)
+	_, nc, js := bustest.Server(t)
 	accounts, err := recipients.Open(ctx, js, recipients.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -217,11 +222,21 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{}, 3)
+	acts, err := actions.Open(ctx, js, actions.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub, err := live.New(live.Config{Conn: nc, Units: units, ReadingJSON: ReadingJSON})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{}, 4)
+	go func() { _ = hub.Run(ctx); done <- struct{}{} }()
 	go func() { _ = accounts.Run(ctx); done <- struct{}{} }()
 	go func() { _ = units.Run(ctx); done <- struct{}{} }()
 	go func() { _ = notifier.Run(ctx); done <- struct{}{} }()
-	defer func() { cancel(); <-done; <-done; <-done }()
+	defer func() { cancel(); <-done; <-done; <-done; <-done }()
+	<-hub.Ready()
 	<-accounts.Ready()
 	<-units.Ready()
 	<-notifier.Ready()
@@ -238,6 +253,9 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	}
 	s.HandleNotify(accounts, notifier)
 	s.HandleAlerts(fixedAlerts{ev})
+	s.HandleAlertActions(fixedAlerts{ev}, acts)
+	s.HandleOutages(fixedAlerts{ev}, notifier)
+	s.HandleEvents(hub)
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 
@@ -364,6 +382,41 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	do(call{owner, "GET", "/v1/accounts/{id}", "/v1/accounts/lan", nil, 200})
 	do(call{admin, "POST", "/v1/admin/keys/rotate", "/v1/admin/keys/rotate", nil, 200})
 
+	// Acknowledge and silence: the answers, the alert list showing both,
+	// the audit, the outage (ongoing: end null, no readings in it: lowest
+	// values null), then both withdrawn.
+	alertPath := "/v1/alerts/" + strings.ReplaceAll(ev.Fingerprint, "/", ".")
+	do(call{owner, "POST", "/v1/alerts/{id}/ack", alertPath + "/ack", map[string]string{"reason": "on it"}, 200})
+	do(call{owner, "POST", "/v1/alerts/{id}/silence", alertPath + "/silence", map[string]string{"duration": "2h", "reason": "works"}, 200})
+	al := do(call{admin, "GET", "/v1/alerts", "/v1/alerts", nil, 200})
+	if l, _ := al["alerts"].([]any); len(l) != 1 || l[0].(map[string]any)["ack"] == nil || l[0].(map[string]any)["silence"] == nil {
+		t.Errorf("alerts = %v, want the alert with its ack and silence", al)
+	}
+	do(call{owner, "GET", "/v1/units/{serial}/alert-actions", "/v1/units/110000000077/alert-actions", nil, 200})
+	do(call{owner, "GET", "/v1/units/{serial}/outages", "/v1/units/110000000077/outages", nil, 200})
+	do(call{owner, "DELETE", "/v1/alerts/{id}/ack", alertPath + "/ack?reason=done", nil, 204})
+	do(call{owner, "DELETE", "/v1/alerts/{id}/silence", alertPath + "/silence", nil, 204})
+	do(call{owner, "DELETE", "/v1/alerts/{id}/silence", alertPath + "/silence", nil, 404})
+	do(call{owner, "POST", "/v1/alerts/{id}/ack", "/v1/alerts/110000000077.on_battery.5/ack", nil, 409})
+	do(call{owner, "POST", "/v1/alerts/{id}/ack", "/v1/alerts/110000000099.on_battery.5/ack", nil, 404})
+	do(call{owner, "POST", "/v1/alerts/{id}/silence", alertPath + "/silence", map[string]string{"duration": "31d"}, 400})
+	do(call{owner, "GET", "/v1/units/{serial}/outages", "/v1/units/110000000077/outages?from=x", nil, 400})
+
+	// The event stream: an alert, a reading and an action, each
+	// conforming to its schema.
+	checkEventStream(t, doc, srv.URL, owner, func() {
+		b, _ := json.Marshal(ev)
+		if err := nc.Publish("upswatch.alerts.110000000077.on_battery", b); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Publish("upswatch.readings.0", ups.AppendBatch(nil, []ups.Reading{rd})); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := acts.Silence(ctx, actions.AlertID{Serial: "110000000077", Rule: "on_battery", Start: 1}, actions.Actor{Account: "lan"}, time.Minute, "x"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	// Errors.
 	do(call{"", "GET", "/v1/units", "/v1/units", nil, 401})
 	do(call{owner, "GET", "/v1/units/{serial}", "/v1/units/12", nil, 400})
@@ -375,6 +428,56 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	// Deletions answer 204 without a body.
 	do(call{owner, "DELETE", "/v1/units/{serial}", "/v1/units/110000000078", nil, 204})
 	do(call{owner, "DELETE", "/v1/accounts/{id}", "/v1/accounts/lan", nil, 204})
+}
+
+// checkEventStream opens GET /v1/events, runs publish, and checks that
+// the document describes the stream and that an alert, a reading and an
+// action arrive with data conforming to their schemas.
+func checkEventStream(t *testing.T, doc oaDoc, base, token string, publish func()) {
+	t.Helper()
+	if doc.Paths["/v1/events"]["get"].Responses["200"].Content["text/event-stream"].Schema == nil {
+		t.Error("GET /v1/events: the document has no text/event-stream answer")
+	}
+	// The deadline ends a stream that never brings the events.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("GET /v1/events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	publish()
+	schemas := map[string]string{"alert": "AlertEvent", "reading": "LiveReading", "action": "AlertActionEvent"}
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(resp.Body)
+	name := ""
+	for len(seen) < len(schemas) && sc.Scan() {
+		line := sc.Text()
+		if n, ok := strings.CutPrefix(line, "event: "); ok {
+			name = n
+			continue
+		}
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
+		}
+		var v any
+		if err := json.Unmarshal([]byte(data), &v); err != nil {
+			t.Fatalf("event %s: %v", name, err)
+		}
+		for _, p := range doc.conform(name, map[string]any{"$ref": "#/components/schemas/" + schemas[name]}, v) {
+			t.Errorf("GET /v1/events: %s", p)
+		}
+		seen[name] = true
+	}
+	if len(seen) != len(schemas) {
+		t.Fatalf("the stream ended after %v: %v", seen, sc.Err())
+	}
 }
 
 // fixedAlerts answers every alert query with the same events.

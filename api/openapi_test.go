@@ -22,6 +22,9 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 	}
 	s.HandleNotify(nil, nil)
 	s.HandleAlerts(nil)
+	s.HandleAlertActions(nil, nil)
+	s.HandleOutages(nil, nil)
+	s.HandleEvents(nil)
 	for _, r := range s.Routes() {
 		method, path, _ := strings.Cut(r, " ")
 		if doc.Paths[path][strings.ToLower(method)] == nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/upswatch/upswatch/actions"
 	"github.com/upswatch/upswatch/api"
 	"github.com/upswatch/upswatch/broker"
 	"github.com/upswatch/upswatch/bus"
@@ -30,6 +31,7 @@ import (
 	"github.com/upswatch/upswatch/ingest"
 	"github.com/upswatch/upswatch/ingest/payload"
 	"github.com/upswatch/upswatch/keyring"
+	"github.com/upswatch/upswatch/live"
 	"github.com/upswatch/upswatch/notify/pipeline"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/notify/templates"
@@ -215,6 +217,13 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// Acknowledgements and silences people set on alerts (the pipeline
+	// skips silenced ones).
+	acts, err := actions.Open(ctx, js, actions.Options{Replicas: a.cfg.NATS.Replicas, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	goRun("alert actions", acts.Run)
 	senders, err := pipeline.NewSenders(ctx, a.cfg.Notify, a.log, reg)
 	if err != nil {
 		return err
@@ -227,6 +236,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		MaxBackoff:     a.cfg.Notify.Retry.MaxBackoff,
 		MaxAttempts:    a.cfg.Notify.Retry.MaxAttempts,
 		Replicas:       a.cfg.NATS.Replicas, Logger: a.log, Registerer: reg,
+		Silences: acts,
 	})
 	if err != nil {
 		return err
@@ -246,6 +256,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		{Name: "registry", Ready: closed(units.Ready())},
 		{Name: "history", Ready: closed(rec.Ready())},
 		{Name: "rules", Ready: closed(eng.Ready())},
+		{Name: "alert actions", Ready: closed(acts.Ready())},
 		{Name: "ingest", Ready: func() bool {
 			ingMu.Lock()
 			defer ingMu.Unlock()
@@ -280,6 +291,14 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	a.mqttURL = mqttURL
 
+	// Live events for the console: one hub per instance fans the bus out.
+	hub, err := live.New(live.Config{Conn: nc, Units: units, ReadingJSON: api.ReadingJSON, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	goRun("live events", hub.Run)
+	checks = append(checks, api.ReadyCheck{Name: "live", Ready: closed(hub.Ready())})
+
 	var catalog api.Catalog
 	if c, err := a.loadProducts(); err != nil {
 		return err
@@ -298,6 +317,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 	srv.HandleNotify(accounts, notifier)
 	alerts := engine.NewAlerts(js, units)
 	srv.HandleAlerts(alerts)
+	srv.HandleAlertActions(alerts, acts)
+	srv.HandleOutages(alerts, notifier)
+	srv.HandleEvents(hub)
 	if err := a.mountConsole(ctx, js, srv, units, hist, alerts, accounts, notifier); err != nil {
 		return err
 	}
@@ -307,6 +329,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	a.httpAddr = ln.Addr().String()
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	hs.RegisterOnShutdown(hub.Close) // open event streams end, so Shutdown need not wait them out
 	httpDone := make(chan struct{})
 	go func() {
 		defer close(httpDone)

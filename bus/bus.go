@@ -29,6 +29,18 @@ const (
 	ReadingsStream        = "READINGS"
 	ReadingsSubjectPrefix = "upswatch.readings."
 	partitionsMetadataKey = "upswatch.partitions"
+
+	// AlertActionsBucket holds what people set on alerts: the live
+	// acknowledgements (ack.<serial>.<rule>) and silences
+	// (silence.<serial>.<rule>); see package actions.
+	AlertActionsBucket = "upswatch_alert_actions"
+	// AlertActionsStream is the audit of those actions, on subjects
+	// AlertActionsSubjectPrefix + <serial>.<rule>.
+	AlertActionsStream        = "ALERT_ACTIONS"
+	AlertActionsSubjectPrefix = "upswatch.alertactions."
+	// AlertActionsConsumer is the durable consumer of the ALERTS stream
+	// that clears an acknowledgement when its alert resolves.
+	AlertActionsConsumer = "alert-actions"
 )
 
 // ReadingsSubject is the subject of partition p.

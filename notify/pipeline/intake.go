@@ -203,7 +203,9 @@ func (p *Pipeline) preferences(ctx context.Context, ns []Notification) ([]Notifi
 			if err != nil {
 				return nil, err
 			}
-			if !ok || le.State == stateFailed {
+			// Nor a "restored" for an outage the recipient never heard of
+			// because it was silenced.
+			if !ok || le.State == stateFailed || le.State == stateSilenced {
 				continue
 			}
 		} else if ev.Severity < rules.Critical && prefs.Quiet(p.cfg.Now(), n.Recipient.Location()) {
@@ -227,6 +229,40 @@ func (p *Pipeline) dedup(ctx context.Context, ns []Notification) ([]Notification
 		}
 	}
 	return out, nil
+}
+
+// silence drops the notifications of a silenced event, recording each in
+// the notification log (so a redelivered event is not audited twice, and
+// its Resolved is not sent) and in the delivery audit as "silenced".
+func (p *Pipeline) silence(ctx context.Context, ns []Notification) ([]Notification, error) {
+	if p.cfg.Silences == nil {
+		return ns, nil
+	}
+	ev := ns[0].Event // the notifications of one event
+	now := p.cfg.Now()
+	until, silenced, err := p.cfg.Silences.Silenced(ctx, ev.Serial, ev.Rule, now)
+	if err != nil {
+		return nil, fmt.Errorf("silences: %w", err)
+	}
+	if !silenced {
+		return ns, nil
+	}
+	response := "silenced until " + until.UTC().Format(time.RFC3339)
+	for _, n := range ns {
+		d := Delivery{AlertID: ev.Fingerprint, EventID: ev.DedupID(), Kind: ev.Kind.String(), Rule: ev.Rule,
+			Serial: string(ev.Serial), Recipient: n.Recipient.ID, Channel: n.Channel, Outcome: stateSilenced,
+			Response: response, At: now.UTC()}
+		if err := p.publishAuditID(ctx, d, n.Key+"/"+stateSilenced); err != nil {
+			return nil, err
+		}
+		b, _ := json.Marshal(logEntry{State: stateSilenced, At: now.UTC(), Response: response})
+		if _, err := p.logKV.Create(ctx, n.Key, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("notification log: %w", err)
+		}
+	}
+	p.log.Info("alert silenced; notifications not sent", "alert", ev.Fingerprint, "kind", ev.Kind.String(),
+		"notifications", len(ns), "until", until)
+	return nil, nil
 }
 
 // outboxMsg is an outbox message: everything needed to send, except the

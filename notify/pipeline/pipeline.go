@@ -8,6 +8,8 @@
 //	                  Resolved only where its Firing was notified
 //	  -> dedup        against the notification log (KV upswatch_notify_log,
 //	                  key <recipient>.<channel>.<event dedup id>)
+//	  -> silence      a silenced (unit, rule) is logged and audited as
+//	                  "silenced", and goes no further
 //	  -> outbox       NOTIFY_OUTBOX, one message per (event, recipient,
 //	                  channel), msg id = the log key; ALERTS acked after
 //	  -> send         one consumer per channel: FCM batches up to 500
@@ -111,6 +113,17 @@ type Config struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
+	// Silences, when set, holds the silences people set on alerts
+	// (package actions): a silenced event is recorded as "silenced" in
+	// the log and the audit for each notification it would have made,
+	// and sent to nobody, critical or not.
+	Silences Silences
+}
+
+// Silences tells whether the notifications of a unit's rule are silenced
+// at a time, and until when.
+type Silences interface {
+	Silenced(ctx context.Context, serial ups.Serial, rule string, at time.Time) (until time.Time, silenced bool, err error)
 }
 
 // Pipeline is the notifier.
@@ -180,7 +193,7 @@ func New(js jetstream.JetStream, cfg Config) (*Pipeline, error) {
 			add(name, 500, 1, &LogSender{Name: name, Logger: p.log})
 		}
 	}
-	p.stages = MultiStage{StageFunc(p.preferences), StageFunc(p.dedup), StageFunc(p.enqueue)}
+	p.stages = MultiStage{StageFunc(p.preferences), StageFunc(p.dedup), StageFunc(p.silence), StageFunc(p.enqueue)}
 	return p, nil
 }
 
@@ -371,6 +384,8 @@ const (
 	stateQueued    = "queued"
 	stateDelivered = "delivered"
 	stateFailed    = "failed"
+	// stateSilenced: not sent, the alert was silenced.
+	stateSilenced = "silenced"
 )
 
 // LogKey is the notification log key and outbox msg id of (recipient,

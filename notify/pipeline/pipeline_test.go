@@ -60,6 +60,8 @@ type env struct {
 	sms   *smsfake.Server
 	cfg   config.Notify
 	tmpl  *templates.Set
+	// silences, when set, is given to the pipelines started.
+	silences Silences
 }
 
 // newEnv starts NATS, the recipients view and the three fakes; channels
@@ -123,7 +125,8 @@ func (e *env) start(t testing.TB) (*Pipeline, func()) {
 		t.Fatal(err)
 	}
 	p, err := New(e.js, Config{Units: e.units, Recipients: e.store, Templates: e.tmpl, FCM: s.FCM, APNS: s.APNS,
-		Logger: testLogger(), APNSTopic: s.APNSTopic, SMS: s.SMS, InitialBackoff: e.cfg.Retry.InitialBackoff, MaxBackoff: e.cfg.Retry.MaxBackoff})
+		Logger: testLogger(), APNSTopic: s.APNSTopic, SMS: s.SMS, InitialBackoff: e.cfg.Retry.InitialBackoff, MaxBackoff: e.cfg.Retry.MaxBackoff,
+		Silences: e.silences})
 	if err != nil {
 		t.Fatal(err)
 	}

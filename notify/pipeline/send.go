@@ -324,6 +324,19 @@ func (p *Pipeline) recordAttempt(ctx context.Context, pd *pending, r notify.Resu
 	p.publishAudit(ctx, d)
 }
 
+// publishAuditID records d under a msg id (deduplicated by the stream).
+func (p *Pipeline) publishAuditID(ctx context.Context, d Delivery, msgID string) error {
+	subj, err := auditSubject(d.AlertID)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(d)
+	if _, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: b}, jetstream.WithMsgID(msgID)); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
 func (p *Pipeline) publishAudit(ctx context.Context, d Delivery) {
 	subj, err := auditSubject(d.AlertID)
 	if err != nil {
