@@ -320,7 +320,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	srv.HandleAlertActions(alerts, acts)
 	srv.HandleOutages(alerts, notifier)
 	srv.HandleEvents(hub)
-	if err := a.mountConsole(ctx, js, srv, units, hist, alerts, accounts, notifier); err != nil {
+	if err := a.mountConsole(ctx, js, srv, units, hist, alerts, accounts, notifier, acts); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", a.cfg.HTTP.Addr)

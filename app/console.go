@@ -19,14 +19,14 @@ import (
 // (passwords, invitations and sessions in NATS KV, so any instance serves
 // anyone) and the pages.
 func (a *App) mountConsole(ctx context.Context, js jetstream.JetStream, srv *api.Server, units *registry.Registry,
-	hist store.History, alerts *engine.Alerts, accounts *recipients.Store, notifier *pipeline.Pipeline) error {
+	hist store.History, alerts *engine.Alerts, accounts *recipients.Store, notifier *pipeline.Pipeline, acts web.Actions) error {
 	logins, err := access.Open(ctx, js, access.Options{Replicas: a.cfg.NATS.Replicas})
 	if err != nil {
 		return err
 	}
 	console, err := web.New(web.Config{
 		AdminToken: a.token, Units: units, History: hist, Alerts: alerts, Accounts: accounts,
-		Access: logins, Notifier: notifier, Logger: a.log,
+		Access: logins, Notifier: notifier, Actions: acts, Logger: a.log,
 	})
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -421,6 +423,76 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	t.Run("acknowledge shows who and why to everyone and clears on resolve", func(t *testing.T) {
+		// The outage of the last subtest, a further reading 7 s on (past
+		// on_battery's pending period, in event time) fires the alert.
+		base := time.Now()
+		a2.publish(t, map[string]any{"ts": base.UnixMilli(), "ups.status": "OB DISCHRG", "input.voltage": 0, "battery.charge": 94})
+		a2.publish(t, map[string]any{"ts": base.Add(7 * time.Second).UnixMilli(), "ups.status": "OB DISCHRG", "input.voltage": 0, "battery.charge": 93})
+		var fp string
+		eventually(t, 30*time.Second, "on_battery fires for A2", func() bool {
+			var out struct {
+				Alerts []struct{ Rule, Serial, Fingerprint string } `json:"alerts"`
+			}
+			s.call("GET", "/v1/alerts", nil, &out)
+			for _, a := range out.Alerts {
+				if a.Serial == a2.Serial && a.Rule == "on_battery" {
+					fp = a.Fingerprint
+				}
+			}
+			return fp != ""
+		})
+		card := "#a-" + strings.ReplaceAll(strings.ReplaceAll(fp, "/", "."), ".", `\.`)
+		do(t, lan, 20*time.Second,
+			chromedp.Navigate(s.base+"/alerts"),
+			chromedp.WaitVisible(chromedp.CSS(card+` input[data-reason="ack"]`)),
+			chromedp.SendKeys(chromedp.CSS(card+` input[data-reason="ack"]`), "Generator test by facilities"),
+			chromedp.Click(chromedp.CSS(card+` form[action$="/ack"] button`)),
+			chromedp.WaitVisible(chromedp.CSS(card+` [data-ack]`)),
+		)
+		ack := text(t, lan, card+` [data-ack]`)
+		if !strings.HasPrefix(ack, "Acknowledged by Lan Tran at ") || !strings.Contains(ack, "Generator test by facilities") {
+			t.Fatalf("acknowledgement reads %q", ack)
+		}
+		// Another recipient sees it: the operator, signed in with the
+		// admin token.
+		op := b.person(t)
+		do(t, op, 20*time.Second,
+			chromedp.Navigate(s.base+"/login"),
+			chromedp.Click(chromedp.CSS(`details summary`)),
+			chromedp.SendKeys(chromedp.CSS(`#token`), s.app.AdminToken()),
+			chromedp.Submit(chromedp.CSS(`#token`)),
+			chromedp.WaitVisible(chromedp.CSS(`#fleet`)),
+			chromedp.Navigate(s.base+"/alerts"),
+			chromedp.WaitVisible(chromedp.CSS(card+` [data-ack]`)),
+		)
+		// Each reads the time in their own zone (Lan: Asia/Ho_Chi_Minh).
+		if got := text(t, op, card+` [data-ack]`); !strings.HasPrefix(got, "Acknowledged by Lan Tran at ") ||
+			!strings.HasSuffix(got, ": Generator test by facilities") {
+			t.Fatalf("the operator sees %q", got)
+		}
+		// Mains back: the alert resolves, and the card leaves both open
+		// alerts pages without a reload.
+		a2.publish(t, map[string]any{"ts": base.Add(30 * time.Second).UnixMilli(), "ups.status": "OL CHRG", "input.voltage": 231, "battery.charge": 93})
+		do(t, lan, 30*time.Second, chromedp.WaitNotPresent(chromedp.CSS(card)))
+		do(t, op, 30*time.Second, chromedp.WaitNotPresent(chromedp.CSS(card)))
+		var audit struct {
+			Actions []struct {
+				Action string `json:"action"`
+				By     struct{ Name string } `json:"by"`
+				Reason string `json:"reason"`
+			} `json:"actions"`
+		}
+		s.must("GET", "/v1/units/"+a2.Serial+"/alert-actions", nil, &audit, http.StatusOK)
+		var seen []string
+		for _, a := range audit.Actions {
+			seen = append(seen, a.Action+":"+a.By.Name)
+		}
+		if !slices.Contains(seen, "acknowledged:Lan Tran") || !slices.Contains(seen, "ack_cleared:system") {
+			t.Fatalf("audit %v, want Lan Tran's acknowledgement and its clearing on resolve", seen)
+		}
+	})
+
 	t.Run("the unit page draws seven days of charts", func(t *testing.T) {
 		do(t, lan, 30*time.Second,
 			chromedp.Navigate(s.base+"/units/"+a1.Serial+"?range=7d"),
@@ -438,6 +510,70 @@ func TestConsole(t *testing.T) {
 			t.Fatalf("%d canvases for %d charts", c, n)
 		}
 		t.Logf("unit page: %d charts, %d points, fetched and drawn in %s ms", n, p, attr(t, lan, "#charts", "data-ms"))
+	})
+
+	t.Run("the CSV of the range shown matches the API's numbers", func(t *testing.T) {
+		href := attr(t, lan, `a[download]`, "href") // the unit page of the last subtest, 7 days
+		if !strings.Contains(href, "format=csv") {
+			t.Fatalf("CSV link %q", href)
+		}
+		fetch := func(u string) (string, []byte) {
+			req, _ := http.NewRequest("GET", s.base+u, nil)
+			for _, c := range cookies(t, lan) {
+				req.AddCookie(c)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s: %d %s", u, resp.StatusCode, b)
+			}
+			return resp.Header.Get("Content-Type"), b
+		}
+		ct, raw := fetch(href)
+		if !strings.HasPrefix(ct, "text/csv") {
+			t.Fatalf("CSV answered as %q", ct)
+		}
+		rows, err := csv.NewReader(bytes.NewReader(raw)).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, js := fetch(strings.Replace(href, "format=csv", "format=json", 1))
+		var h struct {
+			Fields []struct {
+				Field  string `json:"field"`
+				Points []struct {
+					Time           time.Time
+					Mean, Min, Max float64
+					Count          int
+				} `json:"points"`
+			} `json:"fields"`
+		}
+		if err := json.Unmarshal(js, &h); err != nil {
+			t.Fatal(err)
+		}
+		var want [][]string
+		for _, f := range h.Fields {
+			for _, p := range f.Points {
+				want = append(want, []string{p.Time.UTC().Format(time.RFC3339Nano), f.Field,
+					strconv.FormatFloat(p.Mean, 'f', -1, 64), strconv.FormatFloat(p.Min, 'f', -1, 64),
+					strconv.FormatFloat(p.Max, 'f', -1, 64), strconv.Itoa(p.Count)})
+			}
+		}
+		if len(rows) < 2 || strings.Join(rows[0], ",") != "time,field,mean,min,max,count" {
+			t.Fatalf("CSV header %v", rows[:min(1, len(rows))])
+		}
+		if len(rows)-1 != len(want) || len(want) < week {
+			t.Fatalf("CSV has %d rows, the API %d points (want at least %d)", len(rows)-1, len(want), week)
+		}
+		for i, w := range want {
+			if strings.Join(rows[i+1], ",") != strings.Join(w, ",") {
+				t.Fatalf("row %d: CSV %v, API %v", i+1, rows[i+1], w)
+			}
+		}
 	})
 
 	t.Run("a manager of site hq opening a unit of site branch gets 404", func(t *testing.T) {

@@ -2,6 +2,7 @@ package web
 
 import (
 	"errors"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -53,7 +54,7 @@ type unitPage struct {
 	From, To  time.Time
 	Every     time.Duration
 	Timeline  []rules.Event
-	HistoryQS string
+	HistoryQS template.URL
 }
 
 func (c *Console) unitPage(w http.ResponseWriter, r *http.Request, v *view) {
@@ -104,10 +105,11 @@ func (c *Console) unitPage(w http.ResponseWriter, r *http.Request, v *view) {
 		p := presets[i]
 		pg.Range, pg.From, pg.Every = p.Key, now.Add(-p.Span), p.Every
 	}
-	pg.HistoryQS = url.Values{
+	// A query string made by url.Values.Encode: safe in an href as it is.
+	pg.HistoryQS = template.URL(url.Values{
 		"from": {pg.From.UTC().Format(time.RFC3339)}, "to": {pg.To.UTC().Format(time.RFC3339)},
 		"every": {pg.Every.String()},
-	}.Encode()
+	}.Encode())
 	if pg.Timeline, err = c.cfg.Alerts.Timeline(ctx, u.Serial, pg.From, pg.To, 200); err != nil {
 		c.log.Warn("unit page: alert timeline unavailable", "serial", u.Serial, "err", err)
 	}

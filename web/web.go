@@ -81,6 +81,9 @@ type Config struct {
 	Accounts   Accounts
 	Access     *access.Store
 	Notifier   Notifier
+	// Actions acknowledge and silence alerts (nil: the alerts page
+	// offers neither).
+	Actions Actions
 	// Limiter slows password guessing (default: 5 failures per account,
 	// 20 per address, one back every 3 minutes).
 	Limiter *access.FailureLimiter
@@ -150,6 +153,7 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET /{$}", c.signedIn(c.fleet))
 	c.mux.HandleFunc("GET /units/{serial}", c.signedIn(c.unitPage))
 	c.mux.HandleFunc("GET /alerts", c.signedIn(c.alertsPage))
+	c.mux.HandleFunc("POST /alerts/{id}/{action}", c.signedIn(c.alertAction))
 	c.mux.HandleFunc("GET /account", c.signedIn(c.accountPage))
 	c.mux.HandleFunc("POST /account/profile", c.signedIn(c.saveProfile))
 	c.mux.HandleFunc("POST /account/contacts", c.signedIn(c.saveContacts))

@@ -79,7 +79,7 @@ function outageRows(box, outages) {
   const fmt = (iso) => (iso ? new Date(iso).toLocaleString(document.body.dataset.lang || 'en') : box.dataset.tOngoing);
   for (const o of outages) {
     const tr = document.createElement('tr');
-    const dur = o.duration_ns ? Math.round(o.duration_ns / 1e9) : o.duration_s;
+    const dur = o.duration_s !== undefined && o.duration_s !== null ? Math.round(o.duration_s) : undefined;
     const cells = [
       fmt(o.start), fmt(o.end), dur !== undefined ? `${Math.floor(dur / 60)}m${String(dur % 60).padStart(2, '0')}s` : '',
       `${o.lowest_charge ?? '–'} % / ${o.lowest_runtime !== undefined && o.lowest_runtime !== null ? Math.round(o.lowest_runtime / 60) + ' min' : '–'}`,

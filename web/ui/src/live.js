@@ -68,16 +68,10 @@ function recount() {
   document.querySelectorAll('[data-count]').forEach((e) => { e.textContent = String(counts[e.dataset.count] || 0); });
 }
 
-// The event's reading, whatever names the server gives its members.
+// The event's reading: the reading as GET /v1/units/{serial}/latest
+// shows it (NUT variables by name, serial, time) plus ts in unix ms.
 function readingOf(d) {
-  const values = d.values || d.vars || {};
-  return {
-    serial: d.serial,
-    ts: d.ts || d.time || values.ts,
-    status: values['ups.status'] ?? d.status,
-    presence: d.presence,
-    values,
-  };
+  return { serial: d.serial, ts: d.ts ?? d.time, status: d['ups.status'], presence: d.presence, values: d };
 }
 
 export function startLive() {
@@ -134,5 +128,30 @@ export function startLive() {
       if (iso) tm.textContent = ago(iso);
     });
   }, 15000);
+  window.addEventListener('pagehide', () => es.close());
+}
+
+// The alerts page reloads its list when an alert or an acknowledgement
+// changes (another recipient's too), unless the person is typing a reason.
+export function startAlertsLive() {
+  const page = document.getElementById('alerts-page');
+  if (!page || !window.EventSource) return;
+  let timer = 0;
+  const refresh = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      const typing = document.activeElement && document.activeElement.matches('#alerts-page input[name="reason"]') &&
+        document.activeElement.value !== '';
+      if (typing) {
+        refresh();
+        return;
+      }
+      window.htmx.ajax('GET', window.location.pathname + window.location.search,
+        { target: '#alerts-page', select: '#alerts-page', swap: 'outerHTML' });
+    }, 300);
+  };
+  const es = new EventSource('/v1/events');
+  es.addEventListener('alert', refresh);
+  es.addEventListener('action', refresh);
   window.addEventListener('pagehide', () => es.close());
 }

@@ -3,7 +3,7 @@
 import htmx from 'htmx.org';
 import 'uplot/dist/uPlot.min.css';
 import './app.css';
-import { startLive } from './live.js';
+import { startLive, startAlertsLive } from './live.js';
 import { startCharts } from './charts.js';
 
 window.htmx = htmx;
@@ -17,6 +17,7 @@ function autosubmit() {
 document.addEventListener('DOMContentLoaded', () => {
   autosubmit();
   startLive();
+  startAlertsLive();
   startCharts().catch((err) => {
     const root = document.getElementById('charts');
     if (root) {
