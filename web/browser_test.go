@@ -293,7 +293,7 @@ func texts(t testing.TB, ctx context.Context, sel string) []string {
 	t.Helper()
 	b, _ := json.Marshal(sel)
 	return get(t, ctx, chromedp.Evaluate[[]string](
-		`[...document.querySelectorAll(` + string(b) + `)].map(e => e.textContent.trim().replace(/\s+/g, " "))`))
+		`[...document.querySelectorAll(`+string(b)+`)].map(e => e.textContent.trim().replace(/\s+/g, " "))`))
 }
 
 // invite issues an invitation link for account id.
@@ -478,9 +478,9 @@ func TestConsole(t *testing.T) {
 		do(t, op, 30*time.Second, chromedp.WaitNotPresent(chromedp.CSS(card)))
 		var audit struct {
 			Actions []struct {
-				Action string `json:"action"`
+				Action string                `json:"action"`
 				By     struct{ Name string } `json:"by"`
-				Reason string `json:"reason"`
+				Reason string                `json:"reason"`
 			} `json:"actions"`
 		}
 		s.must("GET", "/v1/units/"+a2.Serial+"/alert-actions", nil, &audit, http.StatusOK)
