@@ -24,6 +24,8 @@ type accountPage struct {
 	// Admin lists: every account id and unit.
 	Accounts []recipients.Recipient
 	AllUnits []registry.Unit
+	// InviteFor and InviteURL show a link just made for an account.
+	InviteFor, InviteURL string
 }
 
 func (c *Console) accountPage(w http.ResponseWriter, r *http.Request, v *view) {
@@ -206,4 +208,29 @@ func (p accountPage) APNSLines() string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// invite makes a one-time sign-in link for an account (admins only; the
+// same as `upswatch account invite`).
+func (c *Console) invite(w http.ResponseWriter, r *http.Request, v *view) {
+	id := r.PathValue("id")
+	if !v.Principal.Admin {
+		c.notFound(w, r, v)
+		return
+	}
+	if _, ok := c.cfg.Accounts.Lookup(id); !ok {
+		c.notFound(w, r, v)
+		return
+	}
+	tok, _, err := c.cfg.Access.NewInvite(r.Context(), id)
+	if err != nil {
+		c.internal(w, v, "create invitation", err)
+		return
+	}
+	scheme := "http"
+	if c.secure(r) {
+		scheme = "https"
+	}
+	c.log.Info("invitation issued", "account", id)
+	c.renderAccount(w, r, v, accountPage{InviteFor: id, InviteURL: scheme + "://" + r.Host + "/invite/" + tok})
 }

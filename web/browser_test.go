@@ -622,7 +622,7 @@ func TestConsole(t *testing.T) {
 			chromedp.Navigate(s.base+"/"),
 			chromedp.WaitVisible(chromedp.CSS(`[data-feed]`)),
 		)
-		png := get(t, lan, chromedp.FullScreenshot(90))
+		png := get(t, lan, chromedp.FullScreenshot(100))
 		if get(t, lan, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > 390`)) {
 			t.Error("the fleet page is wider than a 390 px screen")
 		}

@@ -162,6 +162,19 @@ func TestSignIn(t *testing.T) {
 		if resp, _ := op.get("/v1/accounts"); resp.StatusCode != http.StatusOK {
 			t.Fatalf("admin list with the admin session: %d", resp.StatusCode)
 		}
+		// The account page makes invitation links for admins only.
+		resp, body := op.post("/account/invite/an", url.Values{})
+		i := strings.Index(body, s.base+"/invite/")
+		if resp.StatusCode != http.StatusOK || i < 0 {
+			t.Fatalf("console invitation: %d", resp.StatusCode)
+		}
+		link := body[i : i+strings.IndexByte(body[i:], '<')]
+		if resp, _ := newPerson(t, s.base).get(link[len(s.base):]); resp.StatusCode != http.StatusOK {
+			t.Fatalf("the console's invitation link: %d", resp.StatusCode)
+		}
+		if resp, _ := an.post("/account/invite/an", url.Values{}); resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("an owner making invitations: %d", resp.StatusCode)
+		}
 	})
 
 	t.Run("signing out ends the session everywhere", func(t *testing.T) {

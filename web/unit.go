@@ -140,3 +140,11 @@ func (v *view) EventText(ev rules.Event) string { return v.T("kind." + ev.Kind.S
 
 // Severity is a severity's localized name.
 func (v *view) Severity(s rules.Severity) string { return v.T("sev." + s.String()) }
+
+// Rule is a rule's localized name (its id when the texts lack it).
+func (v *view) Rule(rule string) string {
+	if s := v.T("rule." + rule); s != "rule."+rule {
+		return s
+	}
+	return rule
+}

@@ -11,6 +11,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"embed"
@@ -22,6 +23,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path"
+	"sync"
 	"time"
 
 	"github.com/upswatch/upswatch/access"
@@ -159,6 +161,7 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("POST /account/contacts", c.signedIn(c.saveContacts))
 	c.mux.HandleFunc("POST /account/preferences", c.signedIn(c.savePreferences))
 	c.mux.HandleFunc("POST /account/test", c.signedIn(c.sendTest))
+	c.mux.HandleFunc("POST /account/invite/{id}", c.signedIn(c.invite))
 	c.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.notFound(w, r, c.newView(r, c.principal(r)))
 	})
@@ -272,8 +275,8 @@ func (c *Console) setLanguage(w http.ResponseWriter, r *http.Request) {
 
 func (c *Console) secure(r *http.Request) bool { return r.TLS != nil || c.cfg.SecureCookies }
 
-// render executes page with the view; a failure is logged (the response
-// may be half written, so nothing else can be said to the client).
+// render executes page with the view into a buffer first, so a template
+// failure answers a clean 500 instead of half a page.
 func (c *Console) render(w http.ResponseWriter, code int, page string, v *view) {
 	t, ok := c.pages[page]
 	if !ok {
@@ -281,17 +284,29 @@ func (c *Console) render(w http.ResponseWriter, code int, page string, v *view) 
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
 	name := "layout"
 	if v.fragment {
 		name = "content"
 	}
-	if err := t.ExecuteTemplate(w, name, v); err != nil {
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() < 4<<20 {
+			buf.Reset()
+			bufPool.Put(buf)
+		}
+	}()
+	if err := t.ExecuteTemplate(buf, name, v); err != nil {
 		c.log.Error("page render failed", "page", page, "err", err)
+		http.Error(w, "internal error; see the server log", http.StatusInternalServerError)
+		return
 	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
 }
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (c *Console) notFound(w http.ResponseWriter, r *http.Request, v *view) {
 	v.Page = errorPage{Title: v.T("err.not_found"), Text: v.T("err.not_found_text")}
