@@ -401,6 +401,7 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	do(call{owner, "POST", "/v1/alerts/{id}/ack", "/v1/alerts/110000000099.on_battery.5/ack", nil, 404})
 	do(call{owner, "POST", "/v1/alerts/{id}/silence", alertPath + "/silence", map[string]string{"duration": "31d"}, 400})
 	do(call{owner, "GET", "/v1/units/{serial}/outages", "/v1/units/110000000077/outages?from=x", nil, 400})
+	do(call{owner, "GET", "/v1/units/{serial}/history", "/v1/units/110000000077/history?format=xml", nil, 400})
 
 	// The event stream: an alert, a reading and an action, each
 	// conforming to its schema.
