@@ -98,7 +98,8 @@ func (s *stream) wait(what string, match func(sseEvent) bool) []sseEvent {
 
 func readingOf(serial, status string) func(sseEvent) bool {
 	return func(ev sseEvent) bool {
-		return ev.Name == "reading" && ev.Data["serial"] == serial && (status == "" || ev.Data["ups.status"] == status)
+		values, _ := ev.Data["values"].(map[string]any)
+		return ev.Name == "reading" && ev.Data["serial"] == serial && (status == "" || values["ups.status"] == status)
 	}
 }
 
@@ -191,7 +192,8 @@ func TestConsoleAPI(t *testing.T) {
 	}
 	for _, ev := range streams["admin"].wait("A's reading", readingOf(a, "OB DISCHRG")) {
 		if readingOf(a, "OB DISCHRG")(ev) {
-			if ev.Data["battery.charge"] == nil || ev.Data["ts"] == nil || ev.Data["time"] == nil {
+			values, _ := ev.Data["values"].(map[string]any)
+			if _, ok := values["battery.charge"].(float64); !ok || ev.Data["ts"] == nil || ev.Data["time"] == nil {
 				t.Errorf("reading event lacks values: %v", ev.Data)
 			}
 		}
