@@ -133,7 +133,7 @@ func (h *notifyAPI) soleUnits(rec recipients.Recipient) []ups.Serial {
 // delete answers DELETE /v1/accounts/{id}: erases the account, its
 // contacts, tokens and preferences, the notification log and audit entries
 // naming it, the registrations of the units it alone owns and those units'
-// history.
+// history; the acknowledgements and silences it set stay, naming no one.
 func (h *notifyAPI) delete(w http.ResponseWriter, r *http.Request) {
 	rec, ok := h.account(w, r)
 	if !ok {
@@ -141,6 +141,12 @@ func (h *notifyAPI) delete(w http.ResponseWriter, r *http.Request) {
 	}
 	id := rec.ID
 	ctx := r.Context()
+	if h.s.actions != nil {
+		if _, err := h.s.actions.EraseActor(ctx, id); err != nil {
+			h.s.internal(w, "erase alert actions", err)
+			return
+		}
+	}
 	for _, serial := range h.soleUnits(rec) {
 		if err := h.s.cfg.History.DeleteUnit(ctx, serial); err != nil {
 			h.s.internal(w, "erase unit history", err)

@@ -406,6 +406,18 @@ func TestConsoleAPI(t *testing.T) {
 		}
 	}
 
+	// Minh's account erased: the audit keeps the acknowledgement, naming
+	// no one.
+	if code, body := in.call(tokens["admin"], "DELETE", "/v1/accounts/minh", nil, nil); code != http.StatusNoContent {
+		t.Fatalf("delete minh: %d %s", code, body)
+	}
+	acts.Actions = nil // decoding into old elements would keep the members now absent
+	if code, body := in.call(tokens["lan"], "GET", "/v1/units/"+a+"/alert-actions", nil, &acts); code != http.StatusOK ||
+		len(acts.Actions) != 3 || acts.Actions[0].Action != "acknowledged" || acts.Actions[0].By.Name != "(deleted account)" ||
+		acts.Actions[0].By.Account != "" || acts.Actions[0].Reason != "" || strings.Contains(body, "minh") || strings.Contains(body, "generator") {
+		t.Errorf("audit after minh's erasure: %d %s", code, body)
+	}
+
 	// Shutdown ends every open stream.
 	in.stop()
 	for who, s := range streams {
