@@ -534,28 +534,63 @@ func (s *Store) EraseActor(ctx context.Context, accountID string) (int, error) {
 		// The bucket keeps one revision per key: the old value is gone.
 		n++
 	}
-	st, err := s.js.Stream(ctx, bus.AlertActionsStream)
+	st, hits, err := s.recordsBy(ctx, accountID)
 	if err != nil {
 		return n, fmt.Errorf("erase alert actions: %w", err)
+	}
+	for _, h := range hits {
+		h.rec.By, h.rec.Reason = Actor{Erased: true}, ""
+		b, _ := json.Marshal(h.rec)
+		if _, err := s.js.Publish(ctx, bus.AlertActionsSubjectPrefix+string(h.rec.Serial)+"."+h.rec.Rule, b); err != nil {
+			return n, fmt.Errorf("erase alert actions: %w", err)
+		}
+		if err := st.SecureDeleteMsg(ctx, h.seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return n, fmt.Errorf("erase alert actions: %w", err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// RecordsOf returns the audit records of the actions accountID took,
+// oldest first (for the export of its data).
+func (s *Store) RecordsOf(ctx context.Context, accountID string) ([]Record, error) {
+	_, hits, err := s.recordsBy(ctx, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("alert actions of account: %w", err)
+	}
+	out := make([]Record, len(hits))
+	for i, h := range hits {
+		out[i] = h.rec
+	}
+	return out, nil
+}
+
+type hit struct {
+	seq uint64
+	rec Record
+}
+
+// recordsBy scans the audit for the records whose actor is accountID.
+func (s *Store) recordsBy(ctx context.Context, accountID string) (jetstream.Stream, []hit, error) {
+	st, err := s.js.Stream(ctx, bus.AlertActionsStream)
+	if err != nil {
+		return nil, nil, err
 	}
 	info, err := st.Info(ctx)
 	if err != nil || info.State.Msgs == 0 {
-		return n, err
+		return st, nil, err
 	}
 	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
 	if err != nil {
-		return n, fmt.Errorf("erase alert actions: %w", err)
-	}
-	type hit struct {
-		seq uint64
-		rec Record
+		return nil, nil, err
 	}
 	var hits []hit
 	left := info.State.Msgs
 	for left > 0 {
 		batch, err := cons.Fetch(int(min(left, 1000)), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			return n, fmt.Errorf("erase alert actions: %w", err)
+			return nil, nil, err
 		}
 		got, done := 0, false
 		for msg := range batch.Messages() {
@@ -571,20 +606,12 @@ func (s *Store) EraseActor(ctx context.Context, accountID string) (int, error) {
 			}
 			done = md.Sequence.Stream >= info.State.LastSeq
 		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return nil, nil, err
+		}
 		if done || got == 0 {
 			break
 		}
 	}
-	for _, h := range hits {
-		h.rec.By, h.rec.Reason = Actor{Erased: true}, ""
-		b, _ := json.Marshal(h.rec)
-		if _, err := s.js.Publish(ctx, bus.AlertActionsSubjectPrefix+string(h.rec.Serial)+"."+h.rec.Rule, b); err != nil {
-			return n, fmt.Errorf("erase alert actions: %w", err)
-		}
-		if err := st.SecureDeleteMsg(ctx, h.seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return n, fmt.Errorf("erase alert actions: %w", err)
-		}
-		n++
-	}
-	return n, nil
+	return st, hits, nil
 }

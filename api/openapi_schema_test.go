@@ -521,6 +521,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"Delivery", pipeline.Delivery{AlertID: "a", EventID: "e", Kind: "firing", Rule: "r", Serial: "110000000001", Recipient: "lan",
 			Channel: "apns", Contact: "…ab", Outcome: "failed", Response: "410", Error: "gone", Attempt: 2, At: at}},
 		{"TestResult", pipeline.TestResult{Channel: "sms", Contact: "**67", Outcome: "retry", Response: "503", Error: "down"}},
+		{"AlertActionEvent", actions.Record{Action: actions.Silenced, AlertID: "a", Serial: "110000000001", Rule: "on_battery",
+			By: actions.Actor{Account: "lan", Admin: true, Erased: true}, At: at, Reason: "r", Until: at}},
 		{"MQTTCredentials", Credentials{Broker: "tcp://b:1883", Username: "u", Password: "p", TelemetryTopic: "t", StatusTopic: "s"}},
 	}
 	for _, tt := range tests {

@@ -406,6 +406,17 @@ func TestConsoleAPI(t *testing.T) {
 		}
 	}
 
+	// Lan's export holds the silence lan set; minh's the acknowledgement.
+	for who, want := range map[string]string{"lan": "silenced", "minh": "acknowledged"} {
+		var ex struct {
+			AlertActions []action `json:"alert_actions"`
+		}
+		if code, body := in.call(tokens[who], "GET", "/v1/accounts/"+who+"/export", nil, &ex); code != http.StatusOK ||
+			len(ex.AlertActions) != 1 || ex.AlertActions[0].Action != want {
+			t.Errorf("%s's export: %d %s, want one %s action", who, code, body, want)
+		}
+	}
+
 	// Minh's account erased: the audit keeps the acknowledgement, naming
 	// no one.
 	if code, body := in.call(tokens["admin"], "DELETE", "/v1/accounts/minh", nil, nil); code != http.StatusNoContent {
