@@ -61,10 +61,12 @@ const MaxReason = 500
 const MaxSilence = 30 * 24 * time.Hour
 
 // Actor is who acted: an account, or the admin token (Admin with no
-// Account). An empty actor is the system (AckCleared).
+// Account). An empty actor is the system (AckCleared). Erased marks an
+// account since deleted (EraseActor).
 type Actor struct {
 	Account string `json:"account,omitempty"`
 	Admin   bool   `json:"admin,omitempty"`
+	Erased  bool   `json:"erased,omitempty"`
 }
 
 // Ack is a live acknowledgement of one alert instance.
@@ -491,4 +493,125 @@ func (s *Store) clear(ctx context.Context, ev *rules.Event) error {
 	s.record(ctx, Record{Action: AckCleared, AlertID: a.AlertID, Serial: a.Serial, Rule: a.Rule, At: s.now().UTC(),
 		Reason: "alert resolved"}, a.AlertID+"/"+AckCleared)
 	return nil
+}
+
+// EraseActor removes an account from the actions, as its deletion
+// requires: its live acknowledgements and silences stay in force (people
+// relied on them) but name no one and lose their reason (free text the
+// person wrote); its audit records are written again the same way and the
+// originals deleted securely. It returns how many records it changed.
+func (s *Store) EraseActor(ctx context.Context, accountID string) (int, error) {
+	if accountID == "" {
+		return 0, fmt.Errorf("%w: no account id", ErrInvalid)
+	}
+	n := 0
+	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return 0, fmt.Errorf("erase alert actions: %w", err)
+	}
+	var entries []jetstream.KeyValueEntry
+	for e := range w.Updates() {
+		if e == nil {
+			break
+		}
+		entries = append(entries, e)
+	}
+	_ = w.Stop()
+	for _, e := range entries {
+		var v map[string]json.RawMessage
+		var who struct {
+			By Actor `json:"by"`
+		}
+		if json.Unmarshal(e.Value(), &v) != nil || json.Unmarshal(e.Value(), &who) != nil || who.By.Account != accountID {
+			continue
+		}
+		v["by"], _ = json.Marshal(Actor{Erased: true})
+		v["reason"] = json.RawMessage(`""`)
+		b, _ := json.Marshal(v)
+		if _, err := s.kv.Update(ctx, e.Key(), b, e.Revision()); err != nil {
+			return n, fmt.Errorf("erase alert actions: %s: %w", e.Key(), err)
+		}
+		// The bucket keeps one revision per key: the old value is gone.
+		n++
+	}
+	st, hits, err := s.recordsBy(ctx, accountID)
+	if err != nil {
+		return n, fmt.Errorf("erase alert actions: %w", err)
+	}
+	for _, h := range hits {
+		h.rec.By, h.rec.Reason = Actor{Erased: true}, ""
+		b, _ := json.Marshal(h.rec)
+		if _, err := s.js.Publish(ctx, bus.AlertActionsSubjectPrefix+string(h.rec.Serial)+"."+h.rec.Rule, b); err != nil {
+			return n, fmt.Errorf("erase alert actions: %w", err)
+		}
+		if err := st.SecureDeleteMsg(ctx, h.seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return n, fmt.Errorf("erase alert actions: %w", err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// RecordsOf returns the audit records of the actions accountID took,
+// oldest first (for the export of its data).
+func (s *Store) RecordsOf(ctx context.Context, accountID string) ([]Record, error) {
+	_, hits, err := s.recordsBy(ctx, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("alert actions of account: %w", err)
+	}
+	out := make([]Record, len(hits))
+	for i, h := range hits {
+		out[i] = h.rec
+	}
+	return out, nil
+}
+
+type hit struct {
+	seq uint64
+	rec Record
+}
+
+// recordsBy scans the audit for the records whose actor is accountID.
+func (s *Store) recordsBy(ctx context.Context, accountID string) (jetstream.Stream, []hit, error) {
+	st, err := s.js.Stream(ctx, bus.AlertActionsStream)
+	if err != nil {
+		return nil, nil, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil || info.State.Msgs == 0 {
+		return st, nil, err
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return nil, nil, err
+	}
+	var hits []hit
+	left := info.State.Msgs
+	for left > 0 {
+		batch, err := cons.Fetch(int(min(left, 1000)), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, nil, err
+		}
+		got, done := 0, false
+		for msg := range batch.Messages() {
+			got++
+			left--
+			md, err := msg.Metadata()
+			if err != nil {
+				continue
+			}
+			var r Record
+			if json.Unmarshal(msg.Data(), &r) == nil && r.By.Account == accountID {
+				hits = append(hits, hit{md.Sequence.Stream, r})
+			}
+			done = md.Sequence.Stream >= info.State.LastSeq
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return nil, nil, err
+		}
+		if done || got == 0 {
+			break
+		}
+	}
+	return st, hits, nil
 }

@@ -205,3 +205,66 @@ func TestRunClearsAckOnResolve(t *testing.T) {
 		t.Errorf("history of A = %+v, want acknowledged then ack_cleared", recs)
 	}
 }
+
+// TestEraseActor: a deleted account's actions stay in force and in the
+// audit but name no one and keep no reason; others' are untouched.
+func TestEraseActor(t *testing.T) {
+	ctx := context.Background()
+	_, _, js := bustest.Server(t)
+	s, err := Open(ctx, js, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1, _ := ParseAlertID("123456789012/on_battery/1000")
+	b1, _ := ParseAlertID("210987654321/on_battery/1000")
+	lan, minh := Actor{Account: "lan"}, Actor{Account: "minh"}
+	if _, err := s.Ack(ctx, a1, lan, "lan's words"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Silence(ctx, a1, lan, time.Hour, "lan's silence"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Ack(ctx, b1, minh, "minh's words"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.EraseActor(ctx, "lan")
+	if err != nil || n != 4 { // ack and silence, live and audited
+		t.Fatalf("EraseActor = %d, %v; want 4", n, err)
+	}
+	acks, silences, err := s.Live(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := acks[a1.String()]; a.By != (Actor{Erased: true}) || a.Reason != "" {
+		t.Errorf("lan's ack = %+v, want kept, naming no one", a)
+	}
+	if sl, ok := silences["123456789012/on_battery"]; !ok || sl.By != (Actor{Erased: true}) || sl.Reason != "" {
+		t.Errorf("lan's silence = %+v, %v; want kept in force, naming no one", sl, ok)
+	}
+	if a := acks[b1.String()]; a.By != minh || a.Reason != "minh's words" {
+		t.Errorf("minh's ack = %+v, want untouched", a)
+	}
+	for _, serial := range []ups.Serial{a1.Serial, b1.Serial} {
+		recs, err := s.History(ctx, serial, time.Time{}, time.Now().Add(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if r.By.Account == "lan" || strings.Contains(r.Reason, "lan") {
+				t.Errorf("audit still names lan: %+v", r)
+			}
+		}
+		if want := map[ups.Serial]int{a1.Serial: 2, b1.Serial: 1}[serial]; len(recs) != want {
+			t.Errorf("audit of %s has %d records, want %d", serial, len(recs), want)
+		}
+	}
+	// Nothing of lan's is left in the stream's messages.
+	st, _ := js.Stream(ctx, "ALERT_ACTIONS")
+	info, _ := st.Info(ctx)
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err == nil && strings.Contains(string(m.Data), "lan") {
+			t.Errorf("message %d still holds %s", seq, m.Data)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/upswatch/upswatch/actions"
 	"github.com/upswatch/upswatch/notify/pipeline"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/registry"
@@ -133,7 +134,7 @@ func (h *notifyAPI) soleUnits(rec recipients.Recipient) []ups.Serial {
 // delete answers DELETE /v1/accounts/{id}: erases the account, its
 // contacts, tokens and preferences, the notification log and audit entries
 // naming it, the registrations of the units it alone owns and those units'
-// history.
+// history; the acknowledgements and silences it set stay, naming no one.
 func (h *notifyAPI) delete(w http.ResponseWriter, r *http.Request) {
 	rec, ok := h.account(w, r)
 	if !ok {
@@ -141,6 +142,12 @@ func (h *notifyAPI) delete(w http.ResponseWriter, r *http.Request) {
 	}
 	id := rec.ID
 	ctx := r.Context()
+	if h.s.actions != nil {
+		if _, err := h.s.actions.EraseActor(ctx, id); err != nil {
+			h.s.internal(w, "erase alert actions", err)
+			return
+		}
+	}
 	for _, serial := range h.soleUnits(rec) {
 		if err := h.s.cfg.History.DeleteUnit(ctx, serial); err != nil {
 			h.s.internal(w, "erase unit history", err)
@@ -187,6 +194,9 @@ type Export struct {
 	NotificationLog []pipeline.LogRecord `json:"notification_log"`
 	Pending         []pipeline.Pending   `json:"pending_notifications"`
 	Deliveries      []pipeline.Delivery  `json:"notifications"`
+	// AlertActions are the acknowledgements and silences it set or
+	// withdrew (the audit records naming it).
+	AlertActions []actions.Record `json:"alert_actions"`
 }
 
 // export answers GET /v1/accounts/{id}/export: all personal data held
@@ -199,7 +209,8 @@ func (h *notifyAPI) export(w http.ResponseWriter, r *http.Request) {
 	id := rec.ID
 	ctx := r.Context()
 	out := Export{Account: rec, Units: []unitJSON{}, Readings: []map[string]any{},
-		NotificationLog: []pipeline.LogRecord{}, Pending: []pipeline.Pending{}, Deliveries: []pipeline.Delivery{}}
+		NotificationLog: []pipeline.LogRecord{}, Pending: []pipeline.Pending{}, Deliveries: []pipeline.Delivery{},
+		AlertActions: []actions.Record{}}
 	for _, serial := range rec.Units {
 		if u, ok := h.s.cfg.Units.Lookup(serial); ok {
 			out.Units = append(out.Units, toJSON(u))
@@ -223,6 +234,14 @@ func (h *notifyAPI) export(w http.ResponseWriter, r *http.Request) {
 		out.NotificationLog = append(out.NotificationLog, rs.Log...)
 		out.Pending = append(out.Pending, rs.Pending...)
 		out.Deliveries = append(out.Deliveries, rs.Deliveries...)
+	}
+	if h.s.actions != nil {
+		recs, err := h.s.actions.RecordsOf(ctx, id)
+		if err != nil {
+			h.s.internal(w, "export alert actions", err)
+			return
+		}
+		out.AlertActions = append(out.AlertActions, recs...)
 	}
 	w.Header().Set("Content-Disposition", `attachment; filename="upswatch-account-`+id+`.json"`)
 	writeJSON(w, http.StatusOK, out)

@@ -27,6 +27,10 @@ type AlertActions interface {
 	Unsilence(ctx context.Context, id actions.AlertID, by actions.Actor, reason string) error
 	Live(ctx context.Context) (map[string]actions.Ack, map[string]actions.Silence, error)
 	History(ctx context.Context, serial ups.Serial, from, to time.Time) ([]actions.Record, error)
+	// EraseActor removes a deleted account from the actions it took;
+	// RecordsOf lists them (for its export).
+	EraseActor(ctx context.Context, accountID string) (int, error)
+	RecordsOf(ctx context.Context, accountID string) ([]actions.Record, error)
 }
 
 // HandleAlertActions adds, for whoever may see the alert's unit (anyone
@@ -108,6 +112,8 @@ func actorOf(p Principal) actions.Actor {
 
 func (s *Server) actorJSON(a actions.Actor) actorJSON {
 	switch {
+	case a.Erased:
+		return actorJSON{Name: "(deleted account)"}
 	case a.Account != "":
 		out := actorJSON{Account: a.Account, Admin: a.Admin, Name: a.Account}
 		if s.owners != nil {

@@ -26,8 +26,8 @@ const sseWriteTimeout = 30 * time.Second
 
 // HandleEvents adds GET /v1/events: a Server-Sent Events stream of the
 // alert events (`event: alert`, the rules.Event JSON), the latest
-// readings (`event: reading`, the reading as /latest shows it plus "ts"
-// in unix ms) and the acknowledgements and silences (`event: action`,
+// readings (`event: reading`, {serial, ts (unix ms), time, values} with
+// the values by NUT name as /latest shows them) and the acknowledgements and silences (`event: action`,
 // the audit record, actors by account id) of the units the caller may
 // see, with a ": ping" comment
 // every 15 s. The stream ends when the client falls behind (it

@@ -401,6 +401,7 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	do(call{owner, "POST", "/v1/alerts/{id}/ack", "/v1/alerts/110000000099.on_battery.5/ack", nil, 404})
 	do(call{owner, "POST", "/v1/alerts/{id}/silence", alertPath + "/silence", map[string]string{"duration": "31d"}, 400})
 	do(call{owner, "GET", "/v1/units/{serial}/outages", "/v1/units/110000000077/outages?from=x", nil, 400})
+	do(call{owner, "GET", "/v1/units/{serial}/history", "/v1/units/110000000077/history?format=xml", nil, 400})
 
 	// The event stream: an alert, a reading and an action, each
 	// conforming to its schema.
@@ -520,6 +521,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"Delivery", pipeline.Delivery{AlertID: "a", EventID: "e", Kind: "firing", Rule: "r", Serial: "110000000001", Recipient: "lan",
 			Channel: "apns", Contact: "…ab", Outcome: "failed", Response: "410", Error: "gone", Attempt: 2, At: at}},
 		{"TestResult", pipeline.TestResult{Channel: "sms", Contact: "**67", Outcome: "retry", Response: "503", Error: "down"}},
+		{"AlertActionEvent", actions.Record{Action: actions.Silenced, AlertID: "a", Serial: "110000000001", Rule: "on_battery",
+			By: actions.Actor{Account: "lan", Admin: true, Erased: true}, At: at, Reason: "r", Until: at}},
 		{"MQTTCredentials", Credentials{Broker: "tcp://b:1883", Username: "u", Password: "p", TelemetryTopic: "t", StatusTopic: "s"}},
 	}
 	for _, tt := range tests {

@@ -98,7 +98,8 @@ func (s *stream) wait(what string, match func(sseEvent) bool) []sseEvent {
 
 func readingOf(serial, status string) func(sseEvent) bool {
 	return func(ev sseEvent) bool {
-		return ev.Name == "reading" && ev.Data["serial"] == serial && (status == "" || ev.Data["ups.status"] == status)
+		values, _ := ev.Data["values"].(map[string]any)
+		return ev.Name == "reading" && ev.Data["serial"] == serial && (status == "" || values["ups.status"] == status)
 	}
 }
 
@@ -191,7 +192,8 @@ func TestConsoleAPI(t *testing.T) {
 	}
 	for _, ev := range streams["admin"].wait("A's reading", readingOf(a, "OB DISCHRG")) {
 		if readingOf(a, "OB DISCHRG")(ev) {
-			if ev.Data["battery.charge"] == nil || ev.Data["ts"] == nil || ev.Data["time"] == nil {
+			values, _ := ev.Data["values"].(map[string]any)
+			if _, ok := values["battery.charge"].(float64); !ok || ev.Data["ts"] == nil || ev.Data["time"] == nil {
 				t.Errorf("reading event lacks values: %v", ev.Data)
 			}
 		}
@@ -402,6 +404,29 @@ func TestConsoleAPI(t *testing.T) {
 				}
 			}
 		}
+	}
+
+	// Lan's export holds the silence lan set; minh's the acknowledgement.
+	for who, want := range map[string]string{"lan": "silenced", "minh": "acknowledged"} {
+		var ex struct {
+			AlertActions []action `json:"alert_actions"`
+		}
+		if code, body := in.call(tokens[who], "GET", "/v1/accounts/"+who+"/export", nil, &ex); code != http.StatusOK ||
+			len(ex.AlertActions) != 1 || ex.AlertActions[0].Action != want {
+			t.Errorf("%s's export: %d %s, want one %s action", who, code, body, want)
+		}
+	}
+
+	// Minh's account erased: the audit keeps the acknowledgement, naming
+	// no one.
+	if code, body := in.call(tokens["admin"], "DELETE", "/v1/accounts/minh", nil, nil); code != http.StatusNoContent {
+		t.Fatalf("delete minh: %d %s", code, body)
+	}
+	acts.Actions = nil // decoding into old elements would keep the members now absent
+	if code, body := in.call(tokens["lan"], "GET", "/v1/units/"+a+"/alert-actions", nil, &acts); code != http.StatusOK ||
+		len(acts.Actions) != 3 || acts.Actions[0].Action != "acknowledged" || acts.Actions[0].By.Name != "(deleted account)" ||
+		acts.Actions[0].By.Account != "" || acts.Actions[0].Reason != "" || strings.Contains(body, "minh") || strings.Contains(body, "generator") {
+		t.Errorf("audit after minh's erasure: %d %s", code, body)
 	}
 
 	// Shutdown ends every open stream.

@@ -48,6 +48,16 @@ type Event struct {
 	Data   []byte
 }
 
+// LiveReading is the data of a reading event: the unit, the reading's
+// time (unix milliseconds and RFC 3339) and its values by NUT name,
+// ups.status included.
+type LiveReading struct {
+	Serial ups.Serial     `json:"serial"`
+	TS     int64          `json:"ts"`
+	Time   string         `json:"time"`
+	Values map[string]any `json:"values"`
+}
+
 // Units is what the hub needs of the registry.
 type Units interface {
 	Lookup(serial ups.Serial) (registry.Unit, bool)
@@ -57,8 +67,8 @@ type Units interface {
 type Config struct {
 	Conn  *nats.Conn
 	Units Units
-	// ReadingJSON is the form of a reading clients get (api.ReadingJSON);
-	// the hub adds "ts", the reading's time in unix milliseconds.
+	// ReadingJSON is the form of a reading's values clients get
+	// (api.ReadingJSON: NUT variables by name); see LiveReading.
 	ReadingJSON func(*ups.Reading) map[string]any
 	// Buffer is each client's backlog before it is dropped (default 256).
 	Buffer int
@@ -186,8 +196,9 @@ func (h *Hub) onReadings(msg *nats.Msg) {
 	for _, s := range order {
 		r := &rs[latest[s]]
 		v := h.cfg.ReadingJSON(r)
-		v["ts"] = r.Time.UnixMilli()
-		b, err := json.Marshal(v)
+		delete(v, "serial")
+		delete(v, "time")
+		b, err := json.Marshal(LiveReading{Serial: s, TS: r.Time.UnixMilli(), Time: r.Time.UTC().Format(time.RFC3339Nano), Values: v})
 		if err != nil {
 			continue
 		}

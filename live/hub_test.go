@@ -26,7 +26,7 @@ func (u units) Lookup(s ups.Serial) (registry.Unit, bool) {
 }
 
 func readingJSON(r *ups.Reading) map[string]any {
-	out := map[string]any{"serial": r.Serial}
+	out := map[string]any{"serial": r.Serial, "time": r.Time.String()}
 	if r.HasStatus {
 		out["ups.status"] = r.Status.Raw
 	}
@@ -154,9 +154,10 @@ func describe(t *testing.T, ev Event, t0 time.Time) string {
 	}
 	out := ev.Name + ":" + string(ev.Serial)
 	if ev.Name == Reading {
-		out += ":" + d["ups.status"].(string)
-		if d["ts"] != float64(t0.UnixMilli()) {
-			t.Errorf("reading ts = %v, want %d", d["ts"], t0.UnixMilli())
+		values, _ := d["values"].(map[string]any)
+		out += ":" + values["ups.status"].(string)
+		if d["ts"] != float64(t0.UnixMilli()) || d["serial"] != string(ev.Serial) || values["serial"] != nil || values["time"] != nil {
+			t.Errorf("reading %s: want ts %d, the serial, values without serial and time", ev.Data, t0.UnixMilli())
 		}
 	}
 	return out

@@ -9,7 +9,8 @@
 //	  -> dedup        against the notification log (KV upswatch_notify_log,
 //	                  key <recipient>.<channel>.<event dedup id>)
 //	  -> silence      a silenced (unit, rule) is logged and audited as
-//	                  "silenced", and goes no further
+//	                  "silenced", and goes no further (the send step asks
+//	                  again, for what was queued before the silence)
 //	  -> outbox       NOTIFY_OUTBOX, one message per (event, recipient,
 //	                  channel), msg id = the log key; ALERTS acked after
 //	  -> send         one consumer per channel: FCM batches up to 500

@@ -15,6 +15,7 @@ import (
 
 	"github.com/upswatch/upswatch/notify"
 	"github.com/upswatch/upswatch/notify/recipients"
+	"github.com/upswatch/upswatch/ups"
 )
 
 // linger is how long a channel waits for more outbox messages to fill a
@@ -103,6 +104,7 @@ func (p *Pipeline) sendBatch(ctx context.Context, c *channel, batch []jetstream.
 	now := p.cfg.Now()
 	groups := map[string]*group{}
 	var order []string
+	silences := map[string]silenceState{} // by serial/rule, asked once per batch
 	for _, msg := range batch {
 		pd := &pending{msg: msg}
 		if err := json.Unmarshal(msg.Data(), &pd.ob); err != nil {
@@ -120,6 +122,15 @@ func (p *Pipeline) sendBatch(ctx context.Context, c *channel, batch []jetstream.
 		}
 		if ok && le.State != stateQueued {
 			_ = msg.Ack() // already delivered or failed: a redelivery
+			continue
+		}
+		// A silence set after the notification was queued (a provider
+		// down, a retry waiting) holds it too.
+		if st, err := p.silencedNow(ctx, silences, pd.ob, now); err != nil {
+			_ = msg.NakWithDelay(p.cfg.InitialBackoff)
+			continue
+		} else if st.silenced {
+			p.finishSilenced(ctx, pd, st.until, now)
 			continue
 		}
 		if !pd.ob.Message.Expires.IsZero() && !now.Before(pd.ob.Message.Expires) {
@@ -161,6 +172,45 @@ func (p *Pipeline) sendBatch(ctx context.Context, c *channel, batch []jetstream.
 		wg.Go(func() { p.sendGroup(ctx, c, g) })
 	}
 	wg.Wait()
+}
+
+type silenceState struct {
+	silenced bool
+	until    time.Time
+}
+
+// silencedNow asks Silences about the outbox message's (serial, rule),
+// once per batch.
+func (p *Pipeline) silencedNow(ctx context.Context, memo map[string]silenceState, ob outboxMsg, now time.Time) (silenceState, error) {
+	if p.cfg.Silences == nil {
+		return silenceState{}, nil
+	}
+	k := ob.Serial + "/" + ob.Rule
+	if st, ok := memo[k]; ok {
+		return st, nil
+	}
+	until, silenced, err := p.cfg.Silences.Silenced(ctx, ups.Serial(ob.Serial), ob.Rule, now)
+	if err != nil {
+		p.log.Warn("silences unreadable; the notification waits", "alert", ob.AlertID, "err", err)
+		return silenceState{}, err
+	}
+	memo[k] = silenceState{silenced, until}
+	return memo[k], nil
+}
+
+// finishSilenced records a queued notification as silenced and settles
+// it unsent.
+func (p *Pipeline) finishSilenced(ctx context.Context, pd *pending, until, now time.Time) {
+	response := "silenced until " + until.UTC().Format(time.RFC3339)
+	d := Delivery{AlertID: pd.ob.AlertID, EventID: pd.ob.EventID, Kind: pd.ob.Kind, Rule: pd.ob.Rule, Serial: pd.ob.Serial,
+		Recipient: pd.ob.Recipient, Channel: pd.ob.Channel, Outcome: stateSilenced, Response: response,
+		Attempt: pd.attempt, At: now.UTC()}
+	if err := p.publishAuditID(ctx, d, pd.ob.Key+"/"+stateSilenced); err != nil {
+		p.log.Warn("silenced notification not recorded; will retry", "alert", pd.ob.AlertID, "err", err)
+		_ = pd.msg.NakWithDelay(p.cfg.InitialBackoff)
+		return
+	}
+	p.finish(ctx, pd, stateSilenced, response)
 }
 
 func filterBundle(c recipients.Contacts, tokens []string, topic string) []string {

@@ -71,3 +71,57 @@ func TestSilenceSkipsSends(t *testing.T) {
 		t.Fatalf("requests = %+v, want the on_battery firing and resolved only", reqs)
 	}
 }
+
+// TestSilenceHoldsQueued: a notification already in the outbox when the
+// silence is set (its provider down, a retry waiting) is not sent once the
+// provider is back; it ends recorded as silenced.
+func TestSilenceHoldsQueued(t *testing.T) {
+	e := newEnv(t, recipients.SMS)
+	ctx := context.Background()
+	st, err := actions.Open(ctx, e.js, actions.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.silences = st
+	e.owner(t, "en", allChannels(), recipients.Contacts{Phones: []string{phone}})
+	e.sms.SetDown("1")
+	p, _ := e.start(t)
+	ev := event(rules.Firing, "on_battery", rules.Warning, serial, time.Now())
+	publish(t, e.js, ev, ev.DedupID())
+	outcomes := func() []string {
+		ds, err := p.Deliveries(ctx, ev.Fingerprint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, d := range ds {
+			out = append(out, d.Outcome)
+		}
+		return out
+	}
+	waitFor := func(what string, cond func([]string) bool) []string {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			if o := outcomes(); cond(o) {
+				return o
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s within 15s: %v", what, outcomes())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("failed attempt", func(o []string) bool { return len(o) > 0 && o[0] == "retry" })
+	id, _ := actions.ParseAlertID(ev.Fingerprint)
+	if _, err := st.Silence(ctx, id, actions.Actor{Account: "lan"}, time.Hour, "storm"); err != nil {
+		t.Fatal(err)
+	}
+	e.sms.SetUp()
+	o := waitFor("silenced record", func(o []string) bool { return len(o) > 0 && o[len(o)-1] == "silenced" })
+	for _, r := range e.sms.Requests() {
+		if r.Status == 201 {
+			t.Fatalf("an SMS was sent after the silence: outcomes %v", o)
+		}
+	}
+}
