@@ -60,7 +60,7 @@ import (
 const (
 	headerSize = 16
 	// MaxRecord bounds one payload; a larger length in a file is damage.
-	MaxRecord = 1 << 20
+	MaxRecord  = 1 << 20
 	cursorFile = "cursor"
 )
 

@@ -16,7 +16,9 @@ import (
 
 var t0 = time.UnixMilli(1764000000000)
 
-func payload(i int) []byte { return []byte(fmt.Sprintf(`{"ts":%d,"n":%d}`, t0.Add(time.Duration(i)*time.Second).UnixMilli(), i)) }
+func payload(i int) []byte {
+	return []byte(fmt.Sprintf(`{"ts":%d,"n":%d}`, t0.Add(time.Duration(i)*time.Second).UnixMilli(), i))
+}
 
 func open(t *testing.T, dir string, mod func(*Options)) *Buffer {
 	t.Helper()
