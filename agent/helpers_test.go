@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -379,3 +380,75 @@ func (r *runningAgent) stats(serial string) agent.UnitStats {
 	return agent.UnitStats{}
 }
 
+// proxy forwards TCP connections to a target until cut: then every
+// connection is closed and new ones are refused, as when the network
+// between the NUT host and upswatch goes down; restore listens again on
+// the same port.
+type proxy struct {
+	t      testing.TB
+	target string
+	Addr   string
+
+	mu    sync.Mutex
+	l     net.Listener
+	conns map[net.Conn]bool
+}
+
+func newProxy(t testing.TB, target string) *proxy {
+	p := &proxy{t: t, target: target, conns: map[net.Conn]bool{}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Addr = l.Addr().String()
+	p.serve(l)
+	t.Cleanup(p.cut)
+	return p
+}
+
+func (p *proxy) serve(l net.Listener) {
+	p.mu.Lock()
+	p.l = l
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns[c], p.conns[up] = true, true
+			p.mu.Unlock()
+			go func() { io.Copy(up, c); up.Close(); c.Close() }()
+			go func() { io.Copy(c, up); up.Close(); c.Close() }()
+		}
+	}()
+}
+
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.l != nil {
+		p.l.Close()
+		p.l = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+func (p *proxy) restore() {
+	var l net.Listener
+	waitFor(p.t, "proxy listening again on "+p.Addr, 10*time.Second, func() bool {
+		var err error
+		l, err = net.Listen("tcp", p.Addr)
+		return err == nil
+	})
+	p.serve(l)
+}

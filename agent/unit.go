@@ -246,10 +246,14 @@ func (u *unit) run(ctx context.Context) {
 		case <-u.wake:
 		case <-retry.C:
 		}
-		u.announce()
+		// The backlog first, then the status: upswatch dates a status
+		// message by its arrival, and a rule engine that saw `online` now
+		// would take the replayed (older) readings for late ones.
 		if u.buf.Len() > 0 && !u.drain(ctx) {
 			retry.Reset(min(u.ackTimeout, time.Second))
+			continue
 		}
+		u.announce()
 	}
 }
 
