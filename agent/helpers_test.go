@@ -280,6 +280,9 @@ func TestMain(m *testing.M) {
 		shared.s.stop()
 		os.RemoveAll(shared.dir)
 	}
+	if agentBin.path != "" {
+		os.RemoveAll(filepath.Dir(agentBin.path))
+	}
 	os.Exit(code)
 }
 
