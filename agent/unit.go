@@ -14,6 +14,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/upswatch/upswatch/agent/buffer"
 	"github.com/upswatch/upswatch/agent/config"
@@ -79,7 +80,13 @@ func newUnit(cfg config.Config, uc config.Unit, serial string, buf *buffer.Buffe
 	}
 	u.client = paho.NewClient(ClientOptions(cfg.Broker, tlsCfg, serial, uc.Password).
 		SetClientID("upswatch-agent-"+serial).
-		SetCleanSession(false). // QoS 1 in flight survives a reconnect
+		SetCleanSession(false). // the broker keeps the session's QoS 1 state across a reconnect
+		// The agent's own on-disk buffer is its store: a publish not
+		// acknowledged in time is buffered and replayed. paho's memory
+		// store would resend it as well, and its resend on reconnect races
+		// with the previous connection's writer (the race detector shows
+		// it in paho v1.5.1's resume).
+		SetStore(noStore{}).
 		SetWill(u.statusTopic, "offline", 1, true).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
@@ -365,3 +372,14 @@ func (u *unit) stats() UnitStats {
 		ReadingsTaken: u.taken.Load(),
 	}
 }
+
+// noStore is a paho.Store that keeps nothing (see newUnit).
+type noStore struct{}
+
+func (noStore) Open()                             {}
+func (noStore) Put(string, packets.ControlPacket) {}
+func (noStore) Get(string) packets.ControlPacket  { return nil }
+func (noStore) All() []string                     { return nil }
+func (noStore) Del(string)                        {}
+func (noStore) Close()                            {}
+func (noStore) Reset()                            {}
