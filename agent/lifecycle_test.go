@@ -23,7 +23,7 @@ var agentBin struct {
 }
 
 // buildAgent builds cmd/upswatch-agent once per test binary.
-func buildAgent(t *testing.T) string {
+func buildAgent(t testing.TB) string {
 	t.Helper()
 	agentBin.once.Do(func() {
 		dir, err := os.MkdirTemp("", "upswatch-agent-bin-")
@@ -44,7 +44,7 @@ func buildAgent(t *testing.T) string {
 }
 
 // writeConfig renders c as the YAML an operator would write.
-func writeConfig(t *testing.T, c agentconfig.Config) string {
+func writeConfig(t testing.TB, c agentconfig.Config) string {
 	t.Helper()
 	var units strings.Builder
 	for _, u := range c.Units {
