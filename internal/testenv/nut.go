@@ -161,7 +161,7 @@ func (n *NUTServer) WaitData(ups string, within time.Duration) error {
 	end := time.Now().Add(within)
 	var last error
 	for time.Now().Before(end) {
-		if last = n.query("GET VAR " + ups + " ups.status"); last == nil {
+		if last = n.loaded(ups); last == nil {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -169,29 +169,41 @@ func (n *NUTServer) WaitData(ups string, within time.Duration) error {
 	return fmt.Errorf("upsd has no data for %s after %v: %w", ups, within, last)
 }
 
-// query sends one command on a fresh connection and fails on ERR.
-func (n *NUTServer) query(line string) error {
+// loaded lists the unit's variables on a fresh connection: an ERR, or a
+// status of WAIT (dummy-ups has not parsed its dump yet), is not loaded.
+func (n *NUTServer) loaded(ups string) error {
 	c, err := net.DialTimeout("tcp", n.Addr, time.Second)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write([]byte(line + "\n")); err != nil {
+	if _, err := c.Write([]byte("LIST VAR " + ups + "\n")); err != nil {
 		return err
 	}
-	ans, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
+	r := bufio.NewReader(c)
+	vars := 0
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "ERR"):
+			return errors.New(line)
+		case strings.HasPrefix(line, "END LIST"):
+			if vars == 0 {
+				return errors.New("no variables yet")
+			}
+			return nil
+		case strings.HasPrefix(line, "VAR "):
+			vars++
+			if strings.Contains(line, " ups.status \"WAIT\"") {
+				return errors.New("driver still starting: " + line)
+			}
+		}
 	}
-	if strings.HasPrefix(ans, "ERR") {
-		return errors.New(strings.TrimSpace(ans))
-	}
-	if strings.Contains(ans, `"WAIT"`) {
-		// dummy-ups has not loaded its dump yet.
-		return errors.New("driver still starting: " + strings.TrimSpace(ans))
-	}
-	return nil
 }
 
 // Set changes a variable of a dummy UPS with upsrw, as an operator would
