@@ -2,6 +2,8 @@
 # deps.sh installs the external servers the integration tests run against:
 #   - mosquitto (and mosquitto-clients) from the distribution's apt
 #     repository, when missing;
+#   - NUT's upsd and dummy-ups driver (nut-server) and upsrw/upsc
+#     (nut-client) from apt, when missing, for upswatch-agent's tests;
 #   - influxd 1.8.10 (pure Go, built from source with `go install`) into the
 #     tools cache dir, when missing.
 #
@@ -38,6 +40,26 @@ if ! have_mosquitto || ! command -v mosquitto_pub >/dev/null 2>&1; then
 	# embedded broker's default: stop and disable it (the tests start their
 	# own brokers on free ports).
 	$sudo systemctl disable --now mosquitto >/dev/null 2>&1 || $sudo service mosquitto stop >/dev/null 2>&1 || true
+fi
+
+# NUT for the agent's tests: they run /lib/nut/upsd and /lib/nut/dummy-ups
+# directly with their own config dirs, never the system's service.
+if [ ! -x /lib/nut/upsd ] || [ ! -x /lib/nut/dummy-ups ] || ! command -v upsrw >/dev/null 2>&1; then
+	if ! command -v apt-get >/dev/null 2>&1; then
+		echo "deps.sh: NUT is missing and apt-get is not available; install nut-server and nut-client (NUT >= 2.8) by hand" >&2
+		exit 1
+	fi
+	sudo=
+	if [ "$(id -u)" -ne 0 ]; then
+		sudo=sudo
+	fi
+	echo "deps.sh: installing nut-server and nut-client with apt-get" >&2
+	$sudo apt-get update -qq >/dev/null
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+		nut-server nut-client >/dev/null
+	# The packages' services stay off: with no /etc/nut configuration
+	# they do not start (MODE=none), and the tests use their own.
+	$sudo systemctl disable --now nut-server nut-monitor nut-driver.target >/dev/null 2>&1 || true
 fi
 
 # The binary name carries the version so a version bump rebuilds it; the

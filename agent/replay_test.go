@@ -1,0 +1,107 @@
+package agent_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	agentconfig "github.com/upswatch/upswatch/agent/config"
+	"github.com/upswatch/upswatch/internal/testenv"
+)
+
+// The broker becomes unreachable (the network between the NUT host and
+// upswatch is cut: connections dropped, new ones refused) while the UPS
+// goes on battery and back. The agent buffers on disk and, once the
+// broker is reachable again, replays: every
+// reading it took is in the history with its event time (the outage's
+// readings dated inside the cut, not at the replay), and the outage is in
+// the unit's alert timeline.
+func TestBrokerCutReplay(t *testing.T) {
+	s := sharedServe(t)
+	serial := newSerial()
+	n := testenv.NUT(t, testenv.NUTUnit{Name: "ups1", Dump: baseDump(serial, 100)})
+	pw := s.register(t, serial)
+	px := newProxy(t, strings.TrimPrefix(s.mqttURL, "tcp://"))
+	c := agentConfig(t, n, s, agentconfig.Unit{UPS: "ups1", Serial: serial, Password: pw})
+	c.Broker.URL = "tcp://" + px.Addr
+	c.Poll, c.Interval = 250*time.Millisecond, 250*time.Millisecond // every poll is a reading
+	ra := runAgent(t, c)
+	begin := time.Now()
+	waitFor(t, "first reading at upswatch", 10*time.Second, func() bool { return s.latest(serial) != nil })
+
+	px.cut()
+	cut := time.Now()
+	buffered := func(n int) func() bool {
+		return func() bool { return ra.stats(serial).Buffer.Records >= n }
+	}
+	waitFor(t, "readings buffered while the broker is down", 15*time.Second, buffered(2))
+	obAt := time.Now()
+	n.Set(t, "ups1", "ups.status", "OB DISCHRG")
+	n.Set(t, "ups1", "input.voltage", "0")
+	before := ra.stats(serial).Buffer.Records
+	waitFor(t, "on-battery readings buffered", 15*time.Second, buffered(before+4))
+	olAt := time.Now()
+	n.Set(t, "ups1", "ups.status", "OL CHRG")
+	n.Set(t, "ups1", "input.voltage", "231.0")
+	before = ra.stats(serial).Buffer.Records
+	waitFor(t, "on-line readings buffered", 15*time.Second, buffered(before+2))
+
+	px.restore()
+	restart := time.Now()
+	t.Logf("broker down %v; %d readings buffered", restart.Sub(cut), ra.stats(serial).Buffer.Records)
+	waitFor(t, "buffer replayed", 30*time.Second, func() bool {
+		st := ra.stats(serial)
+		return st.Replayed > 0 && st.Buffer.Records == 0
+	})
+	ra.stop()
+	st := ra.stats(serial)
+	if st.Buffer.DroppedFull+st.Buffer.DroppedAge != 0 {
+		t.Fatalf("readings dropped: %+v", st.Buffer)
+	}
+
+	// Every reading the agent took is stored, once, in order of event time.
+	end := time.Now().Add(time.Second)
+	var pts []point
+	waitFor(t, "every reading in the history", 20*time.Second, func() bool {
+		pts = s.history(t, serial, "battery.charge", begin.Add(-time.Second), end, 10*time.Millisecond)
+		return len(pts) >= int(st.ReadingsTaken)
+	})
+	if len(pts) != int(st.ReadingsTaken) {
+		t.Fatalf("history holds %d readings, the agent took %d", len(pts), st.ReadingsTaken)
+	}
+	for i, p := range pts {
+		if p.Count != 1 {
+			t.Errorf("bucket %v holds %d readings", p.Time, p.Count)
+		}
+		if i > 0 && !p.Time.After(pts[i-1].Time) {
+			t.Errorf("reading %d at %v not after %v", i, p.Time, pts[i-1].Time)
+		}
+	}
+	// The outage's readings carry their event time: inside the cut.
+	volts := s.history(t, serial, "input.voltage", begin.Add(-time.Second), end, 10*time.Millisecond)
+	zero := 0
+	for _, p := range volts {
+		if p.Mean == 0 {
+			zero++
+			if p.Time.Before(obAt.Add(-time.Second)) || p.Time.After(olAt.Add(time.Second)) {
+				t.Errorf("on-battery reading dated %v, outside the outage %v..%v", p.Time, obAt, olAt)
+			}
+		}
+	}
+	if zero < 4 {
+		t.Errorf("%d on-battery readings in the history, want at least 4", zero)
+	}
+
+	// The outage is in the timeline, at event time.
+	fired := s.waitEvent(t, serial, "on_battery", "firing", begin, 20*time.Second)
+	resolved := s.waitEvent(t, serial, "on_battery", "resolved", begin, 20*time.Second)
+	if fired.StartedAt.Before(obAt.Add(-time.Second)) || fired.StartedAt.After(olAt) {
+		t.Errorf("on_battery started %v, outage began at %v", fired.StartedAt, obAt)
+	}
+	if resolved.EndedAt.After(restart) || resolved.EndedAt.Before(olAt.Add(-time.Second)) {
+		t.Errorf("on_battery ended %v; outage ended at %v, replayed at %v", resolved.EndedAt, olAt, restart)
+	}
+	if d, want := resolved.Duration, olAt.Sub(obAt); d < want-time.Second || d > want+time.Second {
+		t.Errorf("outage duration %v, scripted %v", d, want)
+	}
+}
