@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/upswatch/upswatch/keyring"
 )
 
 // accountCmd: upswatch account add|list|show|remove|export.
@@ -137,8 +140,11 @@ func tokenCmd(args []string, stdout io.Writer) error {
 
 // keysCmd: upswatch keys rotate.
 func keysCmd(args []string, stdout io.Writer) error {
+	if len(args) == 2 && args[0] == "generate" {
+		return keysGenerate(args[1], stdout)
+	}
 	if len(args) == 0 || args[0] != "rotate" {
-		return errors.New("usage: upswatch keys rotate")
+		return errors.New("usage: upswatch keys rotate | keys generate FILE")
 	}
 	fs := flag.NewFlagSet("keys rotate", flag.ContinueOnError)
 	cf := addClientFlags(fs)
@@ -154,6 +160,25 @@ func keysCmd(args []string, stdout io.Writer) error {
 		return err
 	}
 	return printJSON(stdout, out)
+}
+
+// keysGenerate writes a new keyring to path (mode 0600) for the instances
+// of a cluster to share; it never overwrites one.
+func keysGenerate(path string, stdout io.Writer) error {
+	if _, err := os.Stat(path); err == nil {
+		return fmt.Errorf("%s exists; a keyring is never overwritten (its loss makes every account unreadable)", path)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("keyring %s: %w", path, err)
+	}
+	k, err := keyring.Generate()
+	if err != nil {
+		return err
+	}
+	if err := k.Save(path); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "keyring written to %s (mode 0600); give every instance this file (keys.file) and back it up\n", path)
+	return nil
 }
 
 // parseInterleaved parses flags that may stand before or after the
