@@ -211,6 +211,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 	case <-time.After(30 * time.Second):
 		return errors.New("recipients: view did not load within 30s")
 	}
+	if err := a.checkKeyring(ctx, accounts, keys); err != nil {
+		return err
+	}
 	tmpl, err := templates.Load(a.cfg.Notify.TemplatesDir)
 	if err != nil {
 		return err
