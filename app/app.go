@@ -291,7 +291,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	srv, err := api.New(api.Config{
 		AdminToken: a.token, Broker: mqttURL, TopicPrefix: a.cfg.MQTT.TopicPrefix,
-		Units: units, History: hist, Ready: checks, Gatherer: reg, Logger: a.log,
+		Units: deletingUnits{Registry: units, js: js, partitions: a.cfg.NATS.Partitions}, History: hist, Ready: checks, Gatherer: reg, Logger: a.log,
 		Catalog: catalog, RatePerSecond: a.cfg.HTTP.RatePerSecond, RateBurst: a.cfg.HTTP.RateBurst,
 		RotateKeys: (&keyRotator{keys: keys, path: keysPath, accounts: accounts}).rotate,
 	})
