@@ -68,6 +68,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/internal/ready"
 	"github.com/upswatch/upswatch/registry"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/ups"
@@ -127,7 +128,7 @@ type Engine struct {
 	cfg   Config
 	log   *slog.Logger
 	m     metrics
-	ready chan struct{}
+	ready ready.Signal
 
 	owned sync.Map // partition -> struct{}; for the gauge
 
@@ -167,7 +168,7 @@ func New(js jetstream.JetStream, cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{js: js, cfg: cfg, ready: make(chan struct{}),
+	e := &Engine{js: js, cfg: cfg,
 		log: cfg.Logger.With("component", "rules", "instance", cfg.InstanceID)}
 	if err := e.m.register(cfg.Registerer); err != nil {
 		return nil, err
@@ -176,8 +177,10 @@ func New(js jetstream.JetStream, cfg Config) (*Engine, error) {
 }
 
 // Ready is closed once the streams, buckets and consumers exist and
-// pulling has begun.
-func (e *Engine) Ready() <-chan struct{} { return e.ready }
+// pulling has begun. A Run that returns
+// lowers it again (a new channel), so a component run again after a
+// failure is ready only once the new run has set up.
+func (e *Engine) Ready() <-chan struct{} { return e.ready.C() }
 
 // EnsureAlerts creates (or updates) the ALERTS stream and the
 // active-alerts and state buckets.
@@ -252,7 +255,8 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		iters[i] = it
 	}
-	close(e.ready)
+	e.ready.Up()
+	defer e.ready.Down()
 	e.log.Info("rules engine started", "partitions", len(parts))
 
 	var wg sync.WaitGroup
