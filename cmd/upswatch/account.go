@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/upswatch/upswatch/app"
 	"github.com/upswatch/upswatch/keyring"
 )
 
@@ -141,10 +142,13 @@ func tokenCmd(args []string, stdout io.Writer) error {
 // keysCmd: upswatch keys rotate.
 func keysCmd(args []string, stdout io.Writer) error {
 	if len(args) == 2 && args[0] == "generate" {
+		if args[1] == "--env" {
+			return keysGenerateEnv(stdout)
+		}
 		return keysGenerate(args[1], stdout)
 	}
 	if len(args) == 0 || args[0] != "rotate" {
-		return errors.New("usage: upswatch keys rotate | keys generate FILE")
+		return errors.New("usage: upswatch keys rotate | keys generate FILE | keys generate --env")
 	}
 	fs := flag.NewFlagSet("keys rotate", flag.ContinueOnError)
 	cf := addClientFlags(fs)
@@ -178,6 +182,21 @@ func keysGenerate(path string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "keyring written to %s (mode 0600); give every instance this file (keys.file) and back it up\n", path)
+	return nil
+}
+
+// keysGenerateEnv prints a new keyring as a line for an env file
+// (UPSWATCH_KEYS=...), for deployments that pass it in the environment.
+func keysGenerateEnv(stdout io.Writer) error {
+	k, err := keyring.Generate()
+	if err != nil {
+		return err
+	}
+	v, err := k.EnvValue()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s=%s\n", app.KeysEnv, v)
 	return nil
 }
 

@@ -101,4 +101,15 @@ func TestKeysGenerate(t *testing.T) {
 			t.Fatalf("%s: the written keyring does not load: %v", tc.name, err)
 		}
 	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"keys", "generate", "--env"}, &out, &errOut); code != 0 {
+		t.Fatalf("keys generate --env: exit %d: %s", code, errOut.String())
+	}
+	v, ok := strings.CutPrefix(strings.TrimSpace(out.String()), "UPSWATCH_KEYS=")
+	if !ok {
+		t.Fatalf("keys generate --env printed %q", out.String())
+	}
+	if _, err := keyring.FromEnv(v); err != nil {
+		t.Fatalf("the printed value does not load: %v", err)
+	}
 }
