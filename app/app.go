@@ -329,6 +329,16 @@ func (a *App) Run(ctx context.Context) (err error) {
 	a.log.Info("http api listening", "addr", a.httpAddr)
 
 	// Ingest last: devices are read only once everything downstream runs.
+	// With a shared group on an external broker, instances lease their
+	// sessions and drain the ones of instances that died.
+	var takeover *ingest.Takeover
+	if a.cfg.MQTT.URL != "" && a.cfg.MQTT.SharedGroup != "" {
+		leases, err := ingest.EnsureLeases(ctx, js, a.cfg.NATS.Replicas)
+		if err != nil {
+			return err
+		}
+		takeover = &ingest.Takeover{Leases: leases}
+	}
 	in, err := ingest.New(ingest.Config{
 		BrokerURL: mqttURL, Username: user, Password: pass, ClientID: a.instanceID(),
 		TopicPrefix: a.cfg.MQTT.TopicPrefix, SharedGroup: a.cfg.MQTT.SharedGroup,
@@ -336,7 +346,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		FlushInterval: a.cfg.Ingest.FlushInterval, MaxInflight: a.cfg.Ingest.MaxInflight,
 		Limits: payload.Limits{MaxBytes: a.cfg.Ingest.MaxPayloadBytes, MaxReadings: a.cfg.Ingest.MaxReadings,
 			MaxFuture: a.cfg.Ingest.MaxFuture},
-		Logger: a.log, Registerer: reg,
+		Takeover: takeover, Logger: a.log, Registerer: reg,
 	}, units, js)
 	if err != nil {
 		return err
