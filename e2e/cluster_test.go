@@ -174,7 +174,7 @@ func TestClusterLosesNothing(t *testing.T) {
 	stopWatch := make(chan struct{})
 	defer close(stopWatch)
 	times.watch(stopWatch, killed, map[string]func() bool{
-		"MQTT session taken over": func() bool { return survivor.metric("upswatch_ingest_session_takeovers_total") >= 1 },
+		"MQTT session taken over":    func() bool { return survivor.metric("upswatch_ingest_session_takeovers_total") >= 1 },
 		"rule partitions taken over": func() bool { return survivor.metric(owned) == partitions },
 	})
 	for _, u := range l.units {
