@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,9 +28,13 @@ type firstTime struct {
 	at map[string]time.Duration
 }
 
-func (f *firstTime) watch(stop <-chan struct{}, from time.Time, conds map[string]func() bool) {
+// watch polls conds until the returned stop is called (which waits for
+// the poller to end).
+func (f *firstTime) watch(from time.Time, conds map[string]func() bool) (stop func()) {
 	f.at = map[string]time.Duration{}
+	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(done)
 		for {
 			for name, cond := range conds {
 				f.mu.Lock()
@@ -43,12 +47,13 @@ func (f *firstTime) watch(stop <-chan struct{}, from time.Time, conds map[string
 				}
 			}
 			select {
-			case <-stop:
+			case <-quit:
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
 	}()
+	return func() { close(quit); <-done }
 }
 
 func (f *firstTime) get(name string) (time.Duration, bool) {
@@ -92,8 +97,23 @@ func consumersIdle(t *testing.T, js jetstream.JetStream, partitions int) bool {
 // killed instance is back and everything is processed. It logs how long
 // the survivor took to take over the dead instance's MQTT session and
 // rule partitions and how many messages it drained.
-func TestClusterLosesNothing(t *testing.T) {
-	const units, outageUnits, perUnit, partitions = 40, 20, 45, 4
+// clusterStack is two serve instances (a, b) on a three-node NATS cluster
+// (R3), Mosquitto with the shared group "upswatch" and InfluxDB, with
+// units registered, the first outageUnits owned by accounts pushed by
+// FCM (token "tok-<serial>"), and their devices connected.
+type clusterStack struct {
+	cluster *testenv.NATSCluster
+	a, b    *daemon
+	fcm     *fcmfake.Server
+	serials []string
+	outage  map[string]bool
+	devs    map[string]paho.Client
+}
+
+const clusterPartitions = 4
+
+func newClusterStack(t *testing.T, units, outageUnits int) *clusterStack {
+	const partitions = clusterPartitions
 	ss := serials(500, units)
 	cluster := testenv.NATS(t, 3)
 	broker := mosquittoFor(t, ss)
@@ -124,13 +144,20 @@ func TestClusterLosesNothing(t *testing.T) {
 		return d
 	}
 	a, b := instance("a"), instance("b")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("instance a's log ends:\n%s\ninstance b's log ends:\n%s", a.logTail(), b.logTail())
+		}
+	})
 	a.start()
 	b.start()
 
 	devs := map[string]paho.Client{}
+	outage := map[string]bool{}
 	for i, serial := range ss {
 		a.register(serial)
 		if i < outageUnits {
+			outage[serial] = true
 			code, body := a.call("POST", "/v1/accounts", map[string]any{
 				"id": "owner-" + serial, "contacts": map[string]any{"fcm_tokens": []string{"tok-" + serial}},
 				"preferences": map[string]any{"channels": map[string][]string{"critical": {"fcm"}, "warning": {"fcm"}}},
@@ -150,7 +177,57 @@ func TestClusterLosesNothing(t *testing.T) {
 		}
 		return true
 	})
+	return &clusterStack{cluster: cluster, a: a, b: b, fcm: fcm, serials: ss, outage: outage, devs: devs}
+}
 
+// mainsLost switches the outage units of l to battery.
+func (cs *clusterStack) mainsLost(l *load) {
+	for _, u := range l.units {
+		if cs.outage[u.serial] {
+			u.mainsLost.Store(true)
+		}
+	}
+}
+
+// pushedOnce checks that each outage unit's owner got exactly one push.
+func (cs *clusterStack) pushedOnce(t *testing.T, reqs []fcmfake.Request) {
+	t.Helper()
+	perToken := map[string]int{}
+	for _, r := range reqs {
+		perToken[r.Token]++
+	}
+	for s := range cs.outage {
+		if perToken["tok-"+s] != 1 {
+			t.Errorf("owner of %s pushed %d times, want once: %v", s, perToken["tok-"+s], perToken)
+		}
+	}
+	if len(reqs) != len(cs.outage) {
+		t.Errorf("%d pushes, want %d", len(reqs), len(cs.outage))
+	}
+}
+
+// settled waits until the rule engine's and the notifier's consumers are
+// idle: every reading evaluated, every alert routed and sent.
+func (cs *clusterStack) settled(t *testing.T) {
+	t.Helper()
+	nc, err := nats.Connect(cs.cluster.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "rule engine and notifier consumers idle", 60*time.Second, func() bool {
+		return consumersIdle(t, js, clusterPartitions)
+	})
+}
+
+func TestClusterLosesNothing(t *testing.T) {
+	const units, outageUnits, perUnit, partitions = 40, 20, 45, clusterPartitions
+	cs := newClusterStack(t, units, outageUnits)
+	a, b, devs, cluster, fcm := cs.a, cs.b, cs.devs, cs.cluster, cs.fcm
 	l := newLoad(time.Now().Truncate(time.Second), perUnit, time.Second, devs)
 	t.Cleanup(l.halt)
 	l.start()
@@ -171,17 +248,12 @@ func TestClusterLosesNothing(t *testing.T) {
 	victim.kill()
 	killed := time.Now()
 	var times firstTime
-	stopWatch := make(chan struct{})
-	defer close(stopWatch)
-	times.watch(stopWatch, killed, map[string]func() bool{
+	stopWatch := times.watch(killed, map[string]func() bool{
 		"MQTT session taken over":    func() bool { return survivor.metric("upswatch_ingest_session_takeovers_total") >= 1 },
 		"rule partitions taken over": func() bool { return survivor.metric(owned) == partitions },
 	})
-	for _, u := range l.units {
-		if strings.Compare(u.serial, ss[outageUnits-1]) <= 0 {
-			u.mainsLost.Store(true)
-		}
-	}
+	defer stopWatch()
+	cs.mainsLost(l)
 	lost := time.Now()
 
 	reqs, err := fcm.WaitRequests(outageUnits, 45*time.Second)
@@ -190,15 +262,7 @@ func TestClusterLosesNothing(t *testing.T) {
 	}
 	pushed := time.Since(lost)
 	cluster.Nodes[1].Start(t)
-	perToken := map[string]int{}
-	for _, r := range reqs {
-		perToken[r.Token]++
-	}
-	for _, s := range ss[:outageUnits] {
-		if perToken["tok-"+s] != 1 {
-			t.Errorf("owner of %s pushed %d times, want once: %v", s, perToken["tok-"+s], perToken)
-		}
-	}
+	cs.pushedOnce(t, reqs)
 
 	l.done(t, 90*time.Second)
 	if f := l.failed(); f != 0 {
@@ -218,17 +282,52 @@ func TestClusterLosesNothing(t *testing.T) {
 	// The killed instance returns; once every consumer is idle, still
 	// exactly one push per owner.
 	victim.start()
-	nc, err := nats.Connect(cluster.URLs())
+	cs.settled(t)
+	cs.pushedOnce(t, fcm.Requests())
+}
+
+// TestClusterRollingRestart restarts both instances one by one (SIGTERM,
+// start, ready) under load, with 20 units losing mains in between: every
+// acked reading is stored once and each owner pushed once.
+func TestClusterRollingRestart(t *testing.T) {
+	const units, outageUnits, perUnit = 40, 20, 40
+	cs := newClusterStack(t, units, outageUnits)
+	l := newLoad(time.Now().Truncate(time.Second), perUnit, time.Second, cs.devs)
+	t.Cleanup(l.halt)
+	l.start()
+	restart := func(d *daemon) {
+		began := time.Now()
+		d.terminate()
+		d.start()
+		t.Logf("%s restarted and ready in %s", d.http, time.Since(began).Round(100*time.Millisecond))
+	}
+	eventually(t, "some load through", 20*time.Second, func() bool { return l.acked() >= units*3 })
+	restart(cs.a)
+	cs.mainsLost(l)
+	lost := time.Now()
+	restart(cs.b)
+	reqs, err := cs.fcm.WaitRequests(outageUnits, 45*time.Second)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("on_battery pushes within 45 s of the mains loss: %v (got %d)", err, len(cs.fcm.Requests()))
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
+	t.Logf("all %d owners pushed %s after the mains loss", outageUnits, time.Since(lost).Round(100*time.Millisecond))
+	cs.pushedOnce(t, reqs)
+	l.done(t, 90*time.Second)
+	if f := l.failed(); f != 0 {
+		t.Logf("%d publishes not acked by the broker within %s", f, l.wait)
 	}
-	eventually(t, "rule engine and notifier consumers idle", 60*time.Second, func() bool { return consumersIdle(t, js, partitions) })
-	if n := len(fcm.Requests()); n != outageUnits {
-		t.Fatalf("%d pushes after the instance returned, want %d", n, outageUnits)
+	l.verify(t, cs.a.client, 90*time.Second, false)
+	cs.settled(t)
+	cs.pushedOnce(t, cs.fcm.Requests())
+	t.Logf("%d readings acked, all stored once", l.acked())
+}
+
+// terminate stops serve with SIGTERM and waits for it to exit.
+func (d *daemon) terminate() {
+	if d.cmd == nil {
+		return
 	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	<-d.exited
+	d.cmd = nil
 }
