@@ -55,6 +55,7 @@ type App struct {
 	Out io.Writer
 
 	started  chan struct{}
+	retry    retryPolicy
 	httpAddr string
 	mqttURL  string
 	token    string
@@ -68,7 +69,7 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &App{cfg: cfg, log: log, Out: os.Stdout, started: make(chan struct{})}, nil
+	return &App{cfg: cfg, log: log, Out: os.Stdout, started: make(chan struct{}), retry: defaultRetry}, nil
 }
 
 // Started is closed once every component runs; the addresses are then
@@ -103,16 +104,21 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 		a.log.Info("upswatch stopped")
 	}()
-	// goRun runs fn in the background; its stop cancels fn's context and
-	// waits for it to return.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	sup, err := newSupervisor(a.log, a.retry, reg)
+	if err != nil {
+		return err
+	}
+	// goRun runs fn in the background under the supervisor (run again
+	// with backoff when it fails, the daemon stopped when it cannot
+	// heal); its stop cancels fn's context and waits for it to return.
 	goRun := func(name string, fn func(context.Context) error) {
 		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			if err := fn(cctx); err != nil {
-				a.log.Error("component failed", "component", name, "err", err)
-			}
+			sup.run(cctx, name, fn)
 		}()
 		running = append(running, component{name, func() { cancel(); <-done }})
 	}
@@ -121,8 +127,6 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// Bus.
 	nc, err := a.connectNATS(onStop)
@@ -213,6 +217,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 	case <-time.After(30 * time.Second):
 		return errors.New("recipients: view did not load within 30s")
 	}
+	if err := a.checkKeyring(ctx, accounts, keys); err != nil {
+		return err
+	}
 	tmpl, err := templates.Load(a.cfg.Notify.TemplatesDir)
 	if err != nil {
 		return err
@@ -253,15 +260,17 @@ func (a *App) Run(ctx context.Context) (err error) {
 	var embedded *broker.Broker
 	checks := []api.ReadyCheck{
 		{Name: "bus", Ready: nc.IsConnected},
-		{Name: "registry", Ready: closed(units.Ready())},
-		{Name: "history", Ready: closed(rec.Ready())},
-		{Name: "rules", Ready: closed(eng.Ready())},
-		{Name: "alert actions", Ready: closed(acts.Ready())},
-		{Name: "ingest", Ready: func() bool {
+		{Name: "registry", Ready: sup.check("registry", closed(units.Ready))},
+		{Name: "recipients", Ready: sup.check("recipients", closed(accounts.Ready))},
+		{Name: "history", Ready: sup.check("recorder", closed(rec.Ready))},
+		{Name: "rules", Ready: sup.check("rules", closed(eng.Ready))},
+		{Name: "notify", Ready: sup.check("notify", closed(notifier.Ready))},
+		{Name: "alert actions", Ready: sup.check("alert actions", closed(acts.Ready))},
+		{Name: "ingest", Ready: sup.check("ingest", func() bool {
 			ingMu.Lock()
 			defer ingMu.Unlock()
 			return ing != nil && ing.Ready()
-		}},
+		})},
 	}
 
 	// MQTT: embedded broker unless an external one is configured.
@@ -297,7 +306,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return err
 	}
 	goRun("live events", hub.Run)
-	checks = append(checks, api.ReadyCheck{Name: "live", Ready: closed(hub.Ready())})
+	checks = append(checks, api.ReadyCheck{Name: "live", Ready: sup.check("live events", closed(hub.Ready))})
 
 	var catalog api.Catalog
 	if c, err := a.loadProducts(); err != nil {
@@ -307,7 +316,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	srv, err := api.New(api.Config{
 		AdminToken: a.token, Broker: mqttURL, TopicPrefix: a.cfg.MQTT.TopicPrefix,
-		Units: units, History: hist, Ready: checks, Gatherer: reg, Logger: a.log,
+		Units: deletingUnits{Registry: units, js: js, partitions: a.cfg.NATS.Partitions}, History: hist, Ready: checks, Gatherer: reg, Logger: a.log,
 		Catalog: catalog, RatePerSecond: a.cfg.HTTP.RatePerSecond, RateBurst: a.cfg.HTTP.RateBurst,
 		RotateKeys: (&keyRotator{keys: keys, path: keysPath, accounts: accounts}).rotate,
 	})
@@ -335,6 +344,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		defer close(httpDone)
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("http server failed", "err", err)
+			sup.giveUp(fmt.Errorf("http server: %w", err))
 		}
 	}()
 	onStop("http", func() {
@@ -346,6 +356,16 @@ func (a *App) Run(ctx context.Context) (err error) {
 	a.log.Info("http api listening", "addr", a.httpAddr)
 
 	// Ingest last: devices are read only once everything downstream runs.
+	// With a shared group on an external broker, instances lease their
+	// sessions and drain the ones of instances that died.
+	var takeover *ingest.Takeover
+	if a.cfg.MQTT.URL != "" && a.cfg.MQTT.SharedGroup != "" {
+		leases, err := ingest.EnsureLeases(ctx, js, a.cfg.NATS.Replicas)
+		if err != nil {
+			return err
+		}
+		takeover = &ingest.Takeover{Leases: leases}
+	}
 	in, err := ingest.New(ingest.Config{
 		BrokerURL: mqttURL, Username: user, Password: pass, ClientID: a.instanceID(),
 		TopicPrefix: a.cfg.MQTT.TopicPrefix, SharedGroup: a.cfg.MQTT.SharedGroup,
@@ -353,7 +373,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		FlushInterval: a.cfg.Ingest.FlushInterval, MaxInflight: a.cfg.Ingest.MaxInflight,
 		Limits: payload.Limits{MaxBytes: a.cfg.Ingest.MaxPayloadBytes, MaxReadings: a.cfg.Ingest.MaxReadings,
 			MaxFuture: a.cfg.Ingest.MaxFuture},
-		Logger: a.log, Registerer: reg,
+		Takeover: takeover, Logger: a.log, Registerer: reg,
 	}, units, js)
 	if err != nil {
 		return err
@@ -370,9 +390,14 @@ func (a *App) Run(ctx context.Context) (err error) {
 
 	close(a.started)
 	a.log.Info("upswatch running", "http", a.httpAddr, "mqtt", mqttURL, "data_dir", a.cfg.DataDir)
-	<-ctx.Done()
-	a.log.Info("shutting down")
-	return nil
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down")
+		return nil
+	case err := <-sup.Fatal():
+		a.log.Error("a component cannot heal; shutting down", "err", err)
+		return err
+	}
 }
 
 func (a *App) connectNATS(onStop func(string, func())) (*nats.Conn, error) {
@@ -491,10 +516,12 @@ func (a *App) loadRules() (*rules.Catalog, error) {
 
 const rulesDefaultPath = "configs/rules.yaml"
 
-func closed(ch <-chan struct{}) func() bool {
+// closed reports whether the channel ready returns now is closed (a
+// component run again after a failure gives a new one).
+func closed(ready func() <-chan struct{}) func() bool {
 	return func() bool {
 		select {
-		case <-ch:
+		case <-ready():
 			return true
 		default:
 			return false

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/upswatch/upswatch/keyring"
@@ -16,9 +17,16 @@ import (
 // KeysEnv is the environment variable that may hold the whole keyring.
 const KeysEnv = "UPSWATCH_KEYS"
 
+// ErrNoSharedKeyring: with an external NATS, every instance must be given
+// the same keyring; none is ever generated.
+var ErrNoSharedKeyring = errors.New("nats.url is set, so every instance must use one shared keyring")
+
 // loadKeyring returns the keyring and the file it lives in: UPSWATCH_KEYS
-// when set (path empty: it cannot be rotated in place), else keys.file
-// (default DataDir/keyring.json), generated with mode 0600 when missing.
+// when set (path empty: it cannot be rotated in place), else keys.file.
+// On the embedded bus keys.file defaults to DataDir/keyring.json,
+// generated with mode 0600 when missing. With nats.url set several
+// instances share the accounts, so the keyring must be configured and
+// exist: a private one would seal records no other instance can open.
 func (a *App) loadKeyring() (*keyring.Keyring, string, error) {
 	if v, ok := os.LookupEnv(KeysEnv); ok && v != "" {
 		k, err := keyring.FromEnv(v)
@@ -28,12 +36,21 @@ func (a *App) loadKeyring() (*keyring.Keyring, string, error) {
 		a.log.Info("keyring loaded from the environment", "keyring", k)
 		return k, "", nil
 	}
+	shared := a.cfg.NATS.URL != ""
 	path := a.cfg.Keys.File
 	if path == "" {
+		if shared {
+			return nil, "", fmt.Errorf("%w: set keys.file (UPSWATCH_KEYS_FILE) to the same keyring file on every instance, "+
+				"or UPSWATCH_KEYS to its value; create the first one with `upswatch keys generate FILE`", ErrNoSharedKeyring)
+		}
 		path = filepath.Join(a.cfg.DataDir, "keyring.json")
 	}
 	k, err := keyring.Load(path)
 	if errors.Is(err, os.ErrNotExist) {
+		if shared {
+			return nil, "", fmt.Errorf("%w: keys.file %s does not exist; copy the keyring the other instances use there (mode 0600), "+
+				"or create the first one with `upswatch keys generate %s`", ErrNoSharedKeyring, path, path)
+		}
 		if k, err = keyring.Generate(); err != nil {
 			return nil, "", err
 		}
@@ -48,6 +65,25 @@ func (a *App) loadKeyring() (*keyring.Keyring, string, error) {
 	}
 	a.log.Info("keyring loaded", "path", path, "keyring", k)
 	return k, path, nil
+}
+
+// checkKeyring refuses a keyring that cannot open the personal records
+// already stored (another instance's, or an older one of this data dir),
+// saying what to do.
+func (a *App) checkKeyring(ctx context.Context, accounts *recipients.Store, keys *keyring.Keyring) error {
+	err := accounts.CheckSealer(ctx)
+	if errors.Is(err, recipients.ErrSealerMismatch) {
+		where := "keys.file"
+		if v, ok := os.LookupEnv(KeysEnv); ok && v != "" {
+			where = KeysEnv
+		}
+		return fmt.Errorf("keyring (key ids %s, from %s): %w; start every instance with the keyring that sealed them "+
+			"(the same keys.file or %s everywhere); this instance refuses to run with another one", strings.Join(keys.IDs(), ","), where, err, KeysEnv)
+	}
+	if err != nil {
+		return fmt.Errorf("keyring check: %w", err)
+	}
+	return nil
 }
 
 // keyRotator rotates the keyring file and reseals every personal record.

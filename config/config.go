@@ -56,7 +56,9 @@ type Keyring struct {
 	// File is the keyring file (JSON, mode 0600). Empty:
 	// DataDir/keyring.json, generated on first start. The environment
 	// variable UPSWATCH_KEYS, when set, holds the whole keyring instead
-	// (see keyring.FromEnv) and File is not read.
+	// (see keyring.FromEnv) and File is not read. With NATS.URL set the
+	// instances share the accounts: File or UPSWATCH_KEYS is required and
+	// never generated.
 	File string `yaml:"file"`
 }
 

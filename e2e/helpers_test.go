@@ -249,11 +249,17 @@ type unitLoad struct {
 	acked  []atomic.Bool
 	nAcked atomic.Int64
 	failed atomic.Int64
+	// mainsLost, once set, makes the next readings on battery.
+	mainsLost atomic.Bool
 }
 
 func (u *unitLoad) payload(i int) string {
-	return fmt.Sprintf(`{"ts":%d,"ups.status":"OL","battery.charge":%d,"battery.runtime":%v}`,
-		u.base.Add(time.Duration(i)*time.Second).UnixMilli(), 50+i%50, runtime(i))
+	status, volts := "OL", 230
+	if u.mainsLost.Load() {
+		status, volts = "OB DISCHRG", 0
+	}
+	return fmt.Sprintf(`{"ts":%d,"ups.status":%q,"input.voltage":%d,"battery.charge":%d,"battery.runtime":%v}`,
+		u.base.Add(time.Duration(i)*time.Second).UnixMilli(), status, volts, 50+i%50, runtime(i))
 }
 
 // load drives several units at once.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -98,11 +99,16 @@ func TestSharedSubscriptionSplitsLoad(t *testing.T) {
 		return c
 	}
 	natsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	// One keyring for both: b, on an external NATS, refuses to start
+	// without one.
+	keys := filepath.Join(t.TempDir(), "keyring.json")
 	ca := withInflux(withBroker(baseConfig(t), broker, "upswatch-a"))
 	ca.NATS.Listen = natsAddr
+	ca.Keys.File = keys
 	a := startServer(t, "a", ca)
 	cb := withInflux(withBroker(baseConfig(t), broker, "upswatch-b"))
 	cb.NATS.URL = "nats://" + natsAddr
+	cb.Keys.File = keys
 	b := startServer(t, "b", cb)
 
 	devs := map[string]paho.Client{}

@@ -61,8 +61,12 @@ type Config struct {
 	FlushInterval time.Duration
 	MaxInflight   int
 	Limits        payload.Limits
-	Logger        *slog.Logger
-	Registerer    prometheus.Registerer
+	// Takeover, when set, holds a lease on ClientID's session and drains
+	// the sessions of instances whose lease expired (see takeover.go). It
+	// needs SharedGroup.
+	Takeover   *Takeover
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // Ingest is the MQTT -> JetStream pipeline.
@@ -106,6 +110,14 @@ func New(cfg Config, units Units, js jetstream.JetStream) (*Ingest, error) {
 	}
 	if cfg.ClientID == "" {
 		return nil, errors.New("ingest: ClientID is required (it names the persistent session)")
+	}
+	if cfg.Takeover != nil {
+		if cfg.SharedGroup == "" || cfg.Takeover.Leases == nil {
+			return nil, errors.New("ingest: Takeover needs SharedGroup and Takeover.Leases")
+		}
+		tk := *cfg.Takeover
+		tk.withDefaults()
+		cfg.Takeover = &tk
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -191,13 +203,27 @@ func (in *Ingest) Run(ctx context.Context) error {
 			in.log.Error("mqtt connect failed", "err", tok.Error())
 		}
 	}()
+	leasesDone := make(chan struct{})
+	if in.cfg.Takeover != nil {
+		go func() { defer close(leasesDone); in.leases(ctx) }()
+	} else {
+		close(leasesDone)
+	}
 
 	<-ctx.Done()
 	in.log.Info("ingest stopping: no new messages, flushing what is held")
 	in.ready.Store(false)
+	<-leasesDone // sessions being drained are let go (their claims expire)
 	close(in.stopping)
+	unsubscribed := false
 	if in.client.IsConnectionOpen() {
-		in.client.Unsubscribe(in.filters()...).WaitTimeout(2 * time.Second)
+		tok := in.client.Unsubscribe(in.filters()...)
+		unsubscribed = tok.WaitTimeout(2*time.Second) && tok.Error() == nil
+	}
+	if in.cfg.Takeover != nil && unsubscribed {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		in.release(rctx)
+		cancel()
 	}
 	in.gate.Lock() // waits for running handlers
 	in.closed = true

@@ -17,6 +17,8 @@ type metrics struct {
 	publishSeconds prometheus.Histogram
 	lag            prometheus.Histogram
 	inflight       prometheus.Gauge
+	takeovers      prometheus.Counter
+	drained        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, dec *payload.Decoder) (*metrics, error) {
@@ -42,6 +44,10 @@ func newMetrics(reg prometheus.Registerer, dec *payload.Decoder) (*metrics, erro
 			Help: "From MQTT receipt to the batch stored on the bus.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "upswatch_ingest_inflight_messages",
 			Help: "MQTT messages accepted but not yet stored on the bus and acked."}),
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "upswatch_ingest_session_takeovers_total",
+			Help: "MQTT sessions of instances whose lease expired that this instance took over."}),
+		drained: prometheus.NewCounter(prometheus.CounterOpts{Name: "upswatch_ingest_session_drained_messages_total",
+			Help: "Messages drained from taken-over sessions."}),
 	}
 	// Every reason shows up as 0 from the start, so alerts on rate() work.
 	for _, r := range append(payload.Reasons(), ReasonUnregistered, ReasonBadTopic) {
@@ -50,7 +56,7 @@ func newMetrics(reg prometheus.Registerer, dec *payload.Decoder) (*metrics, erro
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.received, m.accepted, m.rejected, m.batches, m.publishErrors, m.publishSeconds, m.lag, m.inflight, dropped} {
+	for _, c := range []prometheus.Collector{m.received, m.accepted, m.rejected, m.batches, m.publishErrors, m.publishSeconds, m.lag, m.inflight, m.takeovers, m.drained, dropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("ingest metrics: %w", err)
 		}

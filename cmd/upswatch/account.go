@@ -7,8 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/upswatch/upswatch/app"
+	"github.com/upswatch/upswatch/keyring"
 )
 
 // accountCmd: upswatch account add|list|show|remove|export.
@@ -151,8 +155,14 @@ func tokenCmd(args []string, stdout io.Writer) error {
 
 // keysCmd: upswatch keys rotate.
 func keysCmd(args []string, stdout io.Writer) error {
+	if len(args) == 2 && args[0] == "generate" {
+		if args[1] == "--env" {
+			return keysGenerateEnv(stdout)
+		}
+		return keysGenerate(args[1], stdout)
+	}
 	if len(args) == 0 || args[0] != "rotate" {
-		return errors.New("usage: upswatch keys rotate")
+		return errors.New("usage: upswatch keys rotate | keys generate FILE | keys generate --env")
 	}
 	fs := flag.NewFlagSet("keys rotate", flag.ContinueOnError)
 	cf := addClientFlags(fs)
@@ -168,6 +178,40 @@ func keysCmd(args []string, stdout io.Writer) error {
 		return err
 	}
 	return printJSON(stdout, out)
+}
+
+// keysGenerate writes a new keyring to path (mode 0600) for the instances
+// of a cluster to share; it never overwrites one.
+func keysGenerate(path string, stdout io.Writer) error {
+	if _, err := os.Stat(path); err == nil {
+		return fmt.Errorf("%s exists; a keyring is never overwritten (its loss makes every account unreadable)", path)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("keyring %s: %w", path, err)
+	}
+	k, err := keyring.Generate()
+	if err != nil {
+		return err
+	}
+	if err := k.Save(path); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "keyring written to %s (mode 0600); give every instance this file (keys.file) and back it up\n", path)
+	return nil
+}
+
+// keysGenerateEnv prints a new keyring as a line for an env file
+// (UPSWATCH_KEYS=...), for deployments that pass it in the environment.
+func keysGenerateEnv(stdout io.Writer) error {
+	k, err := keyring.Generate()
+	if err != nil {
+		return err
+	}
+	v, err := k.EnvValue()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s=%s\n", app.KeysEnv, v)
+	return nil
 }
 
 // parseInterleaved parses flags that may stand before or after the

@@ -26,6 +26,8 @@ Usage:
   upswatch account add [--role R --name N --email E --region VN --language vi ...] | list | show ID | remove ID | export ID
   upswatch token  create ACCOUNT_ID             issue an API token for an account (shown once)
   upswatch keys   rotate                        new encryption key; re-encrypts all personal data
+  upswatch keys   generate FILE | --env         a new keyring for the instances of a cluster to share
+                                                (a file, or an UPSWATCH_KEYS=... line)
   upswatch notify test ACCOUNT_ID               send a test notification through each of the account's channels
   upswatch config keys                          list every config key and its env variable
   upswatch help

@@ -5,12 +5,14 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/upswatch/upswatch/app"
 	"github.com/upswatch/upswatch/config"
+	"github.com/upswatch/upswatch/keyring"
 )
 
 // The CLI against a real serve in-process: every command a newcomer uses,
@@ -75,5 +77,39 @@ func TestCommands(t *testing.T) {
 		if code != tt.code || !strings.Contains(out, tt.want) {
 			t.Errorf("upswatch %s: exit %d, output:\n%s\nwant exit %d and %q", strings.Join(tt.args, " "), code, out, tt.code, tt.want)
 		}
+	}
+}
+
+// TestKeysGenerate: a new keyring file that loads, and never an overwrite.
+func TestKeysGenerate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keyring.json")
+	tests := []struct {
+		name string
+		code int
+		want string
+	}{
+		{"new file", 0, "keyring written to " + path},
+		{"existing file", 1, "exists; a keyring is never overwritten"},
+	}
+	for _, tc := range tests {
+		var out, errOut bytes.Buffer
+		code := run([]string{"keys", "generate", path}, &out, &errOut)
+		if code != tc.code || !strings.Contains(out.String()+errOut.String(), tc.want) {
+			t.Fatalf("%s: exit %d, output %q; want %d with %q", tc.name, code, out.String()+errOut.String(), tc.code, tc.want)
+		}
+		if _, err := keyring.Load(path); err != nil {
+			t.Fatalf("%s: the written keyring does not load: %v", tc.name, err)
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"keys", "generate", "--env"}, &out, &errOut); code != 0 {
+		t.Fatalf("keys generate --env: exit %d: %s", code, errOut.String())
+	}
+	v, ok := strings.CutPrefix(strings.TrimSpace(out.String()), "UPSWATCH_KEYS=")
+	if !ok {
+		t.Fatalf("keys generate --env printed %q", out.String())
+	}
+	if _, err := keyring.FromEnv(v); err != nil {
+		t.Fatalf("the printed value does not load: %v", err)
 	}
 }

@@ -44,6 +44,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/upswatch/upswatch/internal/ready"
 	"github.com/upswatch/upswatch/notify"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/notify/templates"
@@ -140,7 +141,7 @@ type Pipeline struct {
 	setup  sync.Mutex
 	logKV  jetstream.KeyValue
 	audit  jetstream.Stream
-	ready  chan struct{}
+	ready  ready.Signal
 	stages Stage
 }
 
@@ -170,8 +171,7 @@ func New(js jetstream.JetStream, cfg Config) (*Pipeline, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	p := &Pipeline{js: js, cfg: cfg, log: cfg.Logger.With("component", "notify"), channels: map[string]*channel{},
-		ready: make(chan struct{})}
+	p := &Pipeline{js: js, cfg: cfg, log: cfg.Logger.With("component", "notify"), channels: map[string]*channel{}}
 	var err error
 	if p.m, err = newMetrics(cfg.Registerer); err != nil {
 		return nil, err
@@ -198,8 +198,10 @@ func New(js jetstream.JetStream, cfg Config) (*Pipeline, error) {
 	return p, nil
 }
 
-// Ready is closed once the streams and consumers exist.
-func (p *Pipeline) Ready() <-chan struct{} { return p.ready }
+// Ready is closed once the streams and consumers exist. A Run that returns
+// lowers it again (a new channel), so a component run again after a
+// failure is ready only once the new run has set up.
+func (p *Pipeline) Ready() <-chan struct{} { return p.ready.C() }
 
 // DevMode reports whether every channel is a log channel.
 func (p *Pipeline) DevMode() bool { return p.devMode }
@@ -330,7 +332,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if p.devMode {
 		p.log.Info("no notification provider configured: notifications are logged, not sent")
 	}
-	close(p.ready)
+	p.ready.Up()
+	defer p.ready.Down()
 	p.log.Info("notify pipeline started", "channels", strings.Join(names, ","))
 
 	var wg sync.WaitGroup

@@ -187,6 +187,9 @@ func (s *Store) Authenticate(tok string) (Recipient, bool) {
 // Reseal seals every personal record again with the Sealer (under its
 // current key, after a rotation) and returns how many it rewrote.
 func (s *Store) Reseal(ctx context.Context) (int, error) {
+	if err := s.resealCheck(ctx); err != nil {
+		return 0, err
+	}
 	lister, err := s.kv.ListKeysFiltered(ctx, personalPrefix+">")
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
 		return 0, nil

@@ -71,6 +71,9 @@ type Store struct {
 	byUnit   map[ups.Serial][]string
 	bySite   map[string][]string
 	tokens   map[string]string // token hash (hex) -> account id
+	// unreadable holds the personal records the Sealer could not open,
+	// by account id, with the cause (see CheckSealer).
+	unreadable map[string]error
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -104,7 +107,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 		return nil, fmt.Errorf("recipients bucket %s: %w", Bucket, err)
 	}
 	return &Store{kv: kv, log: o.Logger.With("component", "recipients"), sealer: o.Sealer, index: o.Index, now: o.Now,
-		accounts: map[string]*Account{}, personal: map[string]*Personal{}, tokens: map[string]string{},
+		accounts: map[string]*Account{}, personal: map[string]*Personal{}, tokens: map[string]string{}, unreadable: map[string]error{},
 		byUnit: map[ups.Serial][]string{}, bySite: map[string][]string{}, ready: make(chan struct{})}, nil
 }
 
@@ -141,10 +144,15 @@ func (s *Store) apply(key string, value []byte, deleted bool) {
 			var err error
 			if p, err = s.decodePersonal(key, value); err != nil {
 				s.log.Error("personal record unreadable; ignored", "account", id, "err", err)
+				s.mu.Lock()
+				delete(s.personal, id)
+				s.unreadable[id] = err
+				s.mu.Unlock()
 				return
 			}
 		}
 		s.mu.Lock()
+		delete(s.unreadable, id)
 		if p == nil {
 			delete(s.personal, id)
 		} else {

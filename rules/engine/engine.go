@@ -42,6 +42,15 @@
 // Limitation: ownership moves on delivery, so a partition that receives
 // no batch at all after its owner died is not ticked until one arrives
 // (the ingest's presence messages normally make that short).
+//
+// # Deleted units
+//
+// Deregistering a unit publishes a control message (PublishUnitDeleted)
+// on its partition's readings subject. Whichever instance owns the
+// partition when it arrives, in order after the unit's last readings,
+// drops the unit's state in memory and in the state bucket (its pending
+// timers and reminders go with it) and its active alerts; the alert
+// timeline stays. A unit registered again later starts from a new state.
 package engine
 
 import (
@@ -59,6 +68,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/internal/ready"
 	"github.com/upswatch/upswatch/registry"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/ups"
@@ -118,12 +128,15 @@ type Engine struct {
 	cfg   Config
 	log   *slog.Logger
 	m     metrics
-	ready chan struct{}
+	ready ready.Signal
 
 	owned sync.Map // partition -> struct{}; for the gauge
 
 	// evaluated, when set (tests), is called for each evaluated reading.
 	evaluated func(p int, r *ups.Reading)
+	// ticked, when set (tests), is called after each tick of an owned,
+	// caught-up partition has committed, with the clock it ticked at.
+	ticked func(p int, now time.Time)
 }
 
 // New validates the configuration; Run starts the engine.
@@ -155,7 +168,7 @@ func New(js jetstream.JetStream, cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{js: js, cfg: cfg, ready: make(chan struct{}),
+	e := &Engine{js: js, cfg: cfg,
 		log: cfg.Logger.With("component", "rules", "instance", cfg.InstanceID)}
 	if err := e.m.register(cfg.Registerer); err != nil {
 		return nil, err
@@ -164,8 +177,10 @@ func New(js jetstream.JetStream, cfg Config) (*Engine, error) {
 }
 
 // Ready is closed once the streams, buckets and consumers exist and
-// pulling has begun.
-func (e *Engine) Ready() <-chan struct{} { return e.ready }
+// pulling has begun. A Run that returns
+// lowers it again (a new channel), so a component run again after a
+// failure is ready only once the new run has set up.
+func (e *Engine) Ready() <-chan struct{} { return e.ready.C() }
 
 // EnsureAlerts creates (or updates) the ALERTS stream and the
 // active-alerts and state buckets.
@@ -240,7 +255,8 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		iters[i] = it
 	}
-	close(e.ready)
+	e.ready.Up()
+	defer e.ready.Down()
 	e.log.Info("rules engine started", "partitions", len(parts))
 
 	var wg sync.WaitGroup
@@ -293,6 +309,9 @@ type partition struct {
 	pin   string // the pin id of the last delivered message; "" = not owned
 	units map[ups.Serial]*unit
 	dirty []ups.Serial // units changed since the last save (saves never scan all units)
+	// deleted: units this owner was told are deleted, and when (see
+	// deletedStraggler).
+	deleted map[ups.Serial]time.Time
 
 	readings []ups.Reading
 	events   []rules.Event
@@ -427,6 +446,9 @@ var errLostOwnership = errors.New("state was written by another instance")
 
 func (pt *partition) handle(ctx context.Context, log *slog.Logger, msg jetstream.Msg) {
 	pt.own(ctx, log, msg.Headers().Get("Nats-Pin-Id"))
+	if pt.control(ctx, log, msg) {
+		return
+	}
 	var err error
 	pt.readings, err = ups.DecodeBatch(msg.Data(), pt.readings[:0])
 	if err != nil {
@@ -439,6 +461,10 @@ func (pt *partition) handle(ctx context.Context, log *slog.Logger, msg jetstream
 	events := pt.events[:0]
 	for i := range pt.readings {
 		r := &pt.readings[i]
+		if pt.deletedStraggler(r.Serial) {
+			pt.e.m.stragglers.Inc()
+			continue
+		}
 		u, err := pt.unit(ctx, r.Serial)
 		if err != nil {
 			log.Warn("rule state unavailable; batch left for redelivery", "err", err)
@@ -602,6 +628,11 @@ func (pt *partition) tick(ctx context.Context, log *slog.Logger) {
 	if pt.pin == "" {
 		return
 	}
+	for s, at := range pt.deleted {
+		if time.Since(at) > deletedGrace {
+			delete(pt.deleted, s)
+		}
+	}
 	info, err := pt.cons.Info(ctx)
 	if err != nil {
 		log.Debug("rules consumer info failed", "err", err)
@@ -642,6 +673,10 @@ func (pt *partition) tick(ctx context.Context, log *slog.Logger) {
 		}
 		log.Warn("tick: publishing alert events or saving state failed; retried next tick", "err", err)
 		clear(pt.units)
+		return
+	}
+	if pt.e.ticked != nil {
+		pt.e.ticked(pt.p, now)
 	}
 }
 
@@ -657,6 +692,10 @@ type metrics struct {
 	owned     prometheus.Gauge
 	lag       prometheus.Histogram
 	poison    prometheus.Counter
+	// forgotten counts deleted units whose state and alerts were dropped;
+	// stragglers the readings of deleted units dropped after that.
+	forgotten  prometheus.Counter
+	stragglers prometheus.Counter
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
@@ -671,10 +710,14 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 		Buckets: prometheus.ExponentialBuckets(0.01, 2, 20)})
 	m.poison = prometheus.NewCounter(prometheus.CounterOpts{Name: "upswatch_rules_undecodable_total",
 		Help: "Bus messages the rule engine could not decode and terminated."})
+	m.forgotten = prometheus.NewCounter(prometheus.CounterOpts{Name: "upswatch_rules_units_forgotten_total",
+		Help: "Deleted units whose rule state and active alerts the engine dropped."})
+	m.stragglers = prometheus.NewCounter(prometheus.CounterOpts{Name: "upswatch_rules_deleted_unit_readings_dropped_total",
+		Help: "Readings of a just-deleted unit dropped because they arrived after its deletion."})
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{m.evaluated, m.events, m.owned, m.lag, m.poison} {
+	for _, c := range []prometheus.Collector{m.evaluated, m.events, m.owned, m.lag, m.poison, m.forgotten, m.stragglers} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("rules metrics: %w", err)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/internal/ready"
 	"github.com/upswatch/upswatch/store"
 	"github.com/upswatch/upswatch/ups"
 )
@@ -46,7 +47,7 @@ type Recorder struct {
 	cfg   Config
 	log   *slog.Logger
 	m     metrics
-	ready chan struct{}
+	ready ready.Signal
 }
 
 // New validates and builds a recorder; Run starts it.
@@ -63,15 +64,17 @@ func New(js jetstream.JetStream, h store.History, cfg Config) (*Recorder, error)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Recorder{js: js, store: h, cfg: cfg, log: cfg.Logger.With("component", "history"), ready: make(chan struct{})}
+	r := &Recorder{js: js, store: h, cfg: cfg, log: cfg.Logger.With("component", "history")}
 	if err := r.m.register(cfg.Registerer); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-// Ready is closed once the consumer exists and reading has begun.
-func (r *Recorder) Ready() <-chan struct{} { return r.ready }
+// Ready is closed once the consumer exists and reading has begun. A Run that returns
+// lowers it again (a new channel), so a component run again after a
+// failure is ready only once the new run has set up.
+func (r *Recorder) Ready() <-chan struct{} { return r.ready.C() }
 
 // Run consumes until ctx is done, then finishes the write in progress.
 func (r *Recorder) Run(ctx context.Context) error {
@@ -90,7 +93,8 @@ func (r *Recorder) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("history consumer: %w", err)
 	}
-	close(r.ready)
+	r.ready.Up()
+	defer r.ready.Down()
 	stopped := make(chan struct{})
 	go func() {
 		select {

@@ -1,0 +1,185 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/internal/testenv"
+	"github.com/upswatch/upswatch/ups"
+)
+
+// busCount counts the readings on the bus by (serial, time).
+func busCount(t *testing.T, js jetstream.JetStream) map[string]int {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, bus.ReadingsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := ups.DecodeBatch(m.Data, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			out[fmt.Sprintf("%s@%d", r.Serial, r.Time.UnixMilli())]++
+		}
+	}
+	return out
+}
+
+// TestTakeoverDrainsDeadSession: an instance joined the shared group with
+// a persistent session on Mosquitto and died; Mosquitto queues a share of
+// the devices' messages for it. Once its lease expires, the surviving
+// instance takes the session over, stores what was queued (exactly once)
+// and unsubscribes it, so later messages all come to the survivor.
+func TestTakeoverDrainsDeadSession(t *testing.T) {
+	const group, perPhase = "upswatch", 200
+	serials := []string{"111111111111", "222222222222", "333333333333", "444444444444"}
+	svc := testenv.Credential{Username: "svc", Password: "svc-password-123"}
+	var creds []testenv.Credential
+	units := fakeUnits{}
+	for _, s := range serials {
+		creds = append(creds, testenv.Credential{Username: s, Password: "pw-" + s})
+		units[ups.Serial(s)] = "pw-" + s
+	}
+	mq := testenv.Mosquitto(t, testenv.MosquittoOptions{Devices: creds, Ingest: svc})
+	_, _, js := bustest.Server(t)
+	ctx := context.Background()
+	if _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: partitions, Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := EnsureLeases(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The dead instance: subscribed in the group, persistent session,
+	// gone; its lease runs out shortly.
+	dead := paho.NewClient(paho.NewClientOptions().AddBroker(mq.URL).SetClientID("upswatch-dead").
+		SetUsername(svc.Username).SetPassword(svc.Password).SetCleanSession(false).SetAutoReconnect(false))
+	if tok := dead.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("dead instance connect: %v", tok.Error())
+	}
+	subs := map[string]byte{"$share/" + group + "/ups/+/telemetry": 1, "$share/" + group + "/ups/+/status": 1}
+	if tok := dead.SubscribeMultiple(subs, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("dead instance subscribe: %v", tok.Error())
+	}
+	dead.Disconnect(0)
+	expiry := time.Now().Add(3 * time.Second)
+	b, _ := json.Marshal(lease{Owner: "upswatch-dead", Holder: "upswatch-dead", Expires: expiry})
+	if _, err := kv.Put(ctx, leaseKey("upswatch-dead"), b); err != nil {
+		t.Fatal(err)
+	}
+
+	reg := prometheus.NewRegistry()
+	in, err := New(Config{BrokerURL: mq.URL, Username: svc.Username, Password: svc.Password, ClientID: "upswatch-live",
+		TopicPrefix: "ups", SharedGroup: group, Partitions: partitions, BatchSize: 100, FlushInterval: 5 * time.Millisecond,
+		MaxInflight: 1000, Registerer: reg,
+		Takeover: &Takeover{Leases: kv, LeaseTTL: 3 * time.Second, LeaseRenew: 200 * time.Millisecond, Idle: 500 * time.Millisecond}},
+		units, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- in.Run(rctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitUntil(t, "ingest subscribed", 10*time.Second, in.Ready)
+
+	devs := map[string]paho.Client{}
+	for _, s := range serials {
+		c := paho.NewClient(paho.NewClientOptions().AddBroker(mq.URL).SetClientID("dev-" + s).
+			SetUsername(s).SetPassword("pw-" + s))
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("device connect: %v", tok.Error())
+		}
+		t.Cleanup(func() { c.Disconnect(0) })
+		devs[s] = c
+	}
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	publishPhase := func(phase int) {
+		var toks []paho.Token
+		for i := range perPhase {
+			s := serials[i%len(serials)]
+			ts := base.Add(time.Duration(phase*perPhase+i) * time.Second).UnixMilli()
+			toks = append(toks, devs[s].Publish("ups/"+s+"/telemetry", 1, false,
+				fmt.Sprintf(`{"ts":%d,"ups.status":"OL","input.voltage":230}`, ts)))
+		}
+		for _, tok := range toks {
+			if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatalf("publish: %v", tok.Error())
+			}
+		}
+	}
+	// Phase 1, while the dead instance's lease still runs: Mosquitto
+	// queues part of it in the dead session.
+	publishPhase(0)
+	if time.Now().After(expiry) {
+		t.Fatal("publishing outlasted the dead instance's lease; the test proves nothing")
+	}
+	stored := func(want int) func() bool {
+		return func() bool { return len(busCount(t, js)) == want }
+	}
+	waitUntil(t, "phase 1 stored, the dead session's share included", 30*time.Second, stored(perPhase))
+	allIn := time.Since(expiry)
+	drained := testutil.ToFloat64(in.m.drained)
+	if got := testutil.ToFloat64(in.m.takeovers); got != 1 {
+		t.Fatalf("takeovers = %v, want 1", got)
+	}
+	if drained == 0 {
+		t.Fatal("the dead session had no share queued: the test proves nothing")
+	}
+	t.Logf("dead session: %v of %d messages drained; all stored %s after its lease expired", drained, perPhase, allIn.Round(time.Millisecond))
+	waitUntil(t, "the drain recorded in the lease", 10*time.Second, func() bool {
+		e, err := kv.Get(ctx, leaseKey("upswatch-dead"))
+		if err != nil {
+			return false
+		}
+		var l lease
+		return json.Unmarshal(e.Value(), &l) == nil && l.Unsubscribed
+	})
+
+	// Phase 2: the dead session left the group; everything comes to the
+	// survivor's own session, nothing more is drained.
+	publishPhase(1)
+	waitUntil(t, "phase 2 stored", 30*time.Second, stored(2*perPhase))
+	for k, n := range busCount(t, js) {
+		if n != 1 {
+			t.Fatalf("reading %s stored %d times", k, n)
+		}
+	}
+	if got := testutil.ToFloat64(in.m.drained); got != drained {
+		t.Fatalf("drained grew from %v to %v after the session left the group", drained, got)
+	}
+}
+
+func waitUntil(t *testing.T, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
