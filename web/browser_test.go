@@ -421,6 +421,9 @@ func TestConsole(t *testing.T) {
 		if n := text(t, lan, `[data-count="on_battery"]`); n != "1" {
 			t.Fatalf("on battery count %q, want 1", n)
 		}
+		if n := text(t, lan, `section.site [data-site-count="on_battery"]`); n != "1 On battery" {
+			t.Fatalf("the site's on battery count reads %q, want 1 On battery", n)
+		}
 	})
 
 	t.Run("acknowledge shows who and why to everyone and clears on resolve", func(t *testing.T) {

@@ -63,9 +63,21 @@ function render(row, t) {
 }
 
 function recount() {
-  const counts = {};
-  document.querySelectorAll('tr[data-serial]').forEach((r) => { counts[r.dataset.state] = (counts[r.dataset.state] || 0) + 1; });
-  document.querySelectorAll('[data-count]').forEach((e) => { e.textContent = String(counts[e.dataset.count] || 0); });
+  const tally = (rows) => {
+    const counts = {};
+    rows.forEach((r) => { counts[r.dataset.state] = (counts[r.dataset.state] || 0) + 1; });
+    return counts;
+  };
+  const all = tally(document.querySelectorAll('tr[data-serial]'));
+  document.querySelectorAll('[data-count]').forEach((e) => { e.textContent = String(all[e.dataset.count] || 0); });
+  document.querySelectorAll('section.site').forEach((sec) => {
+    const counts = tally(sec.querySelectorAll('tr[data-serial]'));
+    sec.querySelectorAll('[data-site-count]').forEach((e) => {
+      const n = counts[e.dataset.siteCount] || 0;
+      e.hidden = n === 0;
+      e.querySelector('b').textContent = String(n);
+    });
+  });
 }
 
 // The event's reading: the reading as GET /v1/units/{serial}/latest
