@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/bus/bustest"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/ups"
@@ -266,5 +267,45 @@ func TestEraseActor(t *testing.T) {
 		if err == nil && strings.Contains(string(m.Data), "lan") {
 			t.Errorf("message %d still holds %s", seq, m.Data)
 		}
+	}
+}
+
+// TestSurvivesRestart: acknowledgements, silences and their audit are on
+// disk with the NATS server: a restarted server still has them.
+func TestSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	id, _ := ParseAlertID("123456789012/on_battery/1000")
+	for round := range 2 {
+		ns, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, js := bustest.Connect(t, ns)
+		s, err := Open(ctx, js, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if round == 0 {
+			if _, err := s.Ack(ctx, id, Actor{Account: "lan"}, "seen"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Silence(ctx, id, Actor{Account: "lan"}, time.Hour, "works"); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			acks, _, err := s.Live(ctx)
+			if err != nil || acks[id.String()].Reason != "seen" {
+				t.Errorf("after restart: acks %+v, %v", acks, err)
+			}
+			if _, silenced, err := s.Silenced(ctx, id.Serial, id.Rule, time.Now()); err != nil || !silenced {
+				t.Errorf("after restart: silenced %v, %v", silenced, err)
+			}
+			if recs, err := s.History(ctx, id.Serial, time.Time{}, time.Now().Add(time.Minute)); err != nil || len(recs) != 2 {
+				t.Errorf("after restart: audit %+v, %v", recs, err)
+			}
+		}
+		ns.Shutdown()
+		ns.WaitForShutdown()
 	}
 }

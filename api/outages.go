@@ -28,12 +28,13 @@ const maxOutages = 1000
 //
 // An outage is an on_battery alert of the unit, from the start of its
 // condition (the first reading on battery, before the pending period) to
-// the end of it (power back), taken from the alert timeline. A blip
-// shorter than the rule's pending period is not an outage here: the rule
-// engine judged it none, and the history's charts still show its
-// readings. An outage replayed from a device's backlog is listed, marked
-// historical (it never paged). deliveries may be nil (paged is then
-// false).
+// the end of it (power back), taken from the alert timeline; an outage
+// replayed from a device's backlog is listed, marked historical (it never
+// paged). With a history store that keeps ups.status per reading
+// (store.PowerHistory: SQLite), a stretch of OB readings no alert covers
+// is an outage too, without alert_id: a blip shorter than the rule's
+// pending period did cut the power, though it alerted no one.
+// deliveries may be nil (paged is then false).
 func (s *Server) HandleOutages(q AlertQuerier, deliveries DeliveryLister) {
 	s.handle("GET /v1/units/{serial}/outages", s.auth(func(w http.ResponseWriter, r *http.Request) {
 		s.outages(w, r, q, deliveries)
@@ -41,7 +42,7 @@ func (s *Server) HandleOutages(q AlertQuerier, deliveries DeliveryLister) {
 }
 
 type outageJSON struct {
-	AlertID       string     `json:"alert_id"`
+	AlertID       string     `json:"alert_id,omitempty"`
 	Start         time.Time  `json:"start"`
 	End           *time.Time `json:"end"`
 	DurationS     float64    `json:"duration_s"`
@@ -71,8 +72,19 @@ func (s *Server) outages(w http.ResponseWriter, r *http.Request, q AlertQuerier,
 		s.alertsUnavailable(w, "alert timeline", err)
 		return
 	}
+	all := outagesOf(events)
+	if ph, ok := s.cfg.History.(store.PowerHistory); ok {
+		// A blip began at most a pending period before from: look a
+		// little further back so it is seen whole.
+		spans, err := ph.OnBattery(r.Context(), u.Serial, from.Add(-10*time.Minute), to)
+		if err != nil {
+			s.storeError(w, "outage spans", err)
+			return
+		}
+		all = withBlips(all, spans, now)
+	}
 	out := []outageJSON{}
-	for _, o := range outagesOf(events) {
+	for _, o := range all {
 		end := now
 		if o.End != nil {
 			end = *o.End
@@ -96,7 +108,7 @@ func (s *Server) outages(w http.ResponseWriter, r *http.Request, q AlertQuerier,
 			s.storeError(w, "outage readings", err)
 			return
 		}
-		if deliveries != nil && !o.Historical {
+		if deliveries != nil && !o.Historical && o.AlertID != "" {
 			ds, err := deliveries.Deliveries(r.Context(), o.AlertID)
 			if err != nil {
 				s.alertsUnavailable(w, "outage deliveries", err)
@@ -138,6 +150,38 @@ func outagesOf(events []rules.Event) []outageJSON {
 	}
 	slices.SortStableFunc(out, func(a, b outageJSON) int { return a.Start.Compare(b.Start) })
 	return out
+}
+
+// withBlips adds to the alerts' outages the on-battery spans none of them
+// overlaps, by start.
+func withBlips(outages []outageJSON, spans []store.Span, now time.Time) []outageJSON {
+	endOf := func(o outageJSON) time.Time {
+		if o.End != nil {
+			return *o.End
+		}
+		return now
+	}
+	n := len(outages)
+	for _, sp := range spans {
+		end := sp.End
+		if end.IsZero() {
+			end = now
+		}
+		covered := slices.ContainsFunc(outages[:n], func(o outageJSON) bool {
+			return o.Start.Before(end) && endOf(o).After(sp.Start) || o.Start.Equal(sp.Start)
+		})
+		if covered {
+			continue
+		}
+		o := outageJSON{Start: sp.Start.UTC()}
+		if !sp.End.IsZero() {
+			e := sp.End.UTC()
+			o.End = &e
+		}
+		outages = append(outages, o)
+	}
+	slices.SortStableFunc(outages, func(a, b outageJSON) int { return a.Start.Compare(b.Start) })
+	return outages
 }
 
 // lowest returns the lowest battery.charge and battery.runtime the unit

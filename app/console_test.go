@@ -171,6 +171,10 @@ func TestConsoleAPI(t *testing.T) {
 	publish(t, devB, "ups/"+b+"/telemetry", fmt.Sprintf(`{"ts":%d,"ups.status":"OL","input.voltage":231}`, now.Add(-20*time.Second).UnixMilli()))
 	streams["admin"].wait("B's reading", readingOf(b, "OL"))
 	topicA := "ups/" + a + "/telemetry"
+	// A 3 s blip, shorter than on_battery's pending period: no alert.
+	publish(t, devA, topicA, fmt.Sprintf(`{"ts":%d,"ups.status":"OL","input.voltage":230,"battery.charge":100,"battery.runtime":2400}`, now.Add(-40*time.Second).UnixMilli()))
+	publish(t, devA, topicA, fmt.Sprintf(`{"ts":%d,"ups.status":"OB DISCHRG","input.voltage":0,"battery.charge":99,"battery.runtime":2300}`, now.Add(-35*time.Second).UnixMilli()))
+	publish(t, devA, topicA, fmt.Sprintf(`{"ts":%d,"ups.status":"OL CHRG","input.voltage":229,"battery.charge":99,"battery.runtime":2350}`, now.Add(-32*time.Second).UnixMilli()))
 	publish(t, devA, topicA, fmt.Sprintf(`{"ts":%d,"ups.status":"OL","input.voltage":230,"battery.charge":100,"battery.runtime":2400}`, now.Add(-20*time.Second).UnixMilli()))
 	publish(t, devA, topicA, fmt.Sprintf(`{"ts":%d,"ups.status":"OB DISCHRG","input.voltage":0,"battery.charge":98,"battery.runtime":1800}`, now.Add(-10*time.Second).UnixMilli()))
 	publish(t, devA, topicA, fmt.Sprintf(`{"ts":%d,"ups.status":"OB DISCHRG","input.voltage":0,"battery.charge":96,"battery.runtime":1700}`, now.Add(-2*time.Second).UnixMilli()))
@@ -339,19 +343,30 @@ func TestConsoleAPI(t *testing.T) {
 	if code, body := in.call(tokens["minh"], "GET", "/v1/units/"+a+"/outages", nil, &outs); code != http.StatusOK {
 		t.Fatalf("outages: %d %s", code, body)
 	}
-	if len(outs.Outages) != 1 {
-		t.Fatalf("outages = %+v, want one", outs.Outages)
+	if len(outs.Outages) != 2 {
+		t.Fatalf("outages = %+v, want the blip and the outage", outs.Outages)
 	}
-	o := outs.Outages[0]
+	if b := outs.Outages[0]; b.AlertID != "" || !b.Start.Equal(time.UnixMilli(now.Add(-35*time.Second).UnixMilli())) ||
+		b.End == nil || b.DurationS != 3 || b.LowestCharge == nil || *b.LowestCharge != 99 || b.Paged {
+		t.Errorf("blip = %+v (end %v, charge %v), want 3 s from -35 s at 99 %%, no alert, not paged", b, b.End, deref(b.LowestCharge))
+	}
+	o := outs.Outages[1]
 	wantStart, wantEnd := time.UnixMilli(now.Add(-10*time.Second).UnixMilli()), time.UnixMilli(now.UnixMilli())
 	if o.AlertID != alertID || !o.Start.Equal(wantStart) || o.End == nil || !o.End.Equal(wantEnd) || o.DurationS != 10 ||
 		o.LowestCharge == nil || *o.LowestCharge != 96 || o.LowestRuntime == nil || *o.LowestRuntime != 1700 || !o.Paged {
 		t.Errorf("outage = %+v (end %v, charge %v, runtime %v), want %s from %s to %s, 96 %%, 1700 s, paged",
 			o, o.End, deref(o.LowestCharge), deref(o.LowestRuntime), alertID, wantStart, wantEnd)
 	}
-	// A range that ends before the outage began lists none.
-	if code, body := in.call(tokens["lan"], "GET", fmt.Sprintf("/v1/units/%s/outages?to=%d", a, now.Add(-15*time.Second).UnixMilli()), nil, &outs); code != http.StatusOK || len(outs.Outages) != 0 {
-		t.Errorf("outages before the outage: %d %s", code, body)
+	// Ranges select the outages they overlap.
+	for _, tc := range []struct {
+		from, to time.Duration
+		want     int
+	}{{-time.Hour, -36 * time.Second, 0}, {-time.Hour, -15 * time.Second, 1}, {-33 * time.Second, -15 * time.Second, 1}, {-31 * time.Second, time.Minute, 1}} {
+		outs.Outages = nil
+		q := fmt.Sprintf("/v1/units/%s/outages?from=%d&to=%d", a, now.Add(tc.from).UnixMilli(), now.Add(tc.to).UnixMilli())
+		if code, body := in.call(tokens["lan"], "GET", q, nil, &outs); code != http.StatusOK || len(outs.Outages) != tc.want {
+			t.Errorf("outages in [%s, %s): %d %s, want %d", tc.from, tc.to, code, body, tc.want)
+		}
 	}
 
 	// CSV: the JSON's numbers, row for row.
