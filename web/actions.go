@@ -102,6 +102,8 @@ func actorOf(p api.Principal) actions.Actor {
 // actorName names who acted, as the other recipients see it.
 func (c *Console) actorName(a actions.Actor) string {
 	switch {
+	case a.Erased:
+		return "(deleted account)"
 	case a.Account != "":
 		if r, ok := c.cfg.Accounts.Lookup(a.Account); ok && r.Name != "" {
 			return r.Name

@@ -80,21 +80,37 @@ function recount() {
   });
 }
 
-// The event's reading: the reading as GET /v1/units/{serial}/latest
-// shows it (NUT variables by name, serial, time) plus ts in unix ms.
+// The event's reading: {serial, ts (unix ms), time, values: NUT variables
+// by name}.
 function readingOf(d) {
-  return { serial: d.serial, ts: d.ts ?? d.time, status: d['ups.status'], presence: d.presence, values: d };
+  const values = d.values || d;
+  return { serial: d.serial, ts: d.ts ?? d.time, status: values['ups.status'], presence: d.presence, values };
 }
 
 export function startLive() {
   const root = document.querySelector('[data-live="fleet"], [data-live="unit"]');
   if (!root || !window.EventSource) return;
   const t = texts();
-  const up = document.querySelector('[data-feed]');
-  const down = document.querySelector('[data-feed-down]');
+  // Looked up each time: a refresh replaces them.
+  const showFeed = (ok) => {
+    const up = document.querySelector('[data-feed]');
+    const down = document.querySelector('[data-feed-down]');
+    if (up) up.hidden = !ok;
+    if (down) down.hidden = ok;
+  };
   const es = new EventSource('/v1/events');
-  es.onopen = () => { if (up) up.hidden = false; if (down) down.hidden = true; };
-  es.onerror = () => { if (up) up.hidden = true; if (down) down.hidden = false; };
+  // Events sent while the stream was down are lost: after a reconnect the
+  // page takes the server's state again.
+  let broken = false;
+  es.onopen = () => {
+    showFeed(true);
+    if (broken && root.id) {
+      window.htmx.ajax('GET', window.location.pathname + window.location.search,
+        { target: `#${root.id}`, select: `#${root.id}`, swap: 'outerHTML' }).then(() => showFeed(true));
+    }
+    broken = false;
+  };
+  es.onerror = () => { broken = true; showFeed(false); };
   es.addEventListener('reading', (e) => {
     const r = readingOf(JSON.parse(e.data));
     const row = document.getElementById(`u-${r.serial}`);
