@@ -145,6 +145,7 @@ func New(cfg Config, units Units, js jetstream.JetStream) (*Ingest, error) {
 			id:      p,
 			subject: bus.ReadingsSubject(p),
 			items:   make(chan item, 256),
+			status:  map[ups.Serial]ups.Flag{},
 		})
 	}
 	return in, nil
@@ -450,6 +451,14 @@ type partition struct {
 	held     []item
 	readings []ups.Reading
 	buf      []byte
+
+	// status is each unit's last ups.status flags seen by this partition
+	// (its goroutine alone touches it); urgent is set when a held reading
+	// changes them, or is a presence message: such a batch goes out at
+	// once instead of after FlushInterval (the alert fast lane). Status
+	// changes are rare, so batches stay large.
+	status map[ups.Serial]ups.Flag
+	urgent bool
 }
 
 func (p *partition) run(ctx context.Context) {
@@ -480,7 +489,10 @@ func (p *partition) run(ctx context.Context) {
 				}
 				break
 			}
-			if len(p.readings) >= p.in.cfg.BatchSize {
+			if len(p.readings) >= p.in.cfg.BatchSize || p.urgent {
+				if p.urgent {
+					p.in.m.fastFlushes.Inc()
+				}
 				timer.Stop()
 				p.flush(ctx)
 			}
@@ -490,15 +502,38 @@ func (p *partition) run(ctx context.Context) {
 	}
 }
 
+// fastLaneFlags are the status flags whose change a rule may alert on.
+// Charging (CHRG, HB) and voltage regulation (TRIM, BOOST) come and go in
+// normal operation and wait for the batch like any reading.
+const fastLaneFlags = ups.OL | ups.OB | ups.LB | ups.DISCHRG | ups.RB | ups.BYPASS | ups.CAL | ups.OFF |
+	ups.OVER | ups.FSD | ups.ALARM | ups.TEST
+
 func (p *partition) add(it item) {
 	p.held = append(p.held, it)
 	p.readings = append(p.readings, it.readings...)
+	for i := range it.readings {
+		r := &it.readings[i]
+		switch {
+		case r.Presence != ups.PresenceNone:
+			p.urgent = true
+		case r.HasStatus:
+			flags := r.Status.Flags & fastLaneFlags
+			last, known := p.status[r.Serial]
+			if !known || last != flags {
+				// A unit first seen on line is no news; anything else
+				// first seen (on battery after a restart) is.
+				p.urgent = p.urgent || known || flags&^ups.OL != 0
+				p.status[r.Serial] = flags
+			}
+		}
+	}
 }
 
 // flush publishes the held readings as one bus message, retrying until the
 // bus takes it (or ctx ends, when the messages stay unacked for the broker
 // to redeliver), then acks the MQTT messages.
 func (p *partition) flush(ctx context.Context) {
+	p.urgent = false
 	if len(p.held) == 0 {
 		return
 	}

@@ -39,6 +39,11 @@ const partitions = 4
 
 func newRig(t *testing.T, stream bus.StreamConfig) *rig {
 	t.Helper()
+	return newRigFlush(t, stream, 2*time.Millisecond)
+}
+
+func newRigFlush(t *testing.T, stream bus.StreamConfig, flush time.Duration) *rig {
+	t.Helper()
 	_, _, js := bustest.Server(t)
 	if _, err := bus.EnsureReadingsStream(context.Background(), js, stream); err != nil {
 		t.Fatal(err)
@@ -54,7 +59,7 @@ func newRig(t *testing.T, stream bus.StreamConfig) *rig {
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	in, err := New(Config{BrokerURL: b.URL(), Username: "svc", Password: "svc-password-123", ClientID: "ingest-test",
-		TopicPrefix: "ups", Partitions: partitions, BatchSize: 100, FlushInterval: 2 * time.Millisecond,
+		TopicPrefix: "ups", Partitions: partitions, BatchSize: 100, FlushInterval: flush,
 		MaxInflight: 1000, Registerer: prometheus.NewRegistry()}, units, js)
 	if err != nil {
 		t.Fatal(err)
@@ -168,6 +173,48 @@ func TestBatchesPerPartitionInOrder(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(r.in.m.rejected.WithLabelValues("empty")); got != 1 {
 		t.Fatalf("rejected{empty} = %v", got)
+	}
+}
+
+// The alert fast lane: with a flush interval of an hour, only a change of
+// a unit's status flags (or a presence message) gets its partition's
+// batch out; everything before it goes along, in order, and readings that
+// change nothing (or only the charging flag) keep waiting for the batch.
+func TestStatusChangeFlushesAtOnce(t *testing.T) {
+	r := newRigFlush(t, bus.StreamConfig{Partitions: partitions, Replicas: 1, MaxAge: time.Hour, MaxBytes: 64 << 20}, time.Hour)
+	a := r.device("111111111111")
+	pub := func(body string) {
+		t.Helper()
+		if tok := a.Publish("ups/111111111111/telemetry", 1, false, body); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	counts := func() (batches, fast float64) {
+		return testutil.ToFloat64(r.in.m.batches), testutil.ToFloat64(r.in.m.fastFlushes)
+	}
+	// First seen on line: no news, held.
+	a.Publish("ups/111111111111/telemetry", 1, false, `{"ts":1764000000000,"ups.status":"OL CHRG","battery.charge":90}`)
+	// Charging ends: still no news. Then the mains fail: out at once,
+	// with the two readings before it.
+	a.Publish("ups/111111111111/telemetry", 1, false, `{"ts":1764000001000,"ups.status":"OL","battery.charge":100}`)
+	pub(`{"ts":1764000002000,"ups.status":"OB DISCHRG","battery.charge":99}`)
+	got := r.readAll(3)
+	if b, f := counts(); b != 1 || f != 1 {
+		t.Fatalf("after the outage: %v batches, %v fast; want 1 and 1", b, f)
+	}
+	sub := bus.ReadingsSubject(ups.Partition("111111111111", partitions))
+	if rs := got[sub]; len(rs) != 3 || rs[2].Status.Raw != "OB DISCHRG" {
+		t.Fatalf("readings on the bus: %+v", rs)
+	}
+	// Still on battery: held. The device's presence message (a sentinel
+	// that is urgent by itself) brings it out in the same batch.
+	a.Publish("ups/111111111111/telemetry", 1, false, `{"ts":1764000003000,"ups.status":"OB DISCHRG","battery.charge":98}`)
+	if tok := a.Publish("ups/111111111111/status", 1, true, "online"); !tok.WaitTimeout(5 * time.Second) {
+		t.Fatal("status publish not acked")
+	}
+	r.readAll(5)
+	if b, f := counts(); b != 2 || f != 2 {
+		t.Fatalf("after the sentinel: %v batches, %v fast; want 2 and 2 (the unchanged reading waited for it)", b, f)
 	}
 }
 

@@ -13,6 +13,7 @@ type metrics struct {
 	accepted       prometheus.Counter
 	rejected       *prometheus.CounterVec
 	batches        prometheus.Counter
+	fastFlushes    prometheus.Counter
 	publishErrors  prometheus.Counter
 	publishSeconds prometheus.Histogram
 	lag            prometheus.Histogram
@@ -36,6 +37,8 @@ func newMetrics(reg prometheus.Registerer, dec *payload.Decoder) (*metrics, erro
 			Help: "MQTT messages rejected, by reason."}, []string{"reason"}),
 		batches: prometheus.NewCounter(prometheus.CounterOpts{Name: "upswatch_ingest_batches_published_total",
 			Help: "Reading batches published to the bus."}),
+		fastFlushes: prometheus.NewCounter(prometheus.CounterOpts{Name: "upswatch_ingest_fast_flushes_total",
+			Help: "Batches published at once, before flush_interval, because a unit's status changed."}),
 		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "upswatch_ingest_publish_errors_total",
 			Help: "Failed bus publish attempts (each retried)."}),
 		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "upswatch_ingest_publish_seconds",
@@ -56,7 +59,7 @@ func newMetrics(reg prometheus.Registerer, dec *payload.Decoder) (*metrics, erro
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.received, m.accepted, m.rejected, m.batches, m.publishErrors, m.publishSeconds, m.lag, m.inflight, m.takeovers, m.drained, dropped} {
+	for _, c := range []prometheus.Collector{m.received, m.accepted, m.rejected, m.batches, m.fastFlushes, m.publishErrors, m.publishSeconds, m.lag, m.inflight, m.takeovers, m.drained, dropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("ingest metrics: %w", err)
 		}
