@@ -40,6 +40,7 @@ deps:
 	sh scripts/deps.sh
 
 test: deps assets agent-check
+	cd web/ui && node --test --test-reporter=dot test/
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
 

@@ -2,6 +2,7 @@
 // as a line inside its min-max band, outages shaded behind, cursors in
 // sync. Data comes from the same API a script would use.
 import uPlot from 'uplot';
+import { goSeconds, table } from './series.js';
 
 const palette = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
 
@@ -12,32 +13,6 @@ function cssVar(name, fallback) {
 function alpha(hex, a) {
   const n = parseInt(hex.slice(1), 16);
   return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${a})`;
-}
-
-// table builds uPlot's columns for some fields of a history answer: the
-// union of bucket times, then mean, min and max per field (null where a
-// field has no bucket).
-export function table(history, fields, scale) {
-  const byField = new Map((history.fields || []).map((f) => [f.field, f.points]));
-  const times = new Set();
-  for (const f of fields) for (const p of byField.get(f) || []) times.add(Date.parse(p.time) / 1000);
-  const xs = Float64Array.from([...times].sort((a, b) => a - b));
-  const idx = new Map();
-  xs.forEach((x, i) => idx.set(x, i));
-  const cols = [xs];
-  for (const f of fields) {
-    const mean = new Array(xs.length).fill(null);
-    const min = new Array(xs.length).fill(null);
-    const max = new Array(xs.length).fill(null);
-    for (const p of byField.get(f) || []) {
-      const i = idx.get(Date.parse(p.time) / 1000);
-      mean[i] = p.mean * scale;
-      min[i] = p.min * scale;
-      max[i] = p.max * scale;
-    }
-    cols.push(mean, min, max);
-  }
-  return cols;
 }
 
 function outagePlugin(outages, fill) {
@@ -99,6 +74,7 @@ export async function startCharts() {
   if (!root) return;
   const t0 = performance.now();
   const { serial, qs } = root.dataset;
+  const every = goSeconds(new URLSearchParams(qs).get('every') || '');
   const figs = [...root.querySelectorAll('figure.chart')];
   const fields = figs.flatMap((f) => f.dataset.fields.split(' '));
   root.setAttribute('aria-busy', 'true');
@@ -118,7 +94,7 @@ export async function startCharts() {
     const fs = fig.dataset.fields.split(' ');
     const names = (fig.dataset.names || '').split('|');
     const scale = parseFloat(fig.dataset.scale || '1');
-    const data = table(history, fs, scale);
+    const data = table(history, fs, scale, every);
     const present = fs.filter((_, i) => data[1 + 3 * i].some((v) => v !== null));
     if (!data[0].length || !present.length) {
       fig.hidden = true;
