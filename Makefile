@@ -35,7 +35,7 @@ test: deps agent-check
 
 # Every dump of NUT's device library (../shared/nut-ddl, or
 # $UPSWATCH_NUT_DDL) through dummy-ups, upsd and the agent to upswatch;
-# make test runs every 4th.
+# make test runs every 6th.
 test-nut-ddl: deps
 	UPSWATCH_NUT_DDL_ALL=1 $(GO) test -race -count=1 -run TestNUTDeviceLibrary -v ./agent
 

@@ -181,16 +181,24 @@ func find(evs []event, rule, kind string, since time.Time) (event, bool) {
 	return event{}, false
 }
 
-// waitEvent polls the unit's alert timeline until the event shows up.
+// waitEvent polls the unit's alert timeline until the event shows up; on
+// failure it shows the timeline it saw.
 func (s *serve) waitEvent(t testing.TB, serial, rule, kind string, since time.Time, within time.Duration) event {
 	t.Helper()
-	var ev event
-	waitFor(t, fmt.Sprintf("%s %s %s", serial, rule, kind), within, func() bool {
-		var ok bool
-		ev, ok = find(s.timeline(serial), rule, kind, since)
-		return ok
-	})
-	return ev
+	deadline := time.Now().Add(within)
+	for {
+		evs := s.timeline(serial)
+		if ev, ok := find(evs, rule, kind, since); ok {
+			return ev
+		}
+		if time.Now().After(deadline) {
+			for _, e := range evs {
+				t.Logf("timeline: %s %s at %s (started %s, status %q)", e.Rule, e.Kind, e.At.Format("15:04:05.000"), e.StartedAt.Format("15:04:05.000"), e.Status)
+			}
+			t.Fatalf("%s %s %s since %s: not within %s", serial, rule, kind, since.Format("15:04:05.000"), within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 type point struct {

@@ -75,6 +75,7 @@ units:
 // The agent process killed with SIGKILL: its last will tells upswatch at
 // once, and comm_lost fires.
 func TestKilledAgentLastWill(t *testing.T) {
+	t.Parallel()
 	bin := buildAgent(t)
 	s := sharedServe(t)
 	serial := newSerial()
@@ -112,6 +113,7 @@ func TestKilledAgentLastWill(t *testing.T) {
 // unit offline and upswatch raises comm_lost; when upsd is back the unit
 // is online again and comm_lost resolves.
 func TestUpsdStopped(t *testing.T) {
+	t.Parallel()
 	s := sharedServe(t)
 	serial := newSerial()
 	n := testenv.NUT(t, testenv.NUTUnit{Name: "ups1", Dump: baseDump(serial, 100)})
@@ -142,6 +144,7 @@ func TestUpsdStopped(t *testing.T) {
 // Stale data (the driver gone: upsd answers DATA-STALE or
 // DRIVER-NOT-CONNECTED) counts as failed polls too.
 func TestDriverGone(t *testing.T) {
+	t.Parallel()
 	s := sharedServe(t)
 	serial := newSerial()
 	n := testenv.NUT(t, testenv.NUTUnit{Name: "ups1", Dump: baseDump(serial, 100)})
@@ -162,6 +165,7 @@ func TestDriverGone(t *testing.T) {
 // each reading lands on its own unit, and an outage of one is that
 // unit's alone.
 func TestSeveralUPS(t *testing.T) {
+	t.Parallel()
 	s := sharedServe(t)
 	var units []testenv.NUTUnit
 	var cfgUnits []agentconfig.Unit
@@ -208,6 +212,7 @@ func TestSeveralUPS(t *testing.T) {
 // A corrupt buffer file left by an earlier run is reported and skipped;
 // the agent works on.
 func TestCorruptBufferAtStart(t *testing.T) {
+	t.Parallel()
 	s := sharedServe(t)
 	serial := newSerial()
 	n := testenv.NUT(t, testenv.NUTUnit{Name: "ups1", Dump: baseDump(serial, 100)})

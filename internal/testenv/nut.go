@@ -216,6 +216,33 @@ func (n *NUTServer) Set(t testing.TB, ups, name, value string) {
 	}
 }
 
+// WaitVar waits until upsd reports value for a variable: upsrw's OK means
+// upsd passed the change on to the driver, which applies it a moment
+// later.
+func (n *NUTServer) WaitVar(t testing.TB, ups, name, value string) {
+	t.Helper()
+	want := fmt.Sprintf("VAR %s %s %q", ups, name, value)
+	var got string
+	end := time.Now().Add(15 * time.Second)
+	for time.Now().Before(end) {
+		c, err := net.DialTimeout("tcp", n.Addr, time.Second)
+		if err == nil {
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			_, err = c.Write([]byte("GET VAR " + ups + " " + name + "\n"))
+			if err == nil {
+				got, err = bufio.NewReader(c).ReadString('\n')
+				got = strings.TrimSpace(got)
+			}
+			c.Close()
+			if err == nil && got == want {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("upsd does not report %s=%q for %s within 15s (last answer %q)", name, value, ups, got)
+}
+
 // StopDriver stops one unit's dummy-ups: upsd then reports its data
 // stale or the driver not connected.
 func (n *NUTServer) StopDriver(ups string) error {
