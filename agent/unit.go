@@ -247,7 +247,19 @@ func (u *unit) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			// Readings taken but not yet handled go to disk: the next
+			// run replays them.
+			for {
+				select {
+				case r := <-u.readings:
+					if err := u.buf.Append(r.at, r.json); err != nil {
+						u.log.Error("cannot buffer a reading on stop; it is lost", "err", err)
+					}
+					continue
+				default:
+				}
+				return
+			}
 		case r := <-u.readings:
 			u.handle(r)
 		case <-u.wake:
