@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./ingest/payload
 	$(GO) test -run '^$$' -fuzz FuzzDecodeBatch -fuzztime 30s ./ups
 	$(GO) test -run '^$$' -fuzz FuzzSplitWords -fuzztime 30s ./agent/nut
+	$(GO) test -run '^$$' -fuzz FuzzAnswers -fuzztime 30s ./agent/nut
 	$(GO) test -run '^$$' -fuzz FuzzReadRecord -fuzztime 30s ./agent/buffer
 	$(GO) test -run '^$$' -fuzz FuzzOpen -fuzztime 30s ./agent/buffer
 

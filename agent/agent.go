@@ -104,6 +104,9 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	serials, err := a.resolveSerials(ctx, p)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for upsd
+		}
 		return err
 	}
 	var units []*unit

@@ -293,3 +293,35 @@ func TestMalformedAnswers(t *testing.T) {
 		c.Close()
 	})
 }
+
+// Whatever upsd (or something pretending to be it) answers, the client
+// returns a result or an error: no panic, no hang.
+func FuzzAnswers(f *testing.F) {
+	for _, s := range []string{
+		"BEGIN LIST VAR ups1\nVAR ups1 ups.status \"OL\"\nEND LIST VAR ups1\n",
+		"ERR DATA-STALE\n",
+		"BEGIN LIST UPS\nUPS ups1 \"desc\"\nEND LIST UPS\n",
+		"VAR ups1 ups.status \"OB \\\"x\\\"\"\n",
+		"BEGIN LIST VAR ups1\n\x00\xff\nEND LIST VAR ups1\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, answer string) {
+		for _, call := range []func(c *nut.Client) error{
+			func(c *nut.Client) error { _, err := c.ListVars(context.Background(), "ups1"); return err },
+			func(c *nut.Client) error { _, err := c.GetVar(context.Background(), "ups1", "ups.status"); return err },
+			func(c *nut.Client) error { _, err := c.ListUPS(context.Background()); return err },
+		} {
+			client, server := net.Pipe()
+			go func() {
+				r := bufio.NewReader(server)
+				if _, err := r.ReadString('\n'); err == nil {
+					server.Write([]byte(answer))
+				}
+				server.Close()
+			}()
+			_ = call(nut.NewClient(client, 2*time.Second))
+			client.Close()
+		}
+	})
+}
