@@ -405,10 +405,12 @@ type proxy struct {
 	mu    sync.Mutex
 	l     net.Listener
 	conns map[net.Conn]bool
+	// holes: client connections whose bytes are swallowed (blackhole).
+	holes map[net.Conn]bool
 }
 
 func newProxy(t testing.TB, target string) *proxy {
-	p := &proxy{t: t, target: target, conns: map[net.Conn]bool{}}
+	p := &proxy{t: t, target: target, conns: map[net.Conn]bool{}, holes: map[net.Conn]bool{}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -437,10 +439,43 @@ func (p *proxy) serve(l net.Listener) {
 			p.mu.Lock()
 			p.conns[c], p.conns[up] = true, true
 			p.mu.Unlock()
-			go func() { io.Copy(up, c); up.Close(); c.Close() }()
+			go func() { p.forward(up, c); up.Close(); c.Close() }()
 			go func() { io.Copy(c, up); up.Close(); c.Close() }()
 		}
 	}()
+}
+
+// forward copies the client's bytes upstream, or swallows them once the
+// connection is a blackhole.
+func (p *proxy) forward(up, c net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			hole := p.holes[c]
+			p.mu.Unlock()
+			if !hole {
+				if _, werr := up.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// blackhole makes the open connections swallow what the client sends,
+// without closing anything: the broker stops acknowledging and answering
+// pings, as behind a dead route. New connections work.
+func (p *proxy) blackhole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		p.holes[c] = true
+	}
 }
 
 func (p *proxy) cut() {

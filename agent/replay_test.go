@@ -65,15 +65,18 @@ func TestBrokerCutReplay(t *testing.T) {
 		t.Fatalf("readings dropped: %+v", st.Buffer)
 	}
 
-	// Every reading the agent took is stored, once, in order of event time.
+	// Every reading the agent took is stored, once, in order of event
+	// time; except those taken in the last moment before the stop, which
+	// wait on disk for the next run.
+	want := int(st.ReadingsTaken) - st.Buffer.Records
 	end := time.Now().Add(time.Second)
 	var pts []point
 	waitFor(t, "every reading in the history", 20*time.Second, func() bool {
 		pts = s.history(t, serial, "battery.charge", begin.Add(-time.Second), end, 10*time.Millisecond)
-		return len(pts) >= int(st.ReadingsTaken)
+		return len(pts) >= want
 	})
-	if len(pts) != int(st.ReadingsTaken) {
-		t.Fatalf("history holds %d readings, the agent took %d", len(pts), st.ReadingsTaken)
+	if len(pts) != want {
+		t.Fatalf("history holds %d readings; the agent took %d, %d left on disk", len(pts), st.ReadingsTaken, st.Buffer.Records)
 	}
 	for i, p := range pts {
 		if p.Count != 1 {
@@ -148,7 +151,7 @@ func TestFullBufferDropsOldest(t *testing.T) {
 		t.Errorf("buffer holds %d bytes, over max_bytes %d", st.Buffer.Bytes, c.Buffer.MaxBytes)
 	}
 	end := time.Now().Add(time.Second)
-	want := int(st.ReadingsTaken - st.Buffer.DroppedFull)
+	want := int(st.ReadingsTaken-st.Buffer.DroppedFull) - st.Buffer.Records
 	var pts []point
 	waitFor(t, "every kept reading in the history", 20*time.Second, func() bool {
 		pts = s.history(t, serial, "battery.charge", begin.Add(-time.Second), end, 10*time.Millisecond)
@@ -171,5 +174,47 @@ func TestFullBufferDropsOldest(t *testing.T) {
 	}
 	if gapAt.Before(cut.Add(-3*time.Second)) || gap < time.Duration(st.Buffer.DroppedFull)*c.Poll/2 {
 		t.Errorf("largest gap %v after %v (cut at %v, %d dropped): not the oldest of the cut", gap, gapAt, cut, st.Buffer.DroppedFull)
+	}
+}
+
+// The broker stops acknowledging (the route black-holes the agent's
+// packets, nothing is closed): readings not acknowledged within
+// broker.ack_timeout go to the buffer, the dead session is noticed by
+// the keepalive, and after reconnecting every reading reaches the
+// history.
+func TestBrokerStopsAcknowledging(t *testing.T) {
+	t.Parallel()
+	s := sharedServe(t)
+	serial := newSerial()
+	n := testenv.NUT(t, testenv.NUTUnit{Name: "ups1", Dump: baseDump(serial, 100)})
+	pw := s.register(t, serial)
+	px := newProxy(t, strings.TrimPrefix(s.mqttURL, "tcp://"))
+	c := agentConfig(t, n, s, agentconfig.Unit{UPS: "ups1", Serial: serial, Password: pw})
+	c.Broker.URL = "tcp://" + px.Addr
+	c.Poll, c.Interval = 250*time.Millisecond, 250*time.Millisecond
+	c.Broker.AckTimeout = time.Second
+	ra := runAgent(t, c)
+	begin := time.Now()
+	waitFor(t, "first reading at upswatch", 10*time.Second, func() bool { return s.latest(serial) != nil })
+
+	px.blackhole()
+	waitFor(t, "unacknowledged readings buffered", 15*time.Second, func() bool { return ra.stats(serial).Buffer.Records >= 2 })
+	waitFor(t, "reconnected and replayed", 30*time.Second, func() bool {
+		st := ra.stats(serial)
+		return st.Replayed >= 2 && st.Buffer.Records == 0
+	})
+	ra.stop()
+	st := ra.stats(serial)
+	end := time.Now().Add(time.Second)
+	// Readings queued behind the stalled publishes and taken in the last
+	// moment wait on disk for the next run.
+	want := int(st.ReadingsTaken) - st.Buffer.Records
+	var pts []point
+	waitFor(t, "every reading in the history", 20*time.Second, func() bool {
+		pts = s.history(t, serial, "battery.charge", begin.Add(-time.Second), end, 10*time.Millisecond)
+		return len(pts) >= want
+	})
+	if len(pts) != want {
+		t.Fatalf("history holds %d readings; the agent took %d, %d left on disk", len(pts), st.ReadingsTaken, st.Buffer.Records)
 	}
 }
