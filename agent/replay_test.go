@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -212,6 +213,62 @@ func TestBrokerStopsAcknowledging(t *testing.T) {
 	var pts []point
 	waitFor(t, "every reading in the history", 20*time.Second, func() bool {
 		pts = s.history(t, serial, "battery.charge", begin.Add(-time.Second), end, 10*time.Millisecond)
+		return len(pts) >= want
+	})
+	if len(pts) != want {
+		t.Fatalf("history holds %d readings; the agent took %d, %d left on disk", len(pts), st.ReadingsTaken, st.Buffer.Records)
+	}
+}
+
+// upswatch itself stopped (broker and all) while the UPS goes on battery
+// and back, then started again on the same data: the agent reconnects,
+// replays, and the outage is in the history and the timeline at its
+// event time.
+func TestServeRestartReplay(t *testing.T) {
+	t.Parallel()
+	s := startServe(t, filepath.Join(t.TempDir(), "data"), "", "")
+	t.Cleanup(s.stop)
+	serial := newSerial()
+	n := testenv.NUT(t, testenv.NUTUnit{Name: "ups1", Dump: baseDump(serial, 100)})
+	pw := s.register(t, serial)
+	c := agentConfig(t, n, s, agentconfig.Unit{UPS: "ups1", Serial: serial, Password: pw})
+	c.Poll, c.Interval = 250*time.Millisecond, 250*time.Millisecond
+	ra := runAgent(t, c)
+	begin := time.Now()
+	waitFor(t, "first reading at upswatch", 10*time.Second, func() bool { return s.latest(serial) != nil })
+
+	mqttAddr, httpAddr := s.cfg.MQTT.Listen, s.app.HTTPAddr()
+	s.stop()
+	buffered := func(n int) func() bool { return func() bool { return ra.stats(serial).Buffer.Records >= n } }
+	waitFor(t, "readings buffered while upswatch is down", 15*time.Second, buffered(2))
+	obAt := time.Now()
+	n.Set(t, "ups1", "ups.status", "OB DISCHRG")
+	n.WaitVar(t, "ups1", "ups.status", "OB DISCHRG")
+	waitFor(t, "on-battery readings buffered", 15*time.Second, buffered(ra.stats(serial).Buffer.Records+3))
+	olAt := time.Now()
+	n.Set(t, "ups1", "ups.status", "OL")
+	n.WaitVar(t, "ups1", "ups.status", "OL")
+	waitFor(t, "on-line readings buffered", 15*time.Second, buffered(ra.stats(serial).Buffer.Records+2))
+
+	s2 := startServe(t, s.cfg.DataDir, mqttAddr, httpAddr)
+	t.Cleanup(s2.stop)
+	restart := time.Now()
+	waitFor(t, "buffer replayed", 30*time.Second, func() bool {
+		st := ra.stats(serial)
+		return st.Replayed > 0 && st.Buffer.Records == 0
+	})
+	fired := s2.waitEvent(t, serial, "on_battery", "firing", begin, 20*time.Second)
+	resolved := s2.waitEvent(t, serial, "on_battery", "resolved", begin, 20*time.Second)
+	if fired.StartedAt.Before(obAt) || fired.StartedAt.After(olAt) || resolved.EndedAt.Before(olAt) || resolved.EndedAt.After(restart) {
+		t.Errorf("outage %v..%v in the timeline; scripted %v..%v, upswatch back at %v", fired.StartedAt, resolved.EndedAt, obAt, olAt, restart)
+	}
+	ra.stop()
+	st := ra.stats(serial)
+	want := int(st.ReadingsTaken) - st.Buffer.Records
+	end := time.Now().Add(time.Second)
+	var pts []point
+	waitFor(t, "every reading in the history", 20*time.Second, func() bool {
+		pts = s2.history(t, serial, "battery.charge", begin.Add(-time.Second), end, 10*time.Millisecond)
 		return len(pts) >= want
 	})
 	if len(pts) != want {
