@@ -80,18 +80,20 @@ func tlsFront(t *testing.T, cfg *tls.Config, target string) string {
 	return l.Addr().String()
 }
 
-// ssl:// with broker.ca_file: the agent verifies the broker against the
-// CA and publishes over TLS; a client trusting another CA is refused.
+// TLS on both hops: STARTTLS to an upsd with a certificate (nut.tls:
+// require, nut.ca_file), and ssl:// with broker.ca_file to the broker; a
+// client trusting another CA is refused by the broker's side.
 func TestBrokerTLS(t *testing.T) {
 	t.Parallel()
 	s := sharedServe(t)
 	serverTLS, caFile := certAuthority(t)
 	addr := tlsFront(t, serverTLS, strings.TrimPrefix(s.mqttURL, "tcp://"))
 	serial := newSerial()
-	n := testenv.NUT(t, testenv.NUTUnit{Name: "ups1", Dump: baseDump(serial, 100)})
+	n := testenv.NUTWithTLS(t, testenv.NUTUnit{Name: "ups1", Dump: baseDump(serial, 100)})
 	pw := s.register(t, serial)
 	c := agentConfig(t, n, s, agentconfig.Unit{UPS: "ups1", Serial: serial, Password: pw})
 	c.Broker.URL, c.Broker.CAFile = "ssl://"+addr, caFile
+	c.NUT.TLS, c.NUT.CAFile = "require", n.CAFile
 	runAgent(t, c)
 	waitFor(t, "a reading over TLS", 10*time.Second, func() bool { return s.latest(serial) != nil })
 

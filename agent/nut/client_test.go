@@ -12,6 +12,7 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -169,9 +170,9 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
 }
 
-// STARTTLS: the client upgrades the connection, verifies upsd's
-// certificate with the CA given, and logs in inside TLS. Debian's upsd
-// needs a certificate database to offer it, so a scripted upsd stands in.
+// STARTTLS, scripted: the client upgrades the connection, verifies
+// upsd's certificate with the CA given, and logs in inside TLS (the
+// password, quoted, travels only inside TLS).
 func TestStartTLS(t *testing.T) {
 	cert, pool := selfSigned(t)
 	addr := fakeUpsd(t, func(r *bufio.Reader, w net.Conn) error {
@@ -324,4 +325,55 @@ func FuzzAnswers(f *testing.F) {
 			client.Close()
 		}
 	})
+}
+
+// STARTTLS against Debian's real upsd with a certificate: require with
+// the CA verifies it, auto encrypts, a foreign CA fails, off stays plain.
+func TestStartTLSAgainstUpsd(t *testing.T) {
+	srv := testenv.NUTWithTLS(t, testenv.NUTUnit{Name: "alpha", Dump: []byte(dump)})
+	pemData, err := os.ReadFile(srv.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemData) {
+		t.Fatal("no certificate in the CA file")
+	}
+	_, foreign := selfSigned(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		opts    nut.Options
+		wantTLS bool
+		fail    bool
+	}{
+		{"require, verified", nut.Options{TLS: nut.TLSRequire, TLSConfig: &tls.Config{RootCAs: pool}, Username: srv.Username, Password: srv.Password}, true, false},
+		{"auto", nut.Options{TLS: nut.TLSAuto}, true, false},
+		{"off", nut.Options{TLS: nut.TLSOff}, false, false},
+		{"require, foreign CA", nut.Options{TLS: nut.TLSRequire, TLSConfig: &tls.Config{RootCAs: foreign}}, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := nut.Dial(ctx, srv.Addr, tc.opts)
+			if tc.fail {
+				if err == nil {
+					c.Close()
+					t.Fatal("connected")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if c.TLS() != tc.wantTLS {
+				t.Errorf("TLS = %v, want %v", c.TLS(), tc.wantTLS)
+			}
+			if v, err := c.GetVar(ctx, "alpha", "ups.status"); err != nil || v != "OL" {
+				t.Errorf("GET VAR = %q, %v", v, err)
+			}
+			if vars, err := c.ListVars(ctx, "alpha"); err != nil || len(vars) < 5 {
+				t.Errorf("LIST VAR = %d vars, %v", len(vars), err)
+			}
+		})
+	}
 }
