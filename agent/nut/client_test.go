@@ -66,6 +66,7 @@ func TestClientAgainstUpsd(t *testing.T) {
 		}
 	}
 	srv.Set(t, "alpha", "ups.status", "OB DISCHRG")
+	srv.WaitVar(t, "alpha", "ups.status", "OB DISCHRG") // the driver applies it a moment after upsrw's OK
 	if v, err := c.GetVar(ctx, "alpha", "ups.status"); err != nil || v != "OB DISCHRG" {
 		t.Fatalf("GET VAR after upsrw = %q, %v", v, err)
 	}
