@@ -54,7 +54,7 @@ func TestNUTDeviceLibrary(t *testing.T) {
 	total := len(files)
 	// make test runs every 6th dump (one batch, all makers, about 10 s);
 	// UPSWATCH_NUT_DDL_ALL=1 (make test-nut-ddl) runs them all (about
-	// 75 s with -race on two cores).
+	// 75-120 s with -race on two busy cores).
 	if os.Getenv("UPSWATCH_NUT_DDL_ALL") == "" {
 		var sub []string
 		for i := 0; i < len(files); i += 6 {
