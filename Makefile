@@ -46,7 +46,7 @@ test: deps assets agent-check
 
 # Every dump of NUT's device library (../shared/nut-ddl, or
 # $UPSWATCH_NUT_DDL) through dummy-ups, upsd and the agent to upswatch;
-# make test runs every 4th.
+# make test runs every 6th.
 test-nut-ddl: deps
 	UPSWATCH_NUT_DDL_ALL=1 $(GO) test -race -count=1 -run TestNUTDeviceLibrary -v ./agent
 
@@ -55,6 +55,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./ingest/payload
 	$(GO) test -run '^$$' -fuzz FuzzDecodeBatch -fuzztime 30s ./ups
 	$(GO) test -run '^$$' -fuzz FuzzSplitWords -fuzztime 30s ./agent/nut
+	$(GO) test -run '^$$' -fuzz FuzzAnswers -fuzztime 30s ./agent/nut
 	$(GO) test -run '^$$' -fuzz FuzzReadRecord -fuzztime 30s ./agent/buffer
 	$(GO) test -run '^$$' -fuzz FuzzOpen -fuzztime 30s ./agent/buffer
 

@@ -81,8 +81,8 @@ func loadCA(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// pollTimeout bounds one upsd exchange: a poll that takes longer than
-// the poll period is a failed poll.
+// pollTimeout bounds one upsd exchange: the poll period, at least 1 s
+// and at most 10 s; an exchange that takes longer is a failed poll.
 func (a *Agent) pollTimeout() time.Duration {
 	return min(max(a.cfg.Poll, time.Second), 10*time.Second)
 }
@@ -104,6 +104,9 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	serials, err := a.resolveSerials(ctx, p)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for upsd
+		}
 		return err
 	}
 	var units []*unit

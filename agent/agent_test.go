@@ -12,6 +12,9 @@ import (
 // upswatch through the agent: on_battery within 3 s of the change, and
 // power_restored (on_battery resolved) with the outage's duration within
 // about one poll of the return.
+//
+// Not parallel: it runs before the parallel tests, so the latency it
+// checks is the agent's, not the machine's load.
 func TestScriptedOutage(t *testing.T) {
 	s := sharedServe(t)
 	serial := newSerial()

@@ -181,16 +181,24 @@ func find(evs []event, rule, kind string, since time.Time) (event, bool) {
 	return event{}, false
 }
 
-// waitEvent polls the unit's alert timeline until the event shows up.
+// waitEvent polls the unit's alert timeline until the event shows up; on
+// failure it shows the timeline it saw.
 func (s *serve) waitEvent(t testing.TB, serial, rule, kind string, since time.Time, within time.Duration) event {
 	t.Helper()
-	var ev event
-	waitFor(t, fmt.Sprintf("%s %s %s", serial, rule, kind), within, func() bool {
-		var ok bool
-		ev, ok = find(s.timeline(serial), rule, kind, since)
-		return ok
-	})
-	return ev
+	deadline := time.Now().Add(within)
+	for {
+		evs := s.timeline(serial)
+		if ev, ok := find(evs, rule, kind, since); ok {
+			return ev
+		}
+		if time.Now().After(deadline) {
+			for _, e := range evs {
+				t.Logf("timeline: %s %s at %s (started %s, status %q)", e.Rule, e.Kind, e.At.Format("15:04:05.000"), e.StartedAt.Format("15:04:05.000"), e.Status)
+			}
+			t.Fatalf("%s %s %s since %s: not within %s", serial, rule, kind, since.Format("15:04:05.000"), within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 type point struct {
@@ -397,10 +405,12 @@ type proxy struct {
 	mu    sync.Mutex
 	l     net.Listener
 	conns map[net.Conn]bool
+	// holes: client connections whose bytes are swallowed (blackhole).
+	holes map[net.Conn]bool
 }
 
 func newProxy(t testing.TB, target string) *proxy {
-	p := &proxy{t: t, target: target, conns: map[net.Conn]bool{}}
+	p := &proxy{t: t, target: target, conns: map[net.Conn]bool{}, holes: map[net.Conn]bool{}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -429,10 +439,43 @@ func (p *proxy) serve(l net.Listener) {
 			p.mu.Lock()
 			p.conns[c], p.conns[up] = true, true
 			p.mu.Unlock()
-			go func() { io.Copy(up, c); up.Close(); c.Close() }()
+			go func() { p.forward(up, c); up.Close(); c.Close() }()
 			go func() { io.Copy(c, up); up.Close(); c.Close() }()
 		}
 	}()
+}
+
+// forward copies the client's bytes upstream, or swallows them once the
+// connection is a blackhole.
+func (p *proxy) forward(up, c net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			hole := p.holes[c]
+			p.mu.Unlock()
+			if !hole {
+				if _, werr := up.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// blackhole makes the open connections swallow what the client sends,
+// without closing anything: the broker stops acknowledging and answering
+// pings, as behind a dead route. New connections work.
+func (p *proxy) blackhole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		p.holes[c] = true
+	}
 }
 
 func (p *proxy) cut() {

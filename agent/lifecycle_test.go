@@ -75,6 +75,7 @@ units:
 // The agent process killed with SIGKILL: its last will tells upswatch at
 // once, and comm_lost fires.
 func TestKilledAgentLastWill(t *testing.T) {
+	t.Parallel()
 	bin := buildAgent(t)
 	s := sharedServe(t)
 	serial := newSerial()
@@ -112,6 +113,7 @@ func TestKilledAgentLastWill(t *testing.T) {
 // unit offline and upswatch raises comm_lost; when upsd is back the unit
 // is online again and comm_lost resolves.
 func TestUpsdStopped(t *testing.T) {
+	t.Parallel()
 	s := sharedServe(t)
 	serial := newSerial()
 	n := testenv.NUT(t, testenv.NUTUnit{Name: "ups1", Dump: baseDump(serial, 100)})
@@ -142,6 +144,7 @@ func TestUpsdStopped(t *testing.T) {
 // Stale data (the driver gone: upsd answers DATA-STALE or
 // DRIVER-NOT-CONNECTED) counts as failed polls too.
 func TestDriverGone(t *testing.T) {
+	t.Parallel()
 	s := sharedServe(t)
 	serial := newSerial()
 	n := testenv.NUT(t, testenv.NUTUnit{Name: "ups1", Dump: baseDump(serial, 100)})
@@ -162,6 +165,7 @@ func TestDriverGone(t *testing.T) {
 // each reading lands on its own unit, and an outage of one is that
 // unit's alone.
 func TestSeveralUPS(t *testing.T) {
+	t.Parallel()
 	s := sharedServe(t)
 	var units []testenv.NUTUnit
 	var cfgUnits []agentconfig.Unit
@@ -182,17 +186,15 @@ func TestSeveralUPS(t *testing.T) {
 	start := time.Now()
 	n.Set(t, "rack2", "ups.status", "OB DISCHRG")
 	fired := s.waitEvent(t, serials[1], "on_battery", "firing", start.Add(-time.Second), 10*time.Second)
-	// The other units' readings after the outage began have been
-	// evaluated once their own later readings are stored; none is on
-	// battery.
-	n.Set(t, "rack1", "ups.status", "OL CHRG")
-	n.Set(t, "rack3", "ups.status", "OL CHRG")
+	// The other units then have outages of their own: the first
+	// on_battery in each one's timeline is its own, not rack2's.
+	own := time.Now()
+	n.Set(t, "rack1", "ups.status", "OB DISCHRG")
+	n.Set(t, "rack3", "ups.status", "OB DISCHRG")
 	for _, serial := range []string{serials[0], serials[2]} {
-		waitFor(t, serial+" OL CHRG", 10*time.Second, func() bool {
-			return strings.Contains(fmt.Sprint(s.latest(serial)), "OL CHRG")
-		})
-		if ev, ok := find(s.timeline(serial), "on_battery", "firing", time.Time{}); ok {
-			t.Errorf("%s: on_battery %+v, though only %s went on battery", serial, ev, serials[1])
+		ev := s.waitEvent(t, serial, "on_battery", "firing", time.Time{}, 10*time.Second)
+		if ev.StartedAt.Before(own.Add(-100 * time.Millisecond)) {
+			t.Errorf("%s: on_battery from %v, before its own outage at %v (rack2's began %v)", serial, ev.StartedAt, own, fired.StartedAt)
 		}
 	}
 	if fired.Serial != serials[1] {
@@ -208,6 +210,7 @@ func TestSeveralUPS(t *testing.T) {
 // A corrupt buffer file left by an earlier run is reported and skipped;
 // the agent works on.
 func TestCorruptBufferAtStart(t *testing.T) {
+	t.Parallel()
 	s := sharedServe(t)
 	serial := newSerial()
 	n := testenv.NUT(t, testenv.NUTUnit{Name: "ups1", Dump: baseDump(serial, 100)})

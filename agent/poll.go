@@ -18,6 +18,7 @@ type poller struct {
 	log    *slog.Logger
 	client *nut.Client
 	down   bool // upsd unreachable at the last attempt (logged once)
+	seen   bool // connected at least once
 }
 
 func (p *poller) conn(ctx context.Context) (*nut.Client, error) {
@@ -32,10 +33,12 @@ func (p *poller) conn(ctx context.Context) (*nut.Client, error) {
 		p.down = true
 		return nil, err
 	}
-	if p.down {
-		p.log.Info("upsd reachable again", "addr", p.cfg.NUT.Addr)
+	if p.down || !p.seen {
+		// Once, and after each outage: with nut.tls auto an operator
+		// learns here whether the session is encrypted.
+		p.log.Info("connected to upsd", "addr", p.cfg.NUT.Addr, "tls", c.TLS())
 	}
-	p.down = false
+	p.down, p.seen = false, true
 	p.client = c
 	return c, nil
 }

@@ -247,7 +247,19 @@ func (u *unit) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			// Readings taken but not yet handled go to disk: the next
+			// run replays them.
+			for {
+				select {
+				case r := <-u.readings:
+					if err := u.buf.Append(r.at, r.json); err != nil {
+						u.log.Error("cannot buffer a reading on stop; it is lost", "err", err)
+					}
+					continue
+				default:
+				}
+				return
+			}
 		case r := <-u.readings:
 			u.handle(r)
 		case <-u.wake:
@@ -268,12 +280,12 @@ func (u *unit) run(ctx context.Context) {
 // (or when the broker does not take it) buffers it.
 func (u *unit) handle(r reading) {
 	if u.buf.Len() == 0 && u.isConnected() {
-		if err := u.publish(u.topic, false, r.json); err == nil {
+		err := u.publish(u.topic, false, r.json)
+		if err == nil {
 			u.published.Add(1)
 			return
-		} else {
-			u.log.Warn("publish failed; buffering", "err", err)
 		}
+		u.log.Warn("publish failed; buffering", "err", err)
 	}
 	if err := u.buf.Append(r.at, r.json); err != nil {
 		u.log.Error("cannot buffer a reading; it is lost", "err", err)

@@ -2,8 +2,9 @@
 # deps.sh installs the external servers the integration tests run against:
 #   - mosquitto (and mosquitto-clients) from the distribution's apt
 #     repository, when missing;
-#   - NUT's upsd and dummy-ups driver (nut-server) and upsrw/upsc
-#     (nut-client) from apt, when missing, for upswatch-agent's tests;
+#   - NUT's upsd and dummy-ups driver (nut-server), upsrw/upsc
+#     (nut-client) and NSS's certutil (libnss3-tools) from apt, when
+#     missing, for upswatch-agent's tests;
 #   - influxd 1.8.10 (pure Go, built from source with `go install`) into the
 #     tools cache dir, when missing.
 #
@@ -44,7 +45,10 @@ fi
 
 # NUT for the agent's tests: they run /lib/nut/upsd and /lib/nut/dummy-ups
 # directly with their own config dirs, never the system's service.
-if [ ! -x /lib/nut/upsd ] || [ ! -x /lib/nut/dummy-ups ] || ! command -v upsrw >/dev/null 2>&1; then
+# libnss3-tools (certutil) makes the certificate database of the upsd that
+# offers STARTTLS (Debian's upsd is built with NSS).
+if [ ! -x /lib/nut/upsd ] || [ ! -x /lib/nut/dummy-ups ] || ! command -v upsrw >/dev/null 2>&1 ||
+	! command -v certutil >/dev/null 2>&1; then
 	if ! command -v apt-get >/dev/null 2>&1; then
 		echo "deps.sh: NUT is missing and apt-get is not available; install nut-server and nut-client (NUT >= 2.8) by hand" >&2
 		exit 1
@@ -53,10 +57,10 @@ if [ ! -x /lib/nut/upsd ] || [ ! -x /lib/nut/dummy-ups ] || ! command -v upsrw >
 	if [ "$(id -u)" -ne 0 ]; then
 		sudo=sudo
 	fi
-	echo "deps.sh: installing nut-server and nut-client with apt-get" >&2
+	echo "deps.sh: installing nut-server, nut-client and libnss3-tools with apt-get" >&2
 	$sudo apt-get update -qq >/dev/null
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-		nut-server nut-client >/dev/null
+		nut-server nut-client libnss3-tools >/dev/null
 	# The packages' services stay off: with no /etc/nut configuration
 	# they do not start (MODE=none), and the tests use their own.
 	$sudo systemctl disable --now nut-server nut-monitor nut-driver.target >/dev/null 2>&1 || true

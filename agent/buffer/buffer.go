@@ -69,6 +69,9 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // ErrTooLarge is returned by Append for a payload over MaxRecord.
 var ErrTooLarge = errors.New("buffer: record too large")
 
+// ErrLocked is returned by Open when another process has the buffer open.
+var ErrLocked = errors.New("buffer: in use by another process")
+
 // errCorrupt marks damage inside a segment.
 var errCorrupt = errors.New("corrupt record")
 
@@ -118,6 +121,7 @@ type segment struct {
 type Buffer struct {
 	opts Options
 	log  *slog.Logger
+	lock *os.File
 
 	mu     sync.Mutex
 	segs   []*segment // oldest first; the last is open for appends
@@ -153,8 +157,13 @@ func Open(opts Options) (*Buffer, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("buffer: %w", err)
 	}
-	b := &Buffer{opts: opts, log: opts.Logger.With("buffer", opts.Dir)}
+	lock, err := lockDir(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	b := &Buffer{opts: opts, log: opts.Logger.With("buffer", opts.Dir), lock: lock}
 	if err := b.load(); err != nil {
+		lock.Close()
 		return nil, err
 	}
 	return b, nil
@@ -607,6 +616,7 @@ func (b *Buffer) Close() error {
 	}
 	err := b.active.Close()
 	b.active = nil
+	b.lock.Close() // releases the lock
 	return err
 }
 

@@ -3,6 +3,7 @@ package buffer
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -364,4 +365,20 @@ func FuzzOpen(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Two buffers on one directory would clobber each other's segments: the
+// second Open is refused until the first is closed.
+func TestLocked(t *testing.T) {
+	dir := t.TempDir()
+	b := open(t, dir, nil)
+	if _, err := Open(Options{Dir: dir}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+	b.Close()
+	b2, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	b2.Close()
 }

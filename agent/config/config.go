@@ -83,7 +83,8 @@ type NUT struct {
 	CAFile string `yaml:"ca_file"`
 }
 
-// Buffer bounds the on-disk store-and-forward buffer.
+// Buffer bounds the on-disk store-and-forward buffer: one directory per
+// unit (Dir/<serial>), each bounded by MaxBytes and MaxAge.
 type Buffer struct {
 	Dir      string        `yaml:"dir"`
 	MaxBytes int64         `yaml:"max_bytes"`

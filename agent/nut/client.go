@@ -82,6 +82,16 @@ func Dial(ctx context.Context, addr string, opts Options) (*Client, error) {
 	return c, nil
 }
 
+// NewClient wraps an established connection to upsd (for a transport
+// Dial does not cover: a Unix socket, an SSH tunnel). timeout bounds each
+// command when the context has no deadline; 0 means 5 s.
+func NewClient(conn net.Conn, timeout time.Duration) *Client {
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	return &Client{conn: conn, r: bufio.NewReaderSize(conn, 1024), timeout: timeout}
+}
+
 func (c *Client) setup(ctx context.Context, addr string, opts Options) error {
 	switch opts.TLS {
 	case "", TLSOff:

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +66,7 @@ func TestClientAgainstUpsd(t *testing.T) {
 		}
 	}
 	srv.Set(t, "alpha", "ups.status", "OB DISCHRG")
+	srv.WaitVar(t, "alpha", "ups.status", "OB DISCHRG") // the driver applies it a moment after upsrw's OK
 	if v, err := c.GetVar(ctx, "alpha", "ups.status"); err != nil || v != "OB DISCHRG" {
 		t.Fatalf("GET VAR after upsrw = %q, %v", v, err)
 	}
@@ -169,9 +171,9 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
 }
 
-// STARTTLS: the client upgrades the connection, verifies upsd's
-// certificate with the CA given, and logs in inside TLS. Debian's upsd
-// needs a certificate database to offer it, so a scripted upsd stands in.
+// STARTTLS, scripted: the client upgrades the connection, verifies
+// upsd's certificate with the CA given, and logs in inside TLS (the
+// password, quoted, travels only inside TLS).
 func TestStartTLS(t *testing.T) {
 	cert, pool := selfSigned(t)
 	addr := fakeUpsd(t, func(r *bufio.Reader, w net.Conn) error {
@@ -292,4 +294,87 @@ func TestMalformedAnswers(t *testing.T) {
 		}
 		c.Close()
 	})
+}
+
+// Whatever upsd (or something pretending to be it) answers, the client
+// returns a result or an error: no panic, no hang.
+func FuzzAnswers(f *testing.F) {
+	for _, s := range []string{
+		"BEGIN LIST VAR ups1\nVAR ups1 ups.status \"OL\"\nEND LIST VAR ups1\n",
+		"ERR DATA-STALE\n",
+		"BEGIN LIST UPS\nUPS ups1 \"desc\"\nEND LIST UPS\n",
+		"VAR ups1 ups.status \"OB \\\"x\\\"\"\n",
+		"BEGIN LIST VAR ups1\n\x00\xff\nEND LIST VAR ups1\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, answer string) {
+		for _, call := range []func(c *nut.Client) error{
+			func(c *nut.Client) error { _, err := c.ListVars(context.Background(), "ups1"); return err },
+			func(c *nut.Client) error { _, err := c.GetVar(context.Background(), "ups1", "ups.status"); return err },
+			func(c *nut.Client) error { _, err := c.ListUPS(context.Background()); return err },
+		} {
+			client, server := net.Pipe()
+			go func() {
+				r := bufio.NewReader(server)
+				if _, err := r.ReadString('\n'); err == nil {
+					server.Write([]byte(answer))
+				}
+				server.Close()
+			}()
+			_ = call(nut.NewClient(client, 2*time.Second))
+			client.Close()
+		}
+	})
+}
+
+// STARTTLS against Debian's real upsd with a certificate: require with
+// the CA verifies it, auto encrypts, a foreign CA fails, off stays plain.
+func TestStartTLSAgainstUpsd(t *testing.T) {
+	srv := testenv.NUTWithTLS(t, testenv.NUTUnit{Name: "alpha", Dump: []byte(dump)})
+	pemData, err := os.ReadFile(srv.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemData) {
+		t.Fatal("no certificate in the CA file")
+	}
+	_, foreign := selfSigned(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		opts    nut.Options
+		wantTLS bool
+		fail    bool
+	}{
+		{"require, verified", nut.Options{TLS: nut.TLSRequire, TLSConfig: &tls.Config{RootCAs: pool}, Username: srv.Username, Password: srv.Password}, true, false},
+		{"auto", nut.Options{TLS: nut.TLSAuto}, true, false},
+		{"off", nut.Options{TLS: nut.TLSOff}, false, false},
+		{"require, foreign CA", nut.Options{TLS: nut.TLSRequire, TLSConfig: &tls.Config{RootCAs: foreign}}, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := nut.Dial(ctx, srv.Addr, tc.opts)
+			if tc.fail {
+				if err == nil {
+					c.Close()
+					t.Fatal("connected")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if c.TLS() != tc.wantTLS {
+				t.Errorf("TLS = %v, want %v", c.TLS(), tc.wantTLS)
+			}
+			if v, err := c.GetVar(ctx, "alpha", "ups.status"); err != nil || v != "OL" {
+				t.Errorf("GET VAR = %q, %v", v, err)
+			}
+			if vars, err := c.ListVars(ctx, "alpha"); err != nil || len(vars) < 5 {
+				t.Errorf("LIST VAR = %d vars, %v", len(vars), err)
+			}
+		})
+	}
 }

@@ -197,16 +197,24 @@ func registerCmd(args []string, stdout io.Writer) error {
 }
 
 func readUPS(ctx context.Context, c config.Config, ups string) ([]nut.Var, error) {
+	vars, _, err := readUPSTLS(ctx, c, ups)
+	return vars, err
+}
+
+// readUPSTLS lists a UPS's variables and says whether the session with
+// upsd was encrypted.
+func readUPSTLS(ctx context.Context, c config.Config, ups string) ([]nut.Var, bool, error) {
 	opts, err := agent.NUTOptions(c.NUT, 10*time.Second)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	cl, err := nut.Dial(ctx, c.NUT.Addr, opts)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer cl.Close()
-	return cl.ListVars(ctx, ups)
+	vars, err := cl.ListVars(ctx, ups)
+	return vars, cl.TLS(), err
 }
 
 // registerUnit calls POST /v1/units and returns the unit's MQTT password.
@@ -270,12 +278,13 @@ func checkCmd(args []string, stdout io.Writer) error {
 	var errs []error
 	for _, u := range c.Units {
 		fmt.Fprintf(stdout, "== %s@%s\n", u.UPS, c.NUT.Addr)
-		vars, err := readUPS(ctx, c, u.UPS)
+		vars, encrypted, err := readUPSTLS(ctx, c, u.UPS)
 		if err != nil {
 			fmt.Fprintf(stdout, "upsd: FAILED: %v\n", err)
 			errs = append(errs, fmt.Errorf("%s: upsd: %w", u.UPS, err))
 			continue
 		}
+		fmt.Fprintf(stdout, "upsd: ok (TLS: %v)\n", encrypted)
 		for _, v := range vars {
 			fmt.Fprintf(stdout, "%s: %s\n", v.Name, v.Value)
 		}

@@ -137,7 +137,7 @@ func TestRegisterAndCheck(t *testing.T) {
 	}
 
 	code, out, errOut = runCLI("check", "--config", path)
-	if code != 0 || !strings.Contains(out, "ups.status: OL") || !strings.Contains(out, "battery.charge: 97") ||
+	if code != 0 || !strings.Contains(out, "upsd: ok (TLS: false)") || !strings.Contains(out, "ups.status: OL") || !strings.Contains(out, "battery.charge: 97") ||
 		!strings.Contains(out, "as 210987654321: accepted") {
 		t.Fatalf("check: %d\n%s\n%s", code, out, errOut)
 	}

@@ -33,6 +33,9 @@ type NUTServer struct {
 	Addr     string // 127.0.0.1:port
 	Username string // an upsd user allowed to SET variables
 	Password string
+	// CAFile is the PEM of upsd's self-signed certificate when it offers
+	// STARTTLS (NUTWithTLS), else empty.
+	CAFile string
 
 	t       testing.TB
 	confDir string
@@ -60,6 +63,48 @@ func RequireNUT(t testing.TB) {
 // waits until every unit answers with data. Everything stops when the
 // test ends.
 func NUT(t testing.TB, units ...NUTUnit) *NUTServer {
+	t.Helper()
+	return startNUT(t, false, units)
+}
+
+// NUTWithTLS is NUT with upsd offering STARTTLS, with a self-signed
+// certificate for 127.0.0.1 in an NSS database (Debian's upsd is built
+// with NSS; certutil comes from libnss3-tools). CAFile verifies it.
+func NUTWithTLS(t testing.TB, units ...NUTUnit) *NUTServer {
+	t.Helper()
+	return startNUT(t, true, units)
+}
+
+// nssCertDB creates an NSS database in dir holding a self-signed
+// certificate "upsd" for 127.0.0.1 and writes its PEM to caFile.
+func nssCertDB(dir, caFile string) error {
+	if _, err := exec.LookPath("certutil"); err != nil {
+		return errors.New("certutil not found; run `make deps` (scripts/deps.sh) to install libnss3-tools")
+	}
+	db := "sql:" + dir
+	noise := filepath.Join(dir, "noise")
+	if err := os.WriteFile(noise, []byte(fmt.Sprint(time.Now().UnixNano(), os.Getpid(), dir)), 0o600); err != nil {
+		return err
+	}
+	if out, err := exec.Command("certutil", "-N", "-d", db, "--empty-password").CombinedOutput(); err != nil {
+		return fmt.Errorf("certutil -N: %v: %s", err, out)
+	}
+	cmd := exec.Command("certutil", "-S", "-n", "upsd", "-s", "CN=127.0.0.1", "-x", "-t", "CT,C,C", "-d", db,
+		"-z", noise, "-v", "12", "--keyUsage", "digitalSignature,keyEncipherment,certSigning",
+		"-2", "--extSAN", "ip:127.0.0.1")
+	// -2 asks: a CA certificate? path length? critical?
+	cmd.Stdin = strings.NewReader("y\n0\nn\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("certutil -S: %v: %s", err, out)
+	}
+	pem, err := exec.Command("certutil", "-L", "-n", "upsd", "-d", db, "-a").Output()
+	if err != nil {
+		return fmt.Errorf("certutil -L: %w", err)
+	}
+	return os.WriteFile(caFile, pem, 0o600)
+}
+
+func startNUT(t testing.TB, withTLS bool, units []NUTUnit) *NUTServer {
 	t.Helper()
 	RequireNUT(t)
 	dir := t.TempDir()
@@ -100,11 +145,24 @@ func NUT(t testing.TB, units ...NUTUnit) *NUTServer {
 		}
 		n.drivers[u.Name] = p
 	}
+	tlsConf := ""
+	if withTLS {
+		certDir := filepath.Join(dir, "certdb")
+		if err := os.MkdirAll(certDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		n.CAFile = filepath.Join(dir, "upsd-ca.pem")
+		if err := nssCertDB(certDir, n.CAFile); err != nil {
+			t.Fatalf("testenv: upsd certificate: %v", err)
+		}
+		tlsConf = "CERTPATH " + certDir + "\nCERTIDENT \"upsd\" \"\"\n"
+	}
 	var err error
 	for range 5 {
 		port := FreePort(t)
 		n.Addr = net.JoinHostPort("127.0.0.1", itoa(port))
-		if err = os.WriteFile(filepath.Join(n.confDir, "upsd.conf"), []byte("LISTEN 127.0.0.1 "+itoa(port)+"\nMAXAGE 15\n"), 0o600); err != nil {
+		upsdConf := "LISTEN 127.0.0.1 " + itoa(port) + "\nMAXAGE 15\n" + tlsConf
+		if err = os.WriteFile(filepath.Join(n.confDir, "upsd.conf"), []byte(upsdConf), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		n.upsd = &process{name: "upsd", args: n.cmd(nutUpsd, "-F"), logPath: filepath.Join(dir, "upsd.log")}
@@ -214,6 +272,33 @@ func (n *NUTServer) Set(t testing.TB, ups, name, value string) {
 	if err != nil || !strings.Contains(string(out), "OK") {
 		t.Fatalf("upsrw -s %s=%s %s: %v: %s", name, value, ups, err, out)
 	}
+}
+
+// WaitVar waits until upsd reports value for a variable: upsrw's OK means
+// upsd passed the change on to the driver, which applies it a moment
+// later.
+func (n *NUTServer) WaitVar(t testing.TB, ups, name, value string) {
+	t.Helper()
+	want := fmt.Sprintf("VAR %s %s %q", ups, name, value)
+	var got string
+	end := time.Now().Add(15 * time.Second)
+	for time.Now().Before(end) {
+		c, err := net.DialTimeout("tcp", n.Addr, time.Second)
+		if err == nil {
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			_, err = c.Write([]byte("GET VAR " + ups + " " + name + "\n"))
+			if err == nil {
+				got, err = bufio.NewReader(c).ReadString('\n')
+				got = strings.TrimSpace(got)
+			}
+			c.Close()
+			if err == nil && got == want {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("upsd does not report %s=%q for %s within 15s (last answer %q)", name, value, ups, got)
 }
 
 // StopDriver stops one unit's dummy-ups: upsd then reports its data
