@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/upswatch/upswatch/bus/bustest"
 	"github.com/upswatch/upswatch/config"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/notify"
 	"github.com/upswatch/upswatch/notify/apns/apnsfake"
 	"github.com/upswatch/upswatch/notify/fcm/fcmfake"
@@ -149,6 +151,42 @@ func (e *env) start(t testing.TB) (*Pipeline, func()) {
 	return p, stop
 }
 
+// settle waits until the pipeline is quiescent: the intake consumer of
+// ALERTS and every channel's outbox consumer have nothing pending and
+// nothing awaiting an ack (a message being sent, or waiting out a retry
+// backoff, awaits its ack). A notification is queued before its event is
+// acked and reaches its provider before its outbox message is acked, so
+// after settle every request the pipeline will make has been made: absence
+// is asserted after it, never after a sleep.
+func (e *env) settle(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	type consumer struct{ stream, name string }
+	all := []consumer{{AlertsStream, IntakeConsumer}}
+	for _, ch := range recipients.Channels {
+		all = append(all, consumer{OutboxStream, SenderConsumerPrefix + ch})
+	}
+	wait.For(t, "the pipeline's consumers drained", func() bool {
+		for _, c := range all {
+			cons, err := e.js.Consumer(ctx, c.stream, c.name)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) && c.name != IntakeConsumer {
+				continue // a channel not configured
+			}
+			if err != nil {
+				t.Fatalf("consumer %s: %v", c.name, err)
+			}
+			info, err := cons.Info(ctx)
+			if err != nil {
+				t.Fatalf("consumer %s: %v", c.name, err)
+			}
+			if info.NumPending != 0 || info.NumAckPending != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func (e *env) owner(t testing.TB, lang string, prefs recipients.Preferences, c recipients.Contacts) recipients.Recipient {
 	t.Helper()
 	r, err := e.store.Create(context.Background(), recipients.Recipient{
@@ -256,7 +294,7 @@ func TestEndToEnd(t *testing.T) {
 			if _, err := e.sms.WaitRequests(2, 2*time.Second); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(300 * time.Millisecond)
+			e.settle(t)
 			if n := len(e.fcm.Requests()) + len(e.apns.Requests()) + len(e.sms.Requests()); n != 6 {
 				t.Fatalf("%d provider requests, want 6 (firing and resolved on three channels)", n)
 			}
@@ -298,7 +336,7 @@ func TestRestartBetweenAcceptAndDeliver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	e.settle(t)
 	if n := okFCM(e.fcm.Requests()); n != 1 {
 		t.Fatalf("%d successful pushes after the restart, want 1 (requests %+v)", n, reqs)
 	}
@@ -318,10 +356,12 @@ func TestProviderDownThenUp(t *testing.T) {
 				SetUp()
 			}
 			var f fake
-			var ok func() int
+			var ok, attempts func() int
 			if ch == recipients.FCM {
 				f, ok = e.fcm, func() int { return okFCM(e.fcm.Requests()) }
+				attempts = func() int { return len(e.fcm.Requests()) }
 			} else {
+				attempts = func() int { return len(e.sms.Requests()) }
 				f, ok = e.sms, func() (n int) {
 					for _, r := range e.sms.Requests() {
 						if r.Status == 201 {
@@ -335,18 +375,16 @@ func TestProviderDownThenUp(t *testing.T) {
 			p, _ := e.start(t)
 			ev := event(rules.Firing, "on_battery", rules.Warning, serial, time.Now())
 			publish(t, e.js, ev, ev.DedupID())
-			time.Sleep(1500 * time.Millisecond)
+			// Down until the provider has refused a retry too.
+			wait.For(t, "a retry while the provider is down", func() bool { return attempts() >= 2 })
 			if ok() != 0 {
 				t.Fatal("delivered while down")
 			}
 			up := time.Now()
 			f.SetUp()
-			deadline := time.Now().Add(15 * time.Second)
-			for ok() == 0 && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Millisecond)
-			}
+			wait.For(t, "the delivery after the provider came back", func() bool { return ok() > 0 })
 			t.Logf("delivered %v after the provider came back", time.Since(up))
-			time.Sleep(500 * time.Millisecond)
+			e.settle(t)
 			if n := ok(); n != 1 {
 				t.Fatalf("%d successful sends, want 1", n)
 			}
@@ -374,19 +412,13 @@ func TestDeadTokensRemoved(t *testing.T) {
 	p, _ := e.start(t)
 	ev := event(rules.Firing, "on_battery", rules.Critical, serial, time.Now())
 	publish(t, e.js, ev, ev.DedupID())
-	deadline := time.Now().Add(20 * time.Second) // generous: a loaded CI machine
-	for {
+	wait.For(t, "three dead addresses dropped", func() bool {
 		got, _ := e.store.Lookup(r.ID)
-		if len(got.Dropped) == 3 {
-			if c := got.Contacts; len(c.FCMTokens) != 1 || c.FCMTokens[0] != "fcm-token-live" || len(c.APNSTokens) != 0 || len(c.Phones) != 0 {
-				t.Fatalf("contacts = %+v", c)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dropped = %+v", got.Dropped)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return len(got.Dropped) == 3
+	})
+	got, _ := e.store.Lookup(r.ID)
+	if c := got.Contacts; len(got.Dropped) != 3 || len(c.FCMTokens) != 1 || c.FCMTokens[0] != "fcm-token-live" || len(c.APNSTokens) != 0 || len(c.Phones) != 0 {
+		t.Fatalf("dropped = %+v, contacts = %+v", got.Dropped, c)
 	}
 	ds, err := p.Deliveries(context.Background(), ev.Fingerprint)
 	if err != nil {
@@ -430,7 +462,7 @@ func TestPreferencesAndSkips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	e.settle(t)
 	reqs = e.fcm.Requests()
 	if len(reqs) != 1 || reqs[0].Token != "tok-quiet" || reqs[0].Title != "🪫 Office: battery low" || reqs[0].Priority != "high" {
 		t.Fatalf("requests = %+v, want only the critical low_battery", reqs)
@@ -455,12 +487,9 @@ func TestDevModeLogsWithoutAddresses(t *testing.T) {
 	<-p.Ready()
 	ev := event(rules.Firing, "on_battery", rules.Warning, serial, time.Now())
 	publish(t, e.js, ev, ev.DedupID())
-	deadline := time.Now().Add(20 * time.Second)
 	// Every channel logs in dev mode, even APNS, for which the owner has
 	// no address yet.
-	for strings.Count(buf.String(), "notification (log channel") < 3 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.For(t, "three channels logged", func() bool { return strings.Count(buf.String(), "notification (log channel") >= 3 })
 	out := buf.String()
 	if !strings.Contains(out, "Office is on battery") || !strings.Contains(out, "channel=sms") || !strings.Contains(out, "channel=apns") {
 		t.Fatalf("log = %s", out)
@@ -525,18 +554,15 @@ func TestRecordsOfAndErase(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := event(rules.Firing, "on_battery", rules.Warning, serial, time.Now().Add(-6*time.Second))
-	deadline := time.Now().Add(20 * time.Second)
-	for queued := 0; queued < 2; {
+	queued := 0
+	wait.For(t, "one notification queued per owner", func() bool {
 		n, err := p.process(ctx, &ev)
 		if err != nil {
 			t.Fatal(err)
 		}
 		queued += n
-		if queued < 2 && time.Now().After(deadline) {
-			t.Fatalf("%d notifications queued, want one per owner", queued)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return queued >= 2
+	})
 	for _, r := range []recipients.Recipient{a, b} {
 		p.publishAudit(ctx, Delivery{AlertID: ev.Fingerprint, EventID: ev.DedupID(), Kind: "firing", Rule: ev.Rule,
 			Serial: string(serial), Recipient: r.ID, Channel: recipients.FCM, Contact: recipients.Mask(recipients.FCM, fcmTok),

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/upswatch/upswatch/actions"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/rules"
 )
@@ -101,16 +102,11 @@ func TestSilenceHoldsQueued(t *testing.T) {
 	}
 	waitFor := func(what string, cond func([]string) bool) []string {
 		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			if o := outcomes(); cond(o) {
-				return o
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no %s within 15s: %v", what, outcomes())
-			}
-			time.Sleep(20 * time.Millisecond)
+		var o []string
+		if !wait.Poll(wait.Timeout, func() bool { o = outcomes(); return cond(o) }) {
+			t.Fatalf("no %s within %v: %v", what, wait.Timeout, outcomes())
 		}
+		return o
 	}
 	waitFor("failed attempt", func(o []string) bool { return len(o) > 0 && o[0] == "retry" })
 	id, _ := actions.ParseAlertID(ev.Fingerprint)

@@ -123,7 +123,7 @@ func TestSMSDrainsAtRate(t *testing.T) {
 	if took < 1800*time.Millisecond {
 		t.Fatalf("drained in %v: faster than 20 segments/s", took)
 	}
-	time.Sleep(300 * time.Millisecond)
+	e.settle(t)
 	seen := map[string]bool{}
 	for _, r := range e.sms.Requests() {
 		if seen[r.To] {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/registry"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/ups"
@@ -72,6 +73,8 @@ type env struct {
 	clock     *clock
 	units     fakeUnits
 	eval      *rules.Evaluator
+	// ticks counts the committed ticks of each partition, by any engine.
+	ticks [parts]atomic.Int64
 }
 
 func newEnv(t *testing.T, units fakeUnits) *env {
@@ -120,6 +123,7 @@ func (env *env) start(id string, hook func(p int, r *ups.Reading)) *running {
 		t.Fatal(err)
 	}
 	e.evaluated = hook
+	e.ticked = func(p int, _ time.Time) { env.ticks[p].Add(1) }
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{e: e, reg: reg, cancel: cancel, done: make(chan struct{})}
 	go func() { r.err = e.Run(ctx); close(r.done) }()
@@ -224,13 +228,49 @@ func count(evs []rules.Event, s ups.Serial, rule string, k rules.EventKind) int 
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	wait.For(t, what, cond)
+}
+
+// settle waits until the engines are quiescent: every partition consumer
+// has delivered and had acked all its readings (so every batch's events
+// are published), then every partition with readings has committed two
+// more ticks (the second begun after that), so nothing a tick at the
+// test's clock would publish is still to come. Absence is asserted after
+// it, never after a sleep.
+func (env *env) settle() {
+	t := env.t
+	t.Helper()
+	ctx := context.Background()
+	var busy [parts]bool
+	waitFor(t, "the partition consumers drained", func() bool {
+		for p := range parts {
+			cons, err := env.js.Consumer(ctx, bus.ReadingsStream, ConsumerPrefix+fmt.Sprint(p))
+			if err != nil {
+				t.Fatalf("consumer of partition %d: %v", p, err)
+			}
+			info, err := cons.Info(ctx)
+			if err != nil {
+				t.Fatalf("consumer of partition %d: %v", p, err)
+			}
+			if info.NumPending != 0 || info.NumAckPending != 0 {
+				return false
+			}
+			busy[p] = info.Delivered.Stream > 0
 		}
-		time.Sleep(20 * time.Millisecond)
+		return true
+	})
+	var from [parts]int64
+	for p := range parts {
+		from[p] = env.ticks[p].Load()
 	}
+	waitFor(t, "two ticks of every partition with readings", func() bool {
+		for p := range parts {
+			if busy[p] && env.ticks[p].Load() < from[p]+2 {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func TestOutageFiresAndResolvesOnce(t *testing.T) {
@@ -262,7 +302,7 @@ func TestOutageFiresAndResolvesOnce(t *testing.T) {
 	env.outage(30*time.Second, 70*time.Second, s)
 	waitFor(t, "on_battery resolved", func() bool { return count(env.events(), s, "on_battery", rules.Resolved) == 1 })
 	// Let the engine run on (ticks) and make sure nothing more comes.
-	time.Sleep(500 * time.Millisecond)
+	env.settle()
 	evs := env.events()
 	if n := count(evs, s, "on_battery", rules.Firing); n != 1 {
 		t.Fatalf("%d on_battery firing events, want 1: %+v", n, evs)
@@ -313,7 +353,7 @@ func TestRestartNeitherRefiresNorForgets(t *testing.T) {
 	r2 := env.start("b", nil)
 	env.outage(30*time.Second, 70*time.Second, s)
 	waitFor(t, "on_battery resolved", func() bool { return count(env.events(), s, "on_battery", rules.Resolved) == 1 })
-	time.Sleep(300 * time.Millisecond)
+	env.settle()
 	evs := env.events()
 	if n := count(evs, s, "on_battery", rules.Firing); n != 1 {
 		t.Fatalf("%d firing events, want 1 (a re-fire after restart?): %+v", n, evs)
@@ -347,6 +387,7 @@ func TestCrashedInstanceIsTakenOver(t *testing.T) {
 	waitFor(t, "on_battery resolved by the survivor", func() bool {
 		return count(env.events(), s, "on_battery", rules.Resolved) == 1
 	})
+	env.settle()
 	evs := env.events()
 	if n := count(evs, s, "on_battery", rules.Firing); n != 1 {
 		t.Fatalf("%d firing events after the takeover, want 1: %+v", n, evs)
@@ -468,7 +509,7 @@ func TestTwoInstancesShareAndTakeOver(t *testing.T) {
 		return true
 	})
 	waitFor(t, "every reading evaluated", evaluatedAll(2*35))
-	time.Sleep(300 * time.Millisecond)
+	env.settle()
 	evs := env.events()
 	for _, s := range serials {
 		if n := count(evs, s, "on_battery", rules.Firing); n != 1 {
