@@ -114,11 +114,6 @@ type Sender struct {
 	reg         prometheus.Registerer
 	log         *slog.Logger
 	metrics     *provider.Metrics
-
-	// now and sleep are the clock, replaced in tests so the bucket is
-	// measured without sleeping.
-	now   func() time.Time
-	sleep func(ctx context.Context, d time.Duration) error
 }
 
 var _ notify.Sender = (*Sender)(nil)
@@ -152,8 +147,6 @@ func New(cfg Config, opts ...Option) (*Sender, error) {
 		limiter:     rate.NewLimiter(rate.Limit(cfg.SegmentsPerSecond), cfg.Burst),
 		http:        &http.Client{Timeout: cfg.Timeout},
 		log:         slog.Default(),
-		now:         time.Now,
-		sleep:       sleepCtx,
 	}
 	for _, o := range opts {
 		o(s)
@@ -190,7 +183,7 @@ func (s *Sender) Send(ctx context.Context, m notify.Message, numbers []string) [
 		return results
 	}
 	switch {
-	case !m.Expires.IsZero() && !m.Expires.After(s.now()):
+	case !m.Expires.IsZero() && !m.Expires.After(time.Now()):
 		return failAll(notify.ErrExpired, "expired")
 	case segments == 0:
 		return failAll(errors.New("sms: empty body"), "empty body")
@@ -276,7 +269,7 @@ func (s *Sender) classify(resp *http.Response, r *notify.Result) {
 		r.Outcome = notify.TokenGone
 	case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode >= 500, tr.Code == codeTooMany:
 		r.Outcome = notify.Retry
-		r.RetryAfter = provider.RetryAfter(resp.Header, s.now())
+		r.RetryAfter = provider.RetryAfter(resp.Header, time.Now())
 	default:
 		r.Outcome = notify.Failed
 	}
@@ -291,7 +284,7 @@ func (s *Sender) classify(resp *http.Response, r *notify.Result) {
 func (s *Sender) take(ctx context.Context, n int) (time.Duration, error) {
 	for n > 0 {
 		k := min(n, s.limiter.Burst())
-		now := s.now()
+		now := time.Now()
 		res := s.limiter.ReserveN(now, k)
 		if !res.OK() {
 			return 0, fmt.Errorf("bucket cannot hold %d segments", k)
@@ -301,8 +294,8 @@ func (s *Sender) take(ctx context.Context, n int) (time.Duration, error) {
 				res.CancelAt(now)
 				return d, context.DeadlineExceeded
 			}
-			if err := s.sleep(ctx, d); err != nil {
-				res.CancelAt(s.now())
+			if err := sleepCtx(ctx, d); err != nil {
+				res.CancelAt(time.Now())
 				return d, err
 			}
 		}

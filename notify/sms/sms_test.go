@@ -6,9 +6,11 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/upswatch/upswatch/notify"
@@ -25,19 +27,51 @@ func newEnv(t testing.TB, cfg Config, opts ...Option) (*smsfake.Server, *Sender)
 	t.Helper()
 	fake := smsfake.New(testSID, testToken)
 	t.Cleanup(fake.Close)
+	return fake, newSender(t, fake, cfg, opts...)
+}
+
+func newSender(t testing.TB, fake *smsfake.Server, cfg Config, opts ...Option) *Sender {
+	t.Helper()
 	cfg.Endpoint, cfg.AccountSID, cfg.From = fake.URL(), testSID, testFrom
 	if cfg.AuthToken == "" {
 		cfg.AuthToken = testToken
 	}
 	if cfg.SegmentsPerSecond == 0 {
-		cfg.SegmentsPerSecond = 1e6 // pacing is tested with a fake clock below
+		cfg.SegmentsPerSecond = 1e6 // pacing is tested in a synctest bubble below
 		cfg.Burst = 1000
 	}
 	s, err := New(cfg, opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	return fake, s
+	return s
+}
+
+// inBubble is an HTTP client that serves each request with the fake's
+// handler in the calling goroutine, noting when (by the bubble's clock,
+// since start) each request was made: no network, so a token bucket is
+// measured inside a synctest bubble, where time moves only when every
+// goroutine waits on it.
+type inBubble struct {
+	h     http.Handler
+	start time.Time
+	mu    sync.Mutex
+	at    []time.Duration
+}
+
+func (b *inBubble) RoundTrip(r *http.Request) (*http.Response, error) {
+	b.mu.Lock()
+	b.at = append(b.at, time.Since(b.start))
+	b.mu.Unlock()
+	rec := httptest.NewRecorder()
+	b.h.ServeHTTP(rec, r)
+	return rec.Result(), nil
+}
+
+func (b *inBubble) times() []time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]time.Duration(nil), b.at...)
 }
 
 func TestSendOutcomes(t *testing.T) {
@@ -142,62 +176,46 @@ func TestRejectedBeforeSending(t *testing.T) {
 	}
 }
 
-// fakeClock stands still until the sender "sleeps", which advances it and
-// records the wait: the bucket is measured without sleeping.
-type fakeClock struct {
-	mu     sync.Mutex
-	t      time.Time
-	sleeps []time.Duration
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) sleep(ctx context.Context, d time.Duration) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.sleeps = append(c.sleeps, d)
-	c.t = c.t.Add(d)
-	return ctx.Err()
-}
-
+// The bucket runs on the real clock inside a synctest bubble: each request
+// is made exactly when the rate allows it.
 func TestTokenBucket(t *testing.T) {
 	long := strings.Repeat("a", 400) // 3 GSM-7 segments
 	tests := []struct {
-		name       string
-		rate       float64
-		burst      int
-		bodies     []string
-		wantSleeps []time.Duration
+		name   string
+		rate   float64
+		burst  int
+		bodies []string
+		wantAt []time.Duration // when each body's request is made
 	}{
 		{name: "burst then rate", rate: 2, burst: 2, bodies: []string{"a", "b", "c", "d"},
-			wantSleeps: []time.Duration{500 * time.Millisecond, 500 * time.Millisecond}},
+			wantAt: []time.Duration{0, 0, 500 * time.Millisecond, time.Second}},
 		{name: "multi-segment message pays per segment", rate: 1, burst: 1, bodies: []string{"a", long},
-			wantSleeps: []time.Duration{time.Second, time.Second, time.Second}},
+			wantAt: []time.Duration{0, 3 * time.Second}},
 		{name: "message longer than burst waits in burst steps", rate: 10, burst: 2, bodies: []string{long},
-			wantSleeps: []time.Duration{100 * time.Millisecond}},
+			wantAt: []time.Duration{100 * time.Millisecond}},
 		{name: "unicode counts ucs2 segments", rate: 1, burst: 4, bodies: []string{strings.Repeat("đ", 71), strings.Repeat("đ", 71), "x"},
-			wantSleeps: []time.Duration{time.Second}},
+			wantAt: []time.Duration{0, 0, time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fake, s := newEnv(t, Config{SegmentsPerSecond: tt.rate, Burst: tt.burst, Concurrency: 1})
-			clock := &fakeClock{t: time.Now()}
-			s.now, s.sleep = clock.now, clock.sleep
-			for i, b := range tt.bodies {
-				if res := s.Send(context.Background(), notify.Message{Body: b}, []string{"+8490000000" + string(rune('0'+i))}); res[0].Outcome != notify.Delivered {
-					t.Fatalf("send %d: %v %v", i, res[0].Outcome, res[0].Err)
+			fake := smsfake.New(testSID, testToken) // outside the bubble: it listens on a real port
+			t.Cleanup(fake.Close)
+			synctest.Test(t, func(t *testing.T) {
+				client := &inBubble{h: fake.Handler(), start: time.Now()}
+				s := newSender(t, fake, Config{SegmentsPerSecond: tt.rate, Burst: tt.burst, Concurrency: 1},
+					WithHTTPClient(&http.Client{Transport: client}))
+				for i, b := range tt.bodies {
+					if res := s.Send(context.Background(), notify.Message{Body: b}, []string{"+8490000000" + string(rune('0'+i))}); res[0].Outcome != notify.Delivered {
+						t.Fatalf("send %d: %v %v", i, res[0].Outcome, res[0].Err)
+					}
 				}
-			}
-			if !equalDurations(clock.sleeps, tt.wantSleeps) {
-				t.Errorf("waits %v, want %v", clock.sleeps, tt.wantSleeps)
-			}
-			if n := len(fake.Requests()); n != len(tt.bodies) {
-				t.Errorf("fake saw %d requests, want %d", n, len(tt.bodies))
-			}
+				if got := client.times(); !equalDurations(got, tt.wantAt) {
+					t.Errorf("requests at %v, want %v", got, tt.wantAt)
+				}
+				if n := len(fake.Requests()); n != len(tt.bodies) {
+					t.Errorf("fake saw %d requests, want %d", n, len(tt.bodies))
+				}
+			})
 		})
 	}
 }
@@ -217,23 +235,34 @@ func equalDurations(a, b []time.Duration) bool {
 // Past the caller's deadline a number is not sent: it gets Retry with the
 // wait it still needed, and its segments go back to the bucket.
 func TestBucketDeadline(t *testing.T) {
-	fake, s := newEnv(t, Config{SegmentsPerSecond: 0.1, Burst: 1, Concurrency: 1})
-	clock := &fakeClock{t: time.Now()}
-	s.now, s.sleep = clock.now, clock.sleep
-	ctx, cancel := context.WithDeadline(context.Background(), clock.now().Add(time.Second))
-	defer cancel()
-	res := s.Send(ctx, notify.Message{Body: "b"}, []string{"+84900000001", "+84900000002", "+84900000003"})
-	if res[0].Outcome != notify.Delivered {
-		t.Fatalf("first: %v %v", res[0].Outcome, res[0].Err)
-	}
-	for _, r := range res[1:] {
-		if r.Outcome != notify.Retry || r.RetryAfter != 10*time.Second || !errors.Is(r.Err, context.DeadlineExceeded) {
-			t.Errorf("got %v after %v (%v), want Retry after 10s", r.Outcome, r.RetryAfter, r.Err)
+	fake := smsfake.New(testSID, testToken)
+	t.Cleanup(fake.Close)
+	synctest.Test(t, func(t *testing.T) {
+		client := &inBubble{h: fake.Handler(), start: time.Now()}
+		s := newSender(t, fake, Config{SegmentsPerSecond: 0.1, Burst: 1, Concurrency: 1}, WithHTTPClient(&http.Client{Transport: client}))
+		ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(time.Second))
+		defer cancel()
+		res := s.Send(ctx, notify.Message{Body: "b"}, []string{"+84900000001", "+84900000002", "+84900000003"})
+		if res[0].Outcome != notify.Delivered {
+			t.Fatalf("first: %v %v", res[0].Outcome, res[0].Err)
 		}
-	}
-	if len(clock.sleeps) != 0 || len(fake.Requests()) != 1 {
-		t.Errorf("slept %v and sent %d, want no sleep and 1 request", clock.sleeps, len(fake.Requests()))
-	}
+		for _, r := range res[1:] {
+			if r.Outcome != notify.Retry || r.RetryAfter != 10*time.Second || !errors.Is(r.Err, context.DeadlineExceeded) {
+				t.Errorf("got %v after %v (%v), want Retry after 10s", r.Outcome, r.RetryAfter, r.Err)
+			}
+		}
+		if took, n := time.Since(client.start), len(fake.Requests()); took != 0 || n != 1 {
+			t.Errorf("took %v and sent %d, want no wait and 1 request", took, n)
+		}
+		// The two numbers refused gave their segments back: the next one
+		// goes once the first one's segment is earned again, not after three.
+		if res := s.Send(context.Background(), notify.Message{Body: "b"}, []string{"+84900000004"}); res[0].Outcome != notify.Delivered {
+			t.Fatalf("after the deadline: %v %v", res[0].Outcome, res[0].Err)
+		}
+		if got, want := client.times(), []time.Duration{0, 10 * time.Second}; !equalDurations(got, want) {
+			t.Errorf("requests at %v, want %v", got, want)
+		}
+	})
 }
 
 func TestDownThenUp(t *testing.T) {

@@ -79,6 +79,10 @@ func New(accountSID, authToken string) *Server {
 	return s
 }
 
+// Handler serves the fake's API in the caller's goroutine, for a client
+// whose transport calls it directly (no network: a synctest bubble).
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.handle) }
+
 // URL is the base URL to use as the client's endpoint.
 func (s *Server) URL() string { return s.srv.URL }
 
