@@ -4,8 +4,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/upswatch/upswatch/store"
 	"github.com/upswatch/upswatch/ups"
 )
 
@@ -33,8 +33,8 @@ const (
 // InfluxDB stores nanoseconds since the epoch in an int64; a time outside
 // this range cannot be written.
 var (
-	minTime = time.Unix(0, math.MinInt64+2).UTC()
-	maxTime = time.Unix(0, math.MaxInt64-1).UTC()
+	minTime = store.MinTime
+	maxTime = store.MaxTime
 )
 
 // encoder appends readings as line protocol with millisecond timestamps.

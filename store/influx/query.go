@@ -12,9 +12,6 @@ import (
 	"github.com/upswatch/upswatch/ups"
 )
 
-// MaxBuckets bounds the buckets one Query may span, as store/sqlite does.
-const MaxBuckets = store.MaxBuckets
-
 // aggregates are computed in one Flux script, one yield each; the result
 // name tells them apart.
 var aggregates = []string{"mean", "min", "max", "count"}
@@ -27,7 +24,7 @@ var aggregates = []string{"mean", "min", "max", "count"}
 // bucket begins before q.From. Fields without readings in the range are
 // left out; series are sorted by field name, points by time.
 func (s *Store) Query(ctx context.Context, q store.Query) (store.Series, error) {
-	if err := validateQuery(q); err != nil {
+	if err := q.Validate(); err != nil {
 		return store.Series{}, err
 	}
 	start := time.Now()
@@ -115,44 +112,6 @@ func (s *Store) Query(ctx context.Context, q store.Query) (store.Series, error) 
 	}
 	slices.SortFunc(series.Fields, func(a, b store.FieldSeries) int { return strings.Compare(a.Field, b.Field) })
 	return series, nil
-}
-
-func validateQuery(q store.Query) error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", store.ErrBadQuery, fmt.Sprintf(format, args...))
-	}
-	switch {
-	case !ups.ValidSerial(string(q.Serial)):
-		return bad("serial %q is not 12 or 16 digits", q.Serial)
-	case !q.To.After(q.From):
-		return bad("to (%s) must be after from (%s)", q.To.Format(time.RFC3339Nano), q.From.Format(time.RFC3339Nano))
-	case q.Every <= 0:
-		return bad("every (%s) must be positive", q.Every)
-	case q.Every%time.Millisecond != 0:
-		return bad("every (%s) must be a whole number of milliseconds", q.Every)
-	case q.From.Before(minTime) || q.To.After(maxTime):
-		return bad("range must lie within %s and %s", minTime.Format(time.RFC3339), maxTime.Format(time.RFC3339))
-	}
-	for _, f := range q.Fields {
-		if !validName(f) {
-			return bad("invalid field name %q", truncate(f, 40))
-		}
-	}
-	every := q.Every.Nanoseconds()
-	// Counted before anything multiplies, so an absurd range cannot
-	// overflow.
-	if n := floorDiv(q.To.UnixNano()-1, every) - floorDiv(q.From.UnixNano(), every) + 1; n > MaxBuckets {
-		return bad("range %s at every %s spans %d buckets, more than %d", q.To.Sub(q.From), q.Every, n, MaxBuckets)
-	}
-	return nil
-}
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b != 0 && (a < 0) != (b < 0) {
-		q--
-	}
-	return q
 }
 
 // latestWindows are the look-back ranges Latest tries in turn: a unit

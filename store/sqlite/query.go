@@ -14,10 +14,6 @@ import (
 	"github.com/upswatch/upswatch/ups"
 )
 
-// MaxBuckets bounds the buckets one Query may span, so a careless range
-// (a year at 1 s) is refused instead of building a huge answer.
-const MaxBuckets = store.MaxBuckets
-
 // Query aggregates the numeric fields of one unit over [q.From, q.To).
 //
 // Buckets are aligned to multiples of q.Every since the unix epoch (UTC),
@@ -33,10 +29,10 @@ const MaxBuckets = store.MaxBuckets
 // is left out, as empty buckets are. Series are sorted by field name,
 // points by time.
 func (s *Store) Query(ctx context.Context, q store.Query) (store.Series, error) {
-	from, to, every, buckets, err := validate(q)
-	if err != nil {
+	if err := q.Validate(); err != nil {
 		return store.Series{}, err
 	}
+	from, to, every, buckets := q.Millis()
 	start := time.Now()
 	defer func() { s.m.QuerySeconds.Observe(time.Since(start).Seconds()) }()
 
@@ -73,57 +69,6 @@ func (s *Store) Query(ctx context.Context, q store.Query) (store.Series, error) 
 		Every:  q.Every,
 		Fields: fields,
 	}, nil
-}
-
-// validate checks q and returns its bounds in unix milliseconds: the
-// stored ts satisfy from <= ts < to exactly when their times lie in
-// [q.From, q.To).
-func validate(q store.Query) (from, to, every, buckets int64, err error) {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", store.ErrBadQuery, fmt.Sprintf(format, args...))
-	}
-	switch {
-	case !ups.ValidSerial(string(q.Serial)):
-		return 0, 0, 0, 0, bad("serial %q is not 12 or 16 digits", q.Serial)
-	case !q.To.After(q.From):
-		return 0, 0, 0, 0, bad("to (%s) must be after from (%s)", q.To.Format(time.RFC3339Nano), q.From.Format(time.RFC3339Nano))
-	case q.Every <= 0:
-		return 0, 0, 0, 0, bad("every (%s) must be positive", q.Every)
-	case q.Every%time.Millisecond != 0:
-		return 0, 0, 0, 0, bad("every (%s) must be a whole number of milliseconds", q.Every)
-	}
-	for _, f := range q.Fields {
-		if f == "" {
-			return 0, 0, 0, 0, bad("empty field name")
-		}
-	}
-	from, to, every = ceilMilli(q.From), ceilMilli(q.To), q.Every.Milliseconds()
-	// Buckets touched by [from, to): from the one holding from to the one
-	// holding to-1. Computed before anything multiplies, so an absurd
-	// range cannot overflow.
-	buckets = floorDiv(to-1, every) - floorDiv(from, every) + 1
-	if buckets > MaxBuckets {
-		return 0, 0, 0, 0, bad("range %s at every %s spans %d buckets, more than %d", q.To.Sub(q.From), q.Every, buckets, MaxBuckets)
-	}
-	return from, to, every, buckets, nil
-}
-
-// ceilMilli is t in unix milliseconds, rounded up: a stored ts (a whole
-// millisecond) is >= t exactly when it is >= ceilMilli(t).
-func ceilMilli(t time.Time) int64 {
-	ms := t.UnixMilli()
-	if time.UnixMilli(ms).Before(t) {
-		ms++
-	}
-	return ms
-}
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b != 0 && (a < 0) != (b < 0) {
-		q--
-	}
-	return q
 }
 
 // The aggregation runs in Go over one ordered range scan of the unit's

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/upswatch/upswatch/store"
 	"github.com/upswatch/upswatch/ups"
 )
 
@@ -44,7 +45,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (total int64, err e
 	if err != nil {
 		return 0, err
 	}
-	cut := ceilMilli(before)
+	cut := store.CeilMilli(before)
 
 	var (
 		tx          *sql.Tx

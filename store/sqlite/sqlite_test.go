@@ -356,8 +356,10 @@ func TestQueryValidation(t *testing.T) {
 		{"negative every", store.Query{Serial: unitA, From: t0, To: t0.Add(time.Hour), Every: -time.Minute}, "must be positive"},
 		{"sub-millisecond every", store.Query{Serial: unitA, From: t0, To: t0.Add(time.Hour), Every: 1500 * time.Microsecond}, "whole number of milliseconds"},
 		{"too many buckets", store.Query{Serial: unitA, From: t0, To: t0.Add(24 * time.Hour), Every: time.Second}, "spans 86400 buckets, more than 20000"},
-		{"empty field", store.Query{Serial: unitA, From: t0, To: t0.Add(time.Hour), Every: time.Minute, Fields: []string{"ups.load", ""}}, "empty field name"},
-		{"huge range", store.Query{Serial: unitA, From: time.Unix(-1<<40, 0), To: time.Unix(1<<40, 0), Every: time.Millisecond}, "more than 20000"},
+		{"empty field", store.Query{Serial: unitA, From: t0, To: t0.Add(time.Hour), Every: time.Minute, Fields: []string{"ups.load", ""}}, `invalid field name ""`},
+		{"huge range", store.Query{Serial: unitA, From: store.MinTime, To: store.MaxTime, Every: time.Millisecond}, "more than 20000"},
+		{"beyond any store", store.Query{Serial: unitA, From: time.Unix(-1<<40, 0), To: time.Unix(1<<40, 0), Every: time.Millisecond}, "range must lie within"},
+		{"field with a line break", store.Query{Serial: unitA, From: t0, To: t0.Add(time.Hour), Every: time.Minute, Fields: []string{"a\nb"}}, "invalid field name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -371,9 +373,9 @@ func TestQueryValidation(t *testing.T) {
 		})
 	}
 	// The limit itself is accepted, even when the range is unaligned.
-	ok := store.Query{Serial: unitA, From: t0, To: t0.Add(MaxBuckets * time.Second), Every: time.Second}
+	ok := store.Query{Serial: unitA, From: t0, To: t0.Add(store.MaxBuckets * time.Second), Every: time.Second}
 	if _, err := s.Query(context.Background(), ok); err != nil {
-		t.Errorf("Query of exactly %d buckets: %v", MaxBuckets, err)
+		t.Errorf("Query of exactly %d buckets: %v", store.MaxBuckets, err)
 	}
 }
 
