@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/upswatch/upswatch/internal/wire"
 	"github.com/upswatch/upswatch/ups"
 )
 
@@ -217,8 +218,8 @@ func (st *UnitState) MarshalBinary() ([]byte, error) {
 // AppendBinary appends the encoding of MarshalBinary to b.
 func (st *UnitState) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, stateVersion)
-	b = appendStr(b, st.Site)
-	b = appendStr(b, string(st.serial))
+	b = wire.AppendStr(b, st.Site)
+	b = wire.AppendStr(b, string(st.serial))
 	b = binary.AppendVarint(b, st.last)
 	b = binary.AppendVarint(b, st.arrival-st.last)
 	b = binary.AppendVarint(b, st.last-st.lastTelemetry)
@@ -261,44 +262,39 @@ func (st *UnitState) AppendBinary(b []byte) ([]byte, error) {
 	return b, nil
 }
 
-func appendStr(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
 // UnmarshalBinary replaces st with the decoded state.
 func (st *UnitState) UnmarshalBinary(data []byte) error {
-	d := stateDecoder{b: data}
-	if v := d.byte(); v != stateVersion {
-		if d.err != nil {
-			return d.err
+	d := wire.NewDecoder(data, ErrBadState)
+	if v := d.Byte(); v != stateVersion {
+		if d.Err() != nil {
+			return d.Err()
 		}
 		return fmt.Errorf("%w: unknown version %d", ErrBadState, v)
 	}
 	var s UnitState
-	s.Site = d.str()
-	s.serial = ups.Serial(d.str())
-	s.last = d.varint()
-	s.arrival = s.last + d.varint()
-	s.lastTelemetry = s.last - d.varint()
-	s.interval = d.varint()
-	s.status = ups.Flag(d.uvarint())
-	s.bits = d.byte()
-	s.loadMean = math.Float32frombits(d.u32())
-	s.loadAt = d.varint()
-	mask := d.byte()
+	s.Site = d.Str()
+	s.serial = ups.Serial(d.Str())
+	s.last = d.Varint()
+	s.arrival = s.last + d.Varint()
+	s.lastTelemetry = s.last - d.Varint()
+	s.interval = d.Varint()
+	s.status = ups.Flag(d.Uvarint())
+	s.bits = d.Byte()
+	s.loadMean = math.Float32frombits(d.U32())
+	s.loadAt = d.Varint()
+	mask := d.Byte()
 	for i := range s.dev {
 		if mask&(1<<i) != 0 {
-			s.dev[i] = math.Float32frombits(d.u32())
+			s.dev[i] = math.Float32frombits(d.U32())
 		}
 	}
-	s.flapHead = d.varint()
+	s.flapHead = d.Varint()
 	for i := range s.flapCount {
-		s.flapCount[i] = d.byte()
+		s.flapCount[i] = d.Byte()
 	}
-	s.flapLast = d.varint()
-	s.flapTotal = uint16(d.uvarint())
-	n := d.uvarint()
+	s.flapLast = d.Varint()
+	s.flapTotal = uint16(d.Uvarint())
+	n := d.Uvarint()
 	if n > uint64(numRules) {
 		return fmt.Errorf("%w: %d alerts", ErrBadState, n)
 	}
@@ -307,92 +303,29 @@ func (st *UnitState) UnmarshalBinary(data []byte) error {
 	}
 	for i := range s.alerts {
 		a := &s.alerts[i]
-		a.rule, a.phase, a.sev, a.flags = ruleID(d.byte()), phase(d.byte()), Severity(d.byte()), d.byte()
-		if d.err == nil && (a.rule >= numRules || a.phase < pending || a.phase > firing || a.sev > Critical) {
+		a.rule, a.phase, a.sev, a.flags = ruleID(d.Byte()), phase(d.Byte()), Severity(d.Byte()), d.Byte()
+		if d.Err() == nil && (a.rule >= numRules || a.phase < pending || a.phase > firing || a.sev > Critical) {
 			return fmt.Errorf("%w: bad alert entry %d", ErrBadState, i)
 		}
-		a.started = d.varint()
-		a.fired = a.started + d.varint()
-		a.note = a.started + d.varint()
-		a.clear = d.varint()
+		a.started = d.Varint()
+		a.fired = a.started + d.Varint()
+		a.note = a.started + d.Varint()
+		a.clear = d.Varint()
 		for j := range a.vals {
-			a.vals[j].id = d.byte()
+			a.vals[j].id = d.Byte()
 			if a.vals[j].id != 0 {
-				a.vals[j].x = math.Float32frombits(d.u32())
+				a.vals[j].x = math.Float32frombits(d.U32())
 			}
 		}
 	}
-	if d.err != nil {
-		return d.err
+	if d.Err() != nil {
+		return d.Err()
 	}
-	if len(d.b) != 0 {
-		return fmt.Errorf("%w: %d trailing bytes", ErrBadState, len(d.b))
+	if d.Len() != 0 {
+		return fmt.Errorf("%w: %d trailing bytes", ErrBadState, d.Len())
 	}
 	*st = s
 	return nil
-}
-
-type stateDecoder struct {
-	b   []byte
-	err error
-}
-
-func (d *stateDecoder) fail() {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: truncated", ErrBadState)
-	}
-	d.b = nil
-}
-
-func (d *stateDecoder) byte() byte {
-	if len(d.b) < 1 {
-		d.fail()
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *stateDecoder) u32() uint32 {
-	if len(d.b) < 4 {
-		d.fail()
-		return 0
-	}
-	x := binary.LittleEndian.Uint32(d.b)
-	d.b = d.b[4:]
-	return x
-}
-
-func (d *stateDecoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *stateDecoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *stateDecoder) str() string {
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.fail()
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
 }
 
 // AppendSignificant appends the encoding of the state without the fields

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/upswatch/upswatch/internal/wire"
 )
 
 // The batch encoding is how readings travel on the bus: many readings of
@@ -69,12 +71,12 @@ func AppendBatch(dst []byte, rs []Reading) []byte {
 }
 
 func appendReading(dst []byte, r *Reading) []byte {
-	dst = appendStr(dst, string(r.Serial))
+	dst = wire.AppendStr(dst, string(r.Serial))
 	dst = binary.AppendVarint(dst, r.Time.UnixMilli())
 	dst = append(dst, byte(r.Presence))
 	if r.HasStatus {
 		dst = append(dst, 1)
-		dst = appendStr(dst, r.Status.Raw)
+		dst = wire.AppendStr(dst, r.Status.Raw)
 	} else {
 		dst = append(dst, 0)
 	}
@@ -86,7 +88,7 @@ func appendReading(dst []byte, r *Reading) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(r.Texts)))
 	for _, t := range r.Texts {
 		dst = appendName(dst, t.Name)
-		dst = appendStr(dst, t.Value)
+		dst = wire.AppendStr(dst, t.Value)
 	}
 	return dst
 }
@@ -96,146 +98,86 @@ func appendName(dst []byte, s string) []byte {
 		return binary.AppendUvarint(dst, k)
 	}
 	dst = append(dst, 0)
-	return appendStr(dst, s)
-}
-
-func appendStr(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
+	return wire.AppendStr(dst, s)
 }
 
 // DecodeBatch decodes a batch made by AppendBatch, appending to rs.
 func DecodeBatch(b []byte, rs []Reading) ([]Reading, error) {
-	d := decoder{b: b}
-	if v := d.byte(); v != batchVersion {
-		if d.err != nil {
-			return rs, d.err
+	d := decoder{wire.NewDecoder(b, ErrBadBatch)}
+	if v := d.Byte(); v != batchVersion {
+		if d.Err() != nil {
+			return rs, d.Err()
 		}
 		return rs, fmt.Errorf("%w: unknown version %d", ErrBadBatch, v)
 	}
-	n := d.uvarint()
+	n := d.Uvarint()
 	if n > uint64(len(b)) { // each reading takes at least one byte
 		return rs, fmt.Errorf("%w: count %d exceeds size", ErrBadBatch, n)
 	}
-	for i := uint64(0); i < n && d.err == nil; i++ {
+	for i := uint64(0); i < n && d.Err() == nil; i++ {
 		var r Reading
 		d.reading(&r)
 		rs = append(rs, r)
 	}
-	if d.err != nil {
-		return rs, d.err
+	if d.Err() != nil {
+		return rs, d.Err()
 	}
-	if len(d.b) != 0 {
-		return rs, fmt.Errorf("%w: %d trailing bytes", ErrBadBatch, len(d.b))
+	if d.Len() != 0 {
+		return rs, fmt.Errorf("%w: %d trailing bytes", ErrBadBatch, d.Len())
 	}
 	return rs, nil
 }
 
-type decoder struct {
-	b   []byte
-	err error
-}
+// decoder adds the batch's name dictionary to the wire primitives.
+type decoder struct{ *wire.Decoder }
 
-func (d *decoder) fail(what string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: truncated %s", ErrBadBatch, what)
-	}
-	d.b = nil
-}
-
-func (d *decoder) byte() byte {
-	if len(d.b) < 1 {
-		d.fail("byte")
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *decoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("uvarint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) str() string {
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.fail("string")
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
-}
-
-func (d *decoder) name() string {
-	k := d.uvarint()
+func (d decoder) name() string {
+	k := d.Uvarint()
 	if k == 0 {
-		return d.str()
+		return d.Str()
 	}
 	if k > uint64(len(dictionary)) {
-		if d.err == nil {
-			d.err = fmt.Errorf("%w: unknown name index %d", ErrBadBatch, k)
-		}
-		d.b = nil
+		d.Failf("unknown name index %d", k)
 		return ""
 	}
 	return dictionary[k-1]
 }
 
-func (d *decoder) reading(r *Reading) {
-	r.Serial = Serial(d.str())
-	r.Time = time.UnixMilli(d.varint()).UTC()
-	r.Presence = Presence(d.byte())
-	if d.byte() == 1 {
-		r.Status = ParseStatus(d.str())
+func (d decoder) reading(r *Reading) {
+	r.Serial = Serial(d.Str())
+	r.Time = time.UnixMilli(d.Varint()).UTC()
+	r.Presence = Presence(d.Byte())
+	if d.Byte() == 1 {
+		r.Status = ParseStatus(d.Str())
 		r.HasStatus = true
 	}
-	n := d.uvarint()
-	if n > uint64(len(d.b))/9 {
-		d.fail("metrics")
+	n := d.Uvarint()
+	if n > uint64(d.Len())/9 {
+		d.Failf("truncated metrics")
 		return
 	}
 	if n > 0 {
 		r.Metrics = make([]Metric, 0, n)
 	}
-	for i := uint64(0); i < n && d.err == nil; i++ {
+	for i := uint64(0); i < n && d.Err() == nil; i++ {
 		name := d.name()
-		if len(d.b) < 8 {
-			d.fail("float")
+		v := math.Float64frombits(d.U64())
+		if d.Err() != nil {
 			return
 		}
-		v := math.Float64frombits(binary.LittleEndian.Uint64(d.b))
-		d.b = d.b[8:]
 		r.Metrics = append(r.Metrics, Metric{name, v})
 	}
 	r.Reindex()
-	n = d.uvarint()
-	if n > uint64(len(d.b))/2 {
-		d.fail("texts")
+	n = d.Uvarint()
+	if n > uint64(d.Len())/2 {
+		d.Failf("truncated texts")
 		return
 	}
 	if n > 0 {
 		r.Texts = make([]Text, 0, n)
 	}
-	for i := uint64(0); i < n && d.err == nil; i++ {
+	for i := uint64(0); i < n && d.Err() == nil; i++ {
 		name := d.name()
-		r.Texts = append(r.Texts, Text{name, d.str()})
+		r.Texts = append(r.Texts, Text{name, d.Str()})
 	}
 }
