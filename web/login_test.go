@@ -197,7 +197,7 @@ func TestSignIn(t *testing.T) {
 				FCMTokens []string `json:"fcm_tokens"`
 			} `json:"contacts"`
 			Preferences struct {
-				Channels   map[string][]string `json:"channels"`
+				Channels   map[string][]string         `json:"channels"`
 				QuietHours struct{ Start, End string } `json:"quiet_hours"`
 			} `json:"preferences"`
 		}
