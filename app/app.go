@@ -327,7 +327,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 			return err
 		}
 		onStop("mqtt broker", func() { _ = b.Close() })
+		// A revoked certificate, a new password or a deleted unit ends the
+		// device's sessions at once, whichever instance made the change.
 		revoked.OnRevoke(func(s ups.Serial, at time.Time) { b.DisconnectCertificates(s, at) })
+		units.OnCredentialsChange(func(s ups.Serial) { b.Disconnect(s, "credentials changed or unit deleted") })
 		embedded = b
 		mqttURL = b.URL()
 		a.mqttTLSAddr, a.mqttWSAddr = b.TLSAddr(), b.WSAddr()
@@ -369,6 +372,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	srv.HandleAlertActions(alerts, acts)
 	srv.HandleOutages(alerts, notifier)
 	srv.HandleEvents(hub)
+	srv.HandleDeviceCredentials(deviceCredentials{units, revoked})
 	if err := a.mountConsole(ctx, js, srv, units, hist, alerts, accounts, notifier, acts); err != nil {
 		return err
 	}

@@ -8,7 +8,15 @@ import (
 
 	"github.com/upswatch/upswatch/access"
 	"github.com/upswatch/upswatch/certs"
+	"github.com/upswatch/upswatch/registry"
 )
+
+// deviceCredentials rotates passwords (registry) and revokes
+// certificates (revocation list) for the API.
+type deviceCredentials struct {
+	*registry.Registry
+	*registry.Revocations
+}
 
 // mqttTLS returns the embedded broker's TLS configuration and device CAs
 // (nil, nil without mqtt.cert_file).
