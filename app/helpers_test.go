@@ -138,9 +138,13 @@ func (in *instance) call(token, method, path string, body, out any) (int, string
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	req, _ := http.NewRequest(method, in.scheme+"://"+in.app.HTTPAddr()+path, rd)
+	scheme, client := in.scheme, in.client
+	if client == nil {
+		scheme, client = "http", http.DefaultClient
+	}
+	req, _ := http.NewRequest(method, scheme+"://"+in.app.HTTPAddr()+path, rd)
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := in.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		in.t.Fatalf("%s %s: %v", method, path, err)
 	}
