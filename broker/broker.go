@@ -24,7 +24,6 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
@@ -103,7 +102,7 @@ type Options struct {
 // Broker is the embedded MQTT broker.
 type Broker struct {
 	srv  *mqtt.Server
-	tcp  *listeners.TCP
+	tcp  *streamListener
 	tls  *streamListener
 	ws   *wsListener
 	hook *authHook
@@ -156,8 +155,10 @@ func New(o Options) (*Broker, error) {
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("broker auth hook: %w", err)
 	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "devices", Address: o.Listen})
-	var err error
+	tcp, err := newStreamListener("devices", o.Listen, nil)
+	if err != nil {
+		return nil, err
+	}
 	if err = srv.AddListener(tcp); err != nil {
 		return nil, fmt.Errorf("mqtt listen %s: %w", o.Listen, err)
 	}

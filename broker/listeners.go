@@ -22,11 +22,13 @@ import (
 // ever.
 const connectTimeout = 10 * time.Second
 
-// Our own listeners rather than mochi's TCP-with-TLS and WebSocket ones:
-// they bind in New (so port 0 gives a real address before Start), bound
-// the handshake with connectTimeout, and keep the TLS state of WebSocket
-// connections reachable for device certificates (mochi's WebSocket
-// connection type hides it).
+// Our own listeners rather than mochi's TCP, TLS and WebSocket ones: they
+// bind in New (so port 0 gives a real address before Start), bound the
+// handshake and CONNECT with connectTimeout, do not log a warning per
+// refused connection (a flood of bad CONNECTs would flood the log; the
+// auth hook logs and counts refusals), and keep the TLS state of
+// WebSocket connections reachable for device certificates (mochi's
+// WebSocket connection type hides it).
 
 // streamListener serves MQTT on a TCP listener, TLS when tlsConf is set.
 type streamListener struct {
