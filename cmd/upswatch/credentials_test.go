@@ -75,7 +75,7 @@ func TestDeviceCredentialLifecycle(t *testing.T) {
 		if cert != nil {
 			conf.Certificates = []tls.Certificate{*cert}
 		}
-		o := paho.NewClientOptions().AddBroker("ssl://"+a.MQTTTLSAddr()).SetTLSConfig(conf).SetUsername(user).SetPassword(pass).
+		o := paho.NewClientOptions().AddBroker("ssl://" + a.MQTTTLSAddr()).SetTLSConfig(conf).SetUsername(user).SetPassword(pass).
 			SetClientID(fmt.Sprintf("dev-%d", time.Now().UnixNano())).SetAutoReconnect(false).SetProtocolVersion(4).
 			SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err })
 		cl := paho.NewClient(o)
@@ -125,6 +125,16 @@ func TestDeviceCredentialLifecycle(t *testing.T) {
 	devCert, err := tls.LoadX509KeyPair(filepath.Join(certDir, "123456789012.crt"), filepath.Join(certDir, "123456789012.key"))
 	if err != nil {
 		t.Fatal(err)
+	}
+
+	// The simulator presents the unit's certificate (its password here
+	// is wrong: the certificate is what logs it in).
+	creds := testcerts.Write(t, dir, "sim-units.txt", []byte("123456789012 not-the-password\n"))
+	var simOut bytes.Buffer
+	if code := run([]string{"sim", "--creds", creds, "--broker", "ssl://" + a.MQTTTLSAddr(), "--cafile", caFile,
+		"--cert-dir", certDir, "--units", "1", "--count", "2", "--interval", "10ms"}, &simOut, &simOut); code != 0 ||
+		!strings.Contains(simOut.String(), "acked 2") {
+		t.Fatalf("sim over TLS with the unit's certificate: exit %d\n%s", code, simOut.String())
 	}
 
 	// The certificate logs in with no password; so does the password.
