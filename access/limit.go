@@ -72,6 +72,21 @@ func (l *FailureLimiter) Wait(account, addr string, now time.Time) time.Duration
 	return wait
 }
 
+// WaitAddr tells how long addr must wait before trying again, whatever
+// the account (0: it may try now). It lets a server drop a connection
+// from an address over its budget before reading anything from it.
+func (l *FailureLimiter) WaitAddr(addr string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bucket("i:"+addr, l.addr, l.addrBurst, now)
+	if b.TokensAt(now) >= 1 {
+		return 0
+	}
+	r := b.ReserveN(now, 1)
+	defer r.CancelAt(now)
+	return r.DelayFrom(now)
+}
+
 // Fail records a failed sign-in of account from addr.
 func (l *FailureLimiter) Fail(account, addr string, now time.Time) {
 	l.mu.Lock()
