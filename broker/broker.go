@@ -163,6 +163,7 @@ func New(o Options) (*Broker, error) {
 		return nil, fmt.Errorf("mqtt listen %s: %w", o.Listen, err)
 	}
 	b := &Broker{srv: srv, tcp: tcp, hook: h}
+	tcp.gate = h.admit
 	tlsConf := o.TLS
 	if tlsConf != nil && o.ClientCAs != nil && o.DeviceAuth != AuthPassword {
 		// The handshake asks for a certificate and checks the device holds
@@ -175,6 +176,7 @@ func New(o Options) (*Broker, error) {
 			_ = srv.Close()
 			return nil, err
 		}
+		b.tls.gate = h.admit
 		if err := srv.AddListener(b.tls); err != nil {
 			return nil, fmt.Errorf("mqtt tls listener: %w", err)
 		}
@@ -184,6 +186,7 @@ func New(o Options) (*Broker, error) {
 			_ = srv.Close()
 			return nil, err
 		}
+		b.ws.gate = h.admit
 		if err := srv.AddListener(b.ws); err != nil {
 			return nil, fmt.Errorf("mqtt websocket listener: %w", err)
 		}
@@ -400,6 +403,29 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	h.rejected.Add(1)
 	h.refused[reason].Add(1)
 	h.logRefusal(user, addr, reason, now)
+	return false
+}
+
+// admit tells whether to serve a new connection from remote: not while
+// the address is over its budget of failed CONNECTs. Such a connection is
+// closed before anything is read from it (no TLS handshake, no client
+// state), so a flood from one address costs little more than its
+// accepts.
+func (h *authHook) admit(remote string) bool {
+	if h.opts.Failures == nil {
+		return true
+	}
+	addr := remote
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		addr = host
+	}
+	now := time.Now()
+	if h.opts.Failures.WaitAddr(addr, now) == 0 {
+		return true
+	}
+	h.rejected.Add(1)
+	h.refused["throttled"].Add(1)
+	h.logRefusal("", addr, "throttled", now)
 	return false
 }
 

@@ -32,8 +32,11 @@ const connectTimeout = 10 * time.Second
 
 // streamListener serves MQTT on a TCP listener, TLS when tlsConf is set.
 type streamListener struct {
-	id   string
-	ln   net.Listener
+	id string
+	ln net.Listener
+	// gate, when set, tells whether to serve a new connection from a
+	// remote address; a connection it refuses is closed unread.
+	gate func(remote string) bool
 	end  atomic.Bool
 	log  *slog.Logger
 	wg   sync.WaitGroup
@@ -66,6 +69,10 @@ func (l *streamListener) Serve(establish listeners.EstablishFn) {
 			_ = conn.Close()
 			return
 		}
+		if l.gate != nil && !l.gate(conn.RemoteAddr().String()) {
+			_ = conn.Close()
+			continue
+		}
 		_ = conn.SetDeadline(time.Now().Add(connectTimeout))
 		go func() { _ = establish(l.id, conn) }()
 	}
@@ -82,6 +89,7 @@ func (l *streamListener) Close(closeClients listeners.CloseFn) {
 // wsListener serves MQTT over WebSocket (subprotocol "mqtt"), over TLS
 // when tlsConf is set.
 type wsListener struct {
+	gate      func(remote string) bool // as streamListener's
 	id        string
 	ln        net.Listener
 	srv       *http.Server
@@ -126,6 +134,10 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 
 func (l *wsListener) upgrade(w http.ResponseWriter, r *http.Request) {
 	<-l.ready
+	if l.gate != nil && !l.gate(r.RemoteAddr) {
+		http.Error(w, "too many failed connections", http.StatusTooManyRequests)
+		return
+	}
 	c, err := l.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader answered the client
