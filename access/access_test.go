@@ -205,4 +205,7 @@ func TestFailureLimiter(t *testing.T) {
 	if w := l.WaitAddr("5.6.7.8", now); w != 0 {
 		t.Fatalf("WaitAddr of an address with one failure: %v, want 0", w)
 	}
+	if f, th := l.Counts(); f != 8 || th != 4 {
+		t.Fatalf("counts: %d failures, %d throttled; want 8 and 4", f, th)
+	}
 }

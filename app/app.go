@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/upswatch/upswatch/access"
 	"github.com/upswatch/upswatch/actions"
 	"github.com/upswatch/upswatch/api"
 	"github.com/upswatch/upswatch/broker"
@@ -62,6 +63,8 @@ type App struct {
 	token    string
 	// Addresses of the embedded broker's TLS and WebSocket listeners.
 	mqttTLSAddr, mqttWSAddr string
+	// loginLimiter slows console password guessing (counted in metrics).
+	loginLimiter *access.FailureLimiter
 }
 
 // New validates the configuration; Run starts everything.
@@ -373,6 +376,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	srv.HandleOutages(alerts, notifier)
 	srv.HandleEvents(hub)
 	srv.HandleDeviceCredentials(deviceCredentials{units, revoked})
+	a.loginLimiter = loginLimiter(reg)
 	if err := a.mountConsole(ctx, js, srv, units, hist, alerts, accounts, notifier, acts); err != nil {
 		return err
 	}

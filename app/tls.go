@@ -5,6 +5,9 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/upswatch/upswatch/access"
 	"github.com/upswatch/upswatch/certs"
@@ -57,6 +60,20 @@ func (a *App) connectFailures() *access.FailureLimiter {
 		return nil
 	}
 	return access.NewFailureLimiter(m.ConnectFailuresPerUnit, m.ConnectFailuresPerAddress, m.ConnectFailureRefill)
+}
+
+// loginLimiter is the console's limiter of failed sign-ins (5 per
+// account, 20 per address, one back every 3 minutes), its counts
+// exported.
+func loginLimiter(reg prometheus.Registerer) *access.FailureLimiter {
+	l := access.NewFailureLimiter(5, 20, 3*time.Minute)
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "upswatch_console_login_failures_total",
+			Help: "Failed console sign-ins."}, func() float64 { f, _ := l.Counts(); return float64(f) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "upswatch_console_logins_throttled_total",
+			Help: "Console sign-ins refused unchecked: too many failures for the account or from the address."},
+			func() float64 { _, t := l.Counts(); return float64(t) }))
+	return l
 }
 
 // warnPlain logs a warning for a plain-text listener bound to an address

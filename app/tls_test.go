@@ -5,8 +5,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +69,23 @@ func TestTLSEndToEnd(t *testing.T) {
 			t.Errorf("GET %s: %d, headers %v", path, resp.StatusCode, h)
 		}
 	}
+	// Console sign-ins: five failures for an account, then it waits;
+	// both counted.
+	for i := range 6 {
+		resp, err := in.client.PostForm("https://"+in.app.HTTPAddr()+"/login",
+			url.Values{"email": {"lan@example.com"}, "password": {"guess-" + strconv.Itoa(i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if limited := resp.StatusCode == http.StatusTooManyRequests; limited != (i == 5) {
+			t.Fatalf("sign-in %d: %d", i+1, resp.StatusCode)
+		}
+	}
+	if f, th := in.metric("upswatch_console_login_failures_total"), in.metric("upswatch_console_logins_throttled_total"); f != 5 || th != 1 {
+		t.Fatalf("console sign-in failures %v, throttled %v; want 5 and 1", f, th)
+	}
+
 	resp, err := http.Get("http://" + in.app.HTTPAddr() + "/healthz")
 	if err == nil {
 		resp.Body.Close()
