@@ -11,9 +11,11 @@ package broker
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -379,10 +381,16 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	}
 	now := time.Now()
 	// Only names that can exist get a bucket of their own: a flood of
-	// made-up usernames shares one.
+	// made-up usernames shares one. A device certificate is its own
+	// account (it cannot be guessed), so guessing with usernames locks no
+	// certificate out.
 	account := user
 	if user != h.opts.ServiceUser && !ups.ValidSerial(user) {
 		account = "?"
+	}
+	if st := tlsState(cl.Net.Conn); st != nil && len(st.PeerCertificates) > 0 && h.opts.DeviceAuth != AuthPassword {
+		sum := sha256.Sum256(st.PeerCertificates[0].Raw)
+		account = "cert:" + hex.EncodeToString(sum[:12])
 	}
 	reason := ""
 	if h.opts.Failures != nil && h.opts.Failures.Wait(account, addr, now) > 0 {

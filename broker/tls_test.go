@@ -281,3 +281,22 @@ func TestConnectFailuresThrottled(t *testing.T) {
 		t.Fatalf("address over budget: err %v, throttled %d", err, b.Refused("throttled"))
 	}
 }
+
+// Guesses with made-up or empty usernames spend their shared budget, not
+// the budget of devices logging in with certificates.
+func TestCertificatesNotLockedOutByGuessing(t *testing.T) {
+	tb := startTLS(t, AuthEither, access.NewFailureLimiter(2, 100, time.Hour))
+	url := "ssl://" + tb.TLSAddr()
+	for range 3 {
+		if _, err := tb.connectTLS(t, url, "", "", nil); err == nil {
+			t.Fatal("anonymous connection accepted")
+		}
+	}
+	if tb.Refused("throttled") != 1 {
+		t.Fatalf("throttled = %d, want 1 (the third guess)", tb.Refused("throttled"))
+	}
+	now := time.Now()
+	if _, err := tb.connectTLS(t, url, "", "", tb.device(t, "123456789012", now.Add(-time.Minute), now.Add(time.Hour))); err != nil {
+		t.Fatalf("device certificate refused after others' guesses: %v", err)
+	}
+}
