@@ -61,7 +61,7 @@ func OpenRevocations(ctx context.Context, js jetstream.JetStream, o Options) (*R
 }
 
 // OnRevoke sets fn, called (not under a lock) when a serial's revocation
-// time moves forward in the view. Set it before Run.
+// time moves forward in the view.
 func (r *Revocations) OnRevoke(fn func(serial ups.Serial, at time.Time)) {
 	r.mu.Lock()
 	r.onRevoke = fn
