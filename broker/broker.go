@@ -157,7 +157,7 @@ func New(o Options) (*Broker, error) {
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("broker auth hook: %w", err)
 	}
-	tcp, err := newStreamListener("devices", o.Listen, nil)
+	tcp, err := newStreamListener(plainListener, o.Listen, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -340,6 +340,9 @@ func (c collectorFuncs) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// plainListener is the id of the plain TCP listener (Options.Listen).
+const plainListener = "devices"
+
 // RefusalReasons label upswatch_mqtt_broker_connect_refused_total.
 var RefusalReasons = []string{
 	"anonymous", "bad_password", "unknown_unit", "throttled",
@@ -385,7 +388,12 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	// account (it cannot be guessed), so guessing with usernames locks no
 	// certificate out.
 	account := user
-	if user != h.opts.ServiceUser && !ups.ValidSerial(user) {
+	switch {
+	case user == h.opts.ServiceUser:
+		// Its name is no secret: failures from elsewhere must not lock
+		// the ingest out.
+		account = user + "@" + addr
+	case !ups.ValidSerial(user):
 		account = "?"
 	}
 	if st := tlsState(cl.Net.Conn); st != nil && len(st.PeerCertificates) > 0 && h.opts.DeviceAuth != AuthPassword {
@@ -441,6 +449,11 @@ func (h *authHook) admit(remote string) bool {
 // refused.
 func (h *authHook) authenticate(cl *mqtt.Client, user, pass string, now time.Time) (string, string) {
 	if user != "" && user == h.opts.ServiceUser {
+		// The ingest comes in through the plain listener (on loopback);
+		// the listeners facing devices do not take its account.
+		if cl.Net.Listener != plainListener {
+			return "", "bad_password"
+		}
 		if subtle.ConstantTimeCompare([]byte(pass), []byte(h.opts.ServicePassword)) == 1 {
 			return user, ""
 		}

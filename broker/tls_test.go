@@ -168,7 +168,8 @@ func TestDeviceCertificates(t *testing.T) {
 		{"unregistered unit", tlsURL, "", "", unregistered, "unknown_unit"},
 		{"revoked", tlsURL, "", "", revokedCert, certs.ReasonRevoked},
 		{"issued after the revocation", tlsURL, "", "", renewed, ""},
-		{"service account keeps its password", tlsURL, "svc", "svc-secret-1234", nil, ""},
+		{"service account, plain listener", "tcp://" + tb.Addr(), "svc", "svc-secret-1234", nil, ""},
+		{"service account, TLS listener", tlsURL, "svc", "svc-secret-1234", nil, "bad_password"},
 	}
 	for _, tt := range tests {
 		before := tb.Refused(tt.reason)
@@ -190,7 +191,7 @@ func TestDeviceCertificates(t *testing.T) {
 
 	// A device known by its certificate publishes under its own serial
 	// only (the ACL uses the certificate's serial).
-	svc, err := tb.connectTLS(t, tlsURL, "svc", "svc-secret-1234", nil)
+	svc, err := connect(t, tb.Broker, "svc", "svc-secret-1234")
 	if err != nil {
 		t.Fatal(err)
 	}
