@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/http"
@@ -84,6 +85,19 @@ func TestTLSEndToEnd(t *testing.T) {
 	}
 	if f, th := in.metric("upswatch_console_login_failures_total"), in.metric("upswatch_console_logins_throttled_total"); f != 5 || th != 1 {
 		t.Fatalf("console sign-in failures %v, throttled %v; want 5 and 1", f, th)
+	}
+
+	// A certificate renewed on disk is what the next HTTPS connection
+	// gets.
+	testcerts.WritePair(t, dir, "server", ca.Server(t, "upswatch renewed"))
+	conn, err := tls.Dial("tcp", in.app.HTTPAddr(), &tls.Config{RootCAs: ca.Pool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := conn.ConnectionState().PeerCertificates[0].Subject.CommonName
+	conn.Close()
+	if cn != "upswatch renewed" {
+		t.Fatalf("HTTPS serves %q after the renewal, want the renewed certificate", cn)
 	}
 
 	resp, err := http.Get("http://" + in.app.HTTPAddr() + "/healthz")
