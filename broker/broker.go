@@ -161,11 +161,17 @@ func New(o Options) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
+	// From here on a listener is bound: a failure closes what is open.
+	fail := func(err error) (*Broker, error) {
+		_ = srv.Close()
+		return nil, err
+	}
+	tcp.gate = h.admit
 	if err = srv.AddListener(tcp); err != nil {
-		return nil, fmt.Errorf("mqtt listen %s: %w", o.Listen, err)
+		_ = tcp.ln.Close()
+		return fail(fmt.Errorf("mqtt listen %s: %w", o.Listen, err))
 	}
 	b := &Broker{srv: srv, tcp: tcp, hook: h}
-	tcp.gate = h.admit
 	tlsConf := o.TLS
 	if tlsConf != nil && o.ClientCAs != nil && o.DeviceAuth != AuthPassword {
 		// The handshake asks for a certificate and checks the device holds
@@ -175,27 +181,27 @@ func New(o Options) (*Broker, error) {
 	}
 	if o.TLSListen != "" {
 		if b.tls, err = newStreamListener("tls", o.TLSListen, tlsConf); err != nil {
-			_ = srv.Close()
-			return nil, err
+			return fail(err)
 		}
 		b.tls.gate = h.admit
 		if err := srv.AddListener(b.tls); err != nil {
-			return nil, fmt.Errorf("mqtt tls listener: %w", err)
+			_ = b.tls.ln.Close()
+			return fail(fmt.Errorf("mqtt tls listener: %w", err))
 		}
 	}
 	if o.WSListen != "" {
 		if b.ws, err = newWSListener("ws", o.WSListen, tlsConf); err != nil {
-			_ = srv.Close()
-			return nil, err
+			return fail(err)
 		}
 		b.ws.gate = h.admit
 		if err := srv.AddListener(b.ws); err != nil {
-			return nil, fmt.Errorf("mqtt websocket listener: %w", err)
+			_ = b.ws.ln.Close()
+			return fail(fmt.Errorf("mqtt websocket listener: %w", err))
 		}
 	}
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(b.collector()); err != nil {
-			return nil, fmt.Errorf("broker metrics: %w", err)
+			return fail(fmt.Errorf("broker metrics: %w", err))
 		}
 	}
 	return b, nil

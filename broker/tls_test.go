@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -300,4 +301,36 @@ func TestCertificatesNotLockedOutByGuessing(t *testing.T) {
 	if _, err := tb.connectTLS(t, url, "", "", tb.device(t, "123456789012", now.Add(-time.Minute), now.Add(time.Hour))); err != nil {
 		t.Fatalf("device certificate refused after others' guesses: %v", err)
 	}
+}
+
+// A broker that cannot start its second listener leaves no port bound.
+func TestNewReleasesListenersOnError(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.Addr().String()
+	free.Close()
+	ca := testcerts.NewCA(t, "ca")
+	dir := t.TempDir()
+	certFile, keyFile := testcerts.WritePair(t, dir, "s", ca.Server(t, "s"))
+	rl, err := certs.NewReloader(certFile, keyFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Options{Listen: addr, TLSListen: taken.Addr().String(), TLS: certs.ServerConfig(rl),
+		TopicPrefix: "ups", ServiceUser: "svc", ServicePassword: "svc-secret-1234", Devices: devices{}})
+	if err == nil {
+		t.Fatal("New succeeded on a taken TLS address")
+	}
+	again, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("the plain listener's port is still bound: %v", err)
+	}
+	again.Close()
 }
