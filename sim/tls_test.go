@@ -17,7 +17,7 @@ import (
 type noPasswords struct{ units map[ups.Serial]bool }
 
 func (n noPasswords) Authenticate(ups.Serial, string) bool { return false }
-func (n noPasswords) Registered(s ups.Serial) bool        { return n.units[s] }
+func (n noPasswords) Registered(s ups.Serial) bool         { return n.units[s] }
 
 // Units connect over TLS trusting a CA, each with its own client
 // certificate, to upswatch's broker under certificate-only auth; every
