@@ -287,6 +287,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	checks := []api.ReadyCheck{
 		{Name: "bus", Ready: nc.IsConnected},
 		{Name: "registry", Ready: sup.check("registry", closed(units.Ready))},
+		{Name: "revocations", Ready: sup.check("revocations", closed(revoked.Ready))},
 		{Name: "recipients", Ready: sup.check("recipients", closed(accounts.Ready))},
 		{Name: "history", Ready: sup.check("recorder", closed(rec.Ready))},
 		{Name: "rules", Ready: sup.check("rules", closed(eng.Ready))},
