@@ -113,10 +113,18 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	a.Out = stdout
 	// SIGINT/SIGTERM: stop taking messages, finish in-flight ones, flush,
 	// exit 0. A second signal kills the process the default way.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	go func() {
-		<-ctx.Done()
-		stop()
+		select {
+		case sig := <-sigs:
+			log.Info("stopping on signal", "signal", sig.String())
+			cancel()
+		case <-ctx.Done():
+		}
+		signal.Stop(sigs)
 	}()
 	return a.Run(ctx)
 }
