@@ -199,4 +199,13 @@ func TestFailureLimiter(t *testing.T) {
 	if w := l.Wait("new@x", "1.2.3.4", now); w == 0 {
 		t.Fatal("address with 8 failures is not limited")
 	}
+	if w := l.WaitAddr("1.2.3.4", now); w <= 0 || w > 15*time.Second {
+		t.Fatalf("WaitAddr of the spent address: %v, want (0, 15s]", w)
+	}
+	if w := l.WaitAddr("5.6.7.8", now); w != 0 {
+		t.Fatalf("WaitAddr of an address with one failure: %v, want 0", w)
+	}
+	if f, th := l.Counts(); f != 8 || th != 4 {
+		t.Fatalf("counts: %d failures, %d throttled; want 8 and 4", f, th)
+	}
 }

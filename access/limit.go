@@ -2,6 +2,7 @@ package access
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -22,6 +23,14 @@ type FailureLimiter struct {
 
 	mu      sync.Mutex
 	buckets map[string]*failBucket
+
+	failures, throttled atomic.Int64
+}
+
+// Counts returns the failures recorded and the attempts told to wait,
+// for metrics.
+func (l *FailureLimiter) Counts() (failures, throttled int64) {
+	return l.failures.Load(), l.throttled.Load()
 }
 
 type failBucket struct {
@@ -69,11 +78,31 @@ func (l *FailureLimiter) Wait(account, addr string, now time.Time) time.Duration
 			r.CancelAt(now)
 		}
 	}
+	if wait > 0 {
+		l.throttled.Add(1)
+	}
 	return wait
+}
+
+// WaitAddr tells how long addr must wait before trying again, whatever
+// the account (0: it may try now). It lets a server drop a connection
+// from an address over its budget before reading anything from it.
+func (l *FailureLimiter) WaitAddr(addr string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bucket("i:"+addr, l.addr, l.addrBurst, now)
+	if b.TokensAt(now) >= 1 {
+		return 0
+	}
+	r := b.ReserveN(now, 1)
+	defer r.CancelAt(now)
+	l.throttled.Add(1)
+	return r.DelayFrom(now)
 }
 
 // Fail records a failed sign-in of account from addr.
 func (l *FailureLimiter) Fail(account, addr string, now time.Time) {
+	l.failures.Add(1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.bucket("a:"+account, l.account, l.accountBurst, now).AllowN(now, 1)

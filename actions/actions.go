@@ -33,6 +33,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/internal/ready"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/ups"
 )
@@ -150,12 +151,12 @@ type Store struct {
 	log *slog.Logger
 	now func() time.Time
 	// ready is closed once Run consumes the alerts.
-	ready chan struct{}
+	ready ready.Signal
 }
 
 // Ready is closed once Run consumes the alert events (resolves from then
 // on clear acknowledgements).
-func (s *Store) Ready() <-chan struct{} { return s.ready }
+func (s *Store) Ready() <-chan struct{} { return s.ready.C() }
 
 // Open creates the bucket and the audit stream if needed. It starts
 // nothing: Run clears acknowledgements of resolved alerts.
@@ -190,8 +191,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	}); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", bus.AlertActionsStream, err)
 	}
-	return &Store{js: js, kv: kv, log: o.Logger.With("component", "alert-actions"), now: o.Now,
-		ready: make(chan struct{})}, nil
+	return &Store{js: js, kv: kv, log: o.Logger.With("component", "alert-actions"), now: o.Now}, nil
 }
 
 func ackKey(serial ups.Serial, rule string) string { return "ack." + string(serial) + "." + rule }
@@ -448,7 +448,8 @@ func (s *Store) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("alert actions: %w", err)
 	}
-	close(s.ready)
+	s.ready.Up()
+	defer s.ready.Down() // Run may be called again after a failure
 	<-ctx.Done()
 	cc.Drain()
 	<-cc.Closed()

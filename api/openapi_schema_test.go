@@ -32,6 +32,14 @@ import (
 	"github.com/upswatch/upswatch/ups"
 )
 
+// credentials rotates passwords in the registry and revokes at a fixed
+// time.
+type credentials struct{ *registry.Registry }
+
+func (credentials) Revoke(context.Context, ups.Serial) (time.Time, error) {
+	return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), nil
+}
+
 // oaDoc is the part of the OpenAPI document the schema checks read.
 type oaDoc struct {
 	Components struct {
@@ -256,6 +264,7 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	s.HandleAlertActions(fixedAlerts{ev}, acts)
 	s.HandleOutages(fixedAlerts{ev}, notifier)
 	s.HandleEvents(hub)
+	s.HandleDeviceCredentials(credentials{units})
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 
@@ -353,6 +362,9 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 		t.Fatal(err)
 	}
 	do(call{owner, "GET", "/v1/units/{serial}/latest", "/v1/units/110000000077/latest", nil, 200})
+	do(call{owner, "POST", "/v1/units/{serial}/rotate-password", "/v1/units/110000000077/rotate-password", nil, 200})
+	do(call{owner, "POST", "/v1/units/{serial}/revoke", "/v1/units/110000000077/revoke", nil, 403})
+	do(call{admin, "POST", "/v1/units/{serial}/revoke", "/v1/units/110000000077/revoke", nil, 200})
 	do(call{owner, "GET", "/v1/units/{serial}/history", fmt.Sprintf("/v1/units/110000000077/history?from=%d&to=%d&every=1m",
 		t0.Add(-time.Hour).UnixMilli(), t0.Add(time.Hour).UnixMilli()), nil, 200})
 

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/upswatch/upswatch/access"
 	"github.com/upswatch/upswatch/actions"
 	"github.com/upswatch/upswatch/api"
 	"github.com/upswatch/upswatch/broker"
@@ -42,6 +43,7 @@ import (
 	"github.com/upswatch/upswatch/store/influx"
 	"github.com/upswatch/upswatch/store/recorder"
 	"github.com/upswatch/upswatch/store/sqlite"
+	"github.com/upswatch/upswatch/ups"
 )
 
 // ingestUser is the ingest's account on the embedded broker.
@@ -59,6 +61,10 @@ type App struct {
 	httpAddr string
 	mqttURL  string
 	token    string
+	// Addresses of the embedded broker's TLS and WebSocket listeners.
+	mqttTLSAddr, mqttWSAddr string
+	// loginLimiter slows console password guessing (counted in metrics).
+	loginLimiter *access.FailureLimiter
 }
 
 // New validates the configuration; Run starts everything.
@@ -81,6 +87,14 @@ func (a *App) HTTPAddr() string { return a.httpAddr }
 
 // MQTTURL is the broker devices connect to (after Started).
 func (a *App) MQTTURL() string { return a.mqttURL }
+
+// MQTTTLSAddr is the embedded broker's MQTT-over-TLS address ("" when
+// off; after Started).
+func (a *App) MQTTTLSAddr() string { return a.mqttTLSAddr }
+
+// MQTTWSAddr is the embedded broker's WebSocket address ("" when off;
+// after Started).
+func (a *App) MQTTWSAddr() string { return a.mqttWSAddr }
 
 // AdminToken is the admin bearer token in force (after Started).
 func (a *App) AdminToken() string { return a.token }
@@ -162,6 +176,18 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return nil
 	case <-time.After(30 * time.Second):
 		return errors.New("registry: view did not load within 30s")
+	}
+	revoked, err := registry.OpenRevocations(ctx, js, registry.Options{Replicas: a.cfg.NATS.Replicas, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	goRun("revocations", revoked.Run)
+	select {
+	case <-revoked.Ready():
+	case <-ctx.Done():
+		return nil
+	case <-time.After(30 * time.Second):
+		return errors.New("revocations: view did not load within 30s")
 	}
 
 	// History store and its recorder.
@@ -261,6 +287,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	checks := []api.ReadyCheck{
 		{Name: "bus", Ready: nc.IsConnected},
 		{Name: "registry", Ready: sup.check("registry", closed(units.Ready))},
+		{Name: "revocations", Ready: sup.check("revocations", closed(revoked.Ready))},
 		{Name: "recipients", Ready: sup.check("recipients", closed(accounts.Ready))},
 		{Name: "history", Ready: sup.check("recorder", closed(rec.Ready))},
 		{Name: "rules", Ready: sup.check("rules", closed(eng.Ready))},
@@ -281,12 +308,22 @@ func (a *App) Run(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		b, err := broker.New(broker.Options{
+		tlsConf, clientCAs, err := a.mqttTLS()
+		if err != nil {
+			return err
+		}
+		opts := broker.Options{
 			Listen: a.cfg.MQTT.Listen, TopicPrefix: a.cfg.MQTT.TopicPrefix,
 			ServiceUser: user, ServicePassword: pass, Devices: units,
 			MaxPendingWrites: a.cfg.MQTT.MaxPendingWrites, DeviceRate: a.cfg.MQTT.DeviceRate,
 			DeviceBurst: a.cfg.MQTT.DeviceBurst, Logger: a.log, Registerer: reg,
-		})
+			TLS: tlsConf, WSListen: a.cfg.MQTT.WSListen, ClientCAs: clientCAs,
+			DeviceAuth: a.cfg.MQTT.DeviceAuth, Revoked: revoked, Failures: a.connectFailures(),
+		}
+		if tlsConf != nil {
+			opts.TLSListen = a.cfg.MQTT.TLSListen
+		}
+		b, err := broker.New(opts)
 		if err != nil {
 			return err
 		}
@@ -294,9 +331,19 @@ func (a *App) Run(ctx context.Context) (err error) {
 			return err
 		}
 		onStop("mqtt broker", func() { _ = b.Close() })
+		// A revoked certificate, a new password or a deleted unit ends the
+		// device's sessions at once, whichever instance made the change.
+		revoked.OnRevoke(func(s ups.Serial, at time.Time) { b.DisconnectCertificates(s, at) })
+		units.OnCredentialsChange(func(s ups.Serial) { b.Disconnect(s, "credentials changed or unit deleted") })
 		embedded = b
 		mqttURL = b.URL()
-		a.log.Info("embedded mqtt broker listening", "addr", b.Addr())
+		a.mqttTLSAddr, a.mqttWSAddr = b.TLSAddr(), b.WSAddr()
+		a.log.Info("embedded mqtt broker listening", "addr", b.Addr(), "tls", b.TLSAddr(), "websocket", b.WSAddr(),
+			"device_auth", a.cfg.MQTT.DeviceAuth)
+		a.warnPlain("mqtt.listen", b.Addr())
+		if tlsConf == nil && b.WSAddr() != "" {
+			a.warnPlain("mqtt.ws_listen", b.WSAddr())
+		}
 	}
 	a.mqttURL = mqttURL
 
@@ -329,7 +376,13 @@ func (a *App) Run(ctx context.Context) (err error) {
 	srv.HandleAlertActions(alerts, acts)
 	srv.HandleOutages(alerts, notifier)
 	srv.HandleEvents(hub)
+	srv.HandleDeviceCredentials(deviceCredentials{units, revoked})
+	a.loginLimiter = loginLimiter(reg)
 	if err := a.mountConsole(ctx, js, srv, units, hist, alerts, accounts, notifier, acts); err != nil {
+		return err
+	}
+	httpTLS, err := a.httpTLS()
+	if err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", a.cfg.HTTP.Addr)
@@ -337,12 +390,20 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("http listen %s: %w", a.cfg.HTTP.Addr, err)
 	}
 	a.httpAddr = ln.Addr().String()
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	if httpTLS == nil {
+		a.warnPlain("http.addr", a.httpAddr)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		TLSConfig: httpTLS}
 	hs.RegisterOnShutdown(hub.Close) // open event streams end, so Shutdown need not wait them out
 	httpDone := make(chan struct{})
 	go func() {
 		defer close(httpDone)
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := hs.Serve
+		if httpTLS != nil {
+			serve = func(ln net.Listener) error { return hs.ServeTLS(ln, "", "") }
+		}
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("http server failed", "err", err)
 			sup.giveUp(fmt.Errorf("http server: %w", err))
 		}
@@ -353,7 +414,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		_ = hs.Shutdown(sctx)
 		<-httpDone
 	})
-	a.log.Info("http api listening", "addr", a.httpAddr)
+	a.log.Info("http api listening", "addr", a.httpAddr, "tls", httpTLS != nil)
 
 	// Ingest last: devices are read only once everything downstream runs.
 	// With a shared group on an external broker, instances lease their

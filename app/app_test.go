@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
 // The whole pipeline on embedded defaults: register through the API,
@@ -96,21 +98,32 @@ func TestRejectionReasons(t *testing.T) {
 	}
 }
 
-// An unregistered serial cannot even connect to the embedded broker; on a
-// broker that lets it publish (an external one with a stale ACL), the
-// ingest rejects it as unregistered. Removing a unit makes its messages
-// count as unregistered.
+// Deleting a unit ends its device's session at once and its password
+// stops working. (A message of an unregistered serial that still reaches
+// the ingest, through an external broker with a stale ACL, is rejected
+// as unregistered: see the ingest's TestUnregisteredRejected.)
 func TestUnregisteredSerial(t *testing.T) {
 	in := start(t, testConfig(t, t.TempDir()))
 	u := in.register("123456789012")
-	dev := in.device(u)
+	lost := make(chan error, 1)
+	o := paho.NewClientOptions().AddBroker(in.app.MQTTURL()).SetClientID("doomed").SetUsername(u.MQTT.Username).
+		SetPassword(u.MQTT.Password).SetProtocolVersion(4).SetAutoReconnect(false).
+		SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err })
+	dev := paho.NewClient(o)
+	if tok := dev.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
 	if code, body := in.do("DELETE", "/v1/units/123456789012", nil, nil); code != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", code, body)
 	}
-	publish(t, dev, "ups/123456789012/telemetry", `{"battery.charge":50}`)
-	eventually(t, "unregistered counted", 10*time.Second, func() bool {
-		return in.metric(`upswatch_ingest_messages_rejected_total{reason="unregistered"}`) == 1
-	})
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the deleted unit's device is still connected")
+	}
+	if tok := dev.Connect(); tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
+		t.Fatal("the deleted unit's password still works")
+	}
 	if l := in.latest("123456789012"); l != nil {
 		t.Fatalf("reading of a removed unit stored: %v", l)
 	}

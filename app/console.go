@@ -26,7 +26,7 @@ func (a *App) mountConsole(ctx context.Context, js jetstream.JetStream, srv *api
 	}
 	console, err := web.New(web.Config{
 		AdminToken: a.token, Units: units, History: hist, Alerts: alerts, Accounts: accounts,
-		Access: logins, Notifier: notifier, Actions: acts, Logger: a.log,
+		Access: logins, Notifier: notifier, Actions: acts, Logger: a.log, Limiter: a.loginLimiter,
 	})
 	if err != nil {
 		return err

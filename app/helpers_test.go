@@ -3,6 +3,8 @@ package app
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,6 +27,9 @@ type instance struct {
 	app    *App
 	cancel context.CancelFunc
 	done   chan error
+	// scheme and client reach the API (https with http.cert_file).
+	scheme string
+	client *http.Client
 }
 
 func testConfig(t *testing.T, dataDir string) config.Config {
@@ -49,7 +54,10 @@ func start(t *testing.T, c config.Config) *instance {
 	}
 	a.Out = io.Discard
 	ctx, cancel := context.WithCancel(context.Background())
-	inst := &instance{t: t, app: a, cancel: cancel, done: make(chan error, 1)}
+	inst := &instance{t: t, app: a, cancel: cancel, done: make(chan error, 1), scheme: "http", client: http.DefaultClient}
+	if c.HTTP.CertFile != "" {
+		inst.scheme, inst.client = "https", trusting(t, c.HTTP.CertFile)
+	}
 	go func() { inst.done <- a.Run(ctx) }()
 	select {
 	case <-a.Started():
@@ -61,6 +69,20 @@ func start(t *testing.T, c config.Config) *instance {
 	t.Cleanup(inst.stop)
 	inst.waitReady()
 	return inst
+}
+
+// trusting is an HTTPS client that trusts the certificate in certFile.
+func trusting(t *testing.T, certFile string) *http.Client {
+	t.Helper()
+	pem, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	return &http.Client{Transport: tr}
 }
 
 func (in *instance) stop() {
@@ -116,9 +138,13 @@ func (in *instance) call(token, method, path string, body, out any) (int, string
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	req, _ := http.NewRequest(method, "http://"+in.app.HTTPAddr()+path, rd)
+	scheme, client := in.scheme, in.client
+	if client == nil {
+		scheme, client = "http", http.DefaultClient
+	}
+	req, _ := http.NewRequest(method, scheme+"://"+in.app.HTTPAddr()+path, rd)
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		in.t.Fatalf("%s %s: %v", method, path, err)
 	}

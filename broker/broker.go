@@ -11,28 +11,48 @@ package broker
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/upswatch/upswatch/access"
+	"github.com/upswatch/upswatch/certs"
 	"github.com/upswatch/upswatch/ups"
 )
 
 // Authenticator verifies a device's credentials (the registry's view).
 type Authenticator interface {
 	Authenticate(serial ups.Serial, password string) bool
+	Registered(serial ups.Serial) bool
 }
+
+// Revocations tells whether a device's certificates are revoked: those
+// valid from (NotBefore) at or before the time returned.
+type Revocations interface {
+	RevokedAt(serial ups.Serial) (time.Time, bool)
+}
+
+// How devices authenticate (Options.DeviceAuth).
+const (
+	AuthPassword    = "password"    // username = serial, password
+	AuthCertificate = "certificate" // a client certificate naming the serial
+	AuthEither      = "either"      // a certificate when the device presents one, else the password
+)
 
 // Sink takes a device message before the broker acks it (the ingest's
 // Offer): nil means stored on the bus (or rejected for good), an error
@@ -45,6 +65,23 @@ type Sink interface {
 type Options struct {
 	Listen      string // host:port; port 0 picks a free one
 	TopicPrefix string // "ups"
+	// TLS, when set, serves MQTT over TLS on TLSListen and, when
+	// WSListen is set, MQTT over WebSocket with TLS there. Without TLS,
+	// WSListen serves plain WebSocket.
+	TLS       *tls.Config
+	TLSListen string
+	WSListen  string
+	// ClientCAs verify device certificates; DeviceAuth (AuthPassword by
+	// default) says whether devices use them. A certificate names its
+	// device by subject CN or a DNS SAN equal to the serial.
+	ClientCAs  *x509.CertPool
+	DeviceAuth string
+	// Revoked lists revoked device certificates (nil: none).
+	Revoked Revocations
+	// Failures, when set, limits failed CONNECTs per username and per
+	// source address: over the budget a CONNECT is refused before its
+	// credentials are checked.
+	Failures *access.FailureLimiter
 	// ServiceUser/ServicePassword: the ingest's account, which may
 	// subscribe to every unit's topics but publish nothing.
 	ServiceUser     string
@@ -67,7 +104,9 @@ type Options struct {
 // Broker is the embedded MQTT broker.
 type Broker struct {
 	srv  *mqtt.Server
-	tcp  *listeners.TCP
+	tcp  *streamListener
+	tls  *streamListener
+	ws   *wsListener
 	hook *authHook
 }
 
@@ -78,6 +117,20 @@ func New(o Options) (*Broker, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch o.DeviceAuth {
+	case "":
+		o.DeviceAuth = AuthPassword
+	case AuthPassword:
+	case AuthCertificate, AuthEither:
+		if o.ClientCAs == nil || o.TLS == nil {
+			return nil, fmt.Errorf("broker: device auth %q needs TLS and client CAs", o.DeviceAuth)
+		}
+	default:
+		return nil, fmt.Errorf("broker: unknown device auth %q", o.DeviceAuth)
+	}
+	if o.TLSListen != "" && o.TLS == nil {
+		return nil, errors.New("broker: TLSListen needs TLS")
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	if o.MaxPendingWrites > 0 {
@@ -93,7 +146,10 @@ func New(o Options) (*Broker, error) {
 		// $SYS topics are of no use to devices; keep the broker quiet.
 		SysTopicResendInterval: 0,
 	})
-	h := &authHook{opts: o, prefix: o.TopicPrefix + "/"}
+	h := &authHook{opts: o, prefix: o.TopicPrefix + "/", logged: map[string]time.Time{}, refused: map[string]*atomic.Int64{}}
+	for _, r := range RefusalReasons {
+		h.refused[r] = new(atomic.Int64)
+	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if o.DeviceRate > 0 {
 		h.limiters = map[string]*rate.Limiter{}
@@ -101,14 +157,51 @@ func New(o Options) (*Broker, error) {
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("broker auth hook: %w", err)
 	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "devices", Address: o.Listen})
-	if err := srv.AddListener(tcp); err != nil {
-		return nil, fmt.Errorf("mqtt listen %s: %w", o.Listen, err)
+	tcp, err := newStreamListener(plainListener, o.Listen, nil)
+	if err != nil {
+		return nil, err
+	}
+	// From here on a listener is bound: a failure closes what is open.
+	fail := func(err error) (*Broker, error) {
+		_ = srv.Close()
+		return nil, err
+	}
+	tcp.gate = h.admit
+	if err = srv.AddListener(tcp); err != nil {
+		_ = tcp.ln.Close()
+		return fail(fmt.Errorf("mqtt listen %s: %w", o.Listen, err))
 	}
 	b := &Broker{srv: srv, tcp: tcp, hook: h}
+	tlsConf := o.TLS
+	if tlsConf != nil && o.ClientCAs != nil && o.DeviceAuth != AuthPassword {
+		// The handshake asks for a certificate and checks the device holds
+		// its key; the auth hook verifies it, so a refusal has a reason.
+		tlsConf = tlsConf.Clone()
+		tlsConf.ClientAuth = tls.RequestClientCert
+	}
+	if o.TLSListen != "" {
+		if b.tls, err = newStreamListener("tls", o.TLSListen, tlsConf); err != nil {
+			return fail(err)
+		}
+		b.tls.gate = h.admit
+		if err := srv.AddListener(b.tls); err != nil {
+			_ = b.tls.ln.Close()
+			return fail(fmt.Errorf("mqtt tls listener: %w", err))
+		}
+	}
+	if o.WSListen != "" {
+		if b.ws, err = newWSListener("ws", o.WSListen, tlsConf); err != nil {
+			return fail(err)
+		}
+		b.ws.gate = h.admit
+		if err := srv.AddListener(b.ws); err != nil {
+			_ = b.ws.ln.Close()
+			return fail(fmt.Errorf("mqtt websocket listener: %w", err))
+		}
+	}
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(b.collector()); err != nil {
-			return nil, fmt.Errorf("broker metrics: %w", err)
+			return fail(fmt.Errorf("broker metrics: %w", err))
 		}
 	}
 	return b, nil
@@ -131,6 +224,62 @@ func (b *Broker) Addr() string { return b.tcp.Address() }
 
 // URL is the address as a tcp:// URL for clients.
 func (b *Broker) URL() string { return "tcp://" + b.Addr() }
+
+// TLSAddr is the MQTT-over-TLS listener's address ("" when off).
+func (b *Broker) TLSAddr() string {
+	if b.tls == nil {
+		return ""
+	}
+	return b.tls.Address()
+}
+
+// WSAddr is the WebSocket listener's address ("" when off).
+func (b *Broker) WSAddr() string {
+	if b.ws == nil {
+		return ""
+	}
+	return b.ws.Address()
+}
+
+// Disconnect ends every session of the device serial (its password
+// changed, or it was deleted) and returns how many it ended.
+func (b *Broker) Disconnect(serial ups.Serial, why string) int {
+	return b.disconnect(serial, why, func(*mqtt.Client) bool { return true })
+}
+
+// DisconnectCertificates ends the sessions of serial that authenticated
+// with a certificate valid from at or before revokedAt.
+func (b *Broker) DisconnectCertificates(serial ups.Serial, revokedAt time.Time) int {
+	return b.disconnect(serial, "certificate revoked", func(cl *mqtt.Client) bool {
+		st := tlsState(cl.Net.Conn)
+		return st != nil && len(st.PeerCertificates) > 0 && b.hook.opts.DeviceAuth != AuthPassword &&
+			!st.PeerCertificates[0].NotBefore.After(revokedAt)
+	})
+}
+
+func (b *Broker) disconnect(serial ups.Serial, why string, match func(*mqtt.Client) bool) int {
+	n := 0
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Inline || string(cl.Properties.Username) != string(serial) || cl.Closed() || !match(cl) {
+			continue
+		}
+		cl.Stop(fmt.Errorf("disconnected by upswatch: %s", why))
+		n++
+	}
+	if n > 0 {
+		b.hook.opts.Logger.Info("device disconnected", "serial", serial, "why", why, "sessions", n)
+	}
+	return n
+}
+
+// Refused returns how many connections were refused for reason (see
+// RefusalReasons).
+func (b *Broker) Refused(reason string) int64 {
+	if c := b.hook.refused[reason]; c != nil {
+		return c.Load()
+	}
+	return 0
+}
 
 // Close disconnects every client and stops the listener.
 func (b *Broker) Close() error {
@@ -155,6 +304,7 @@ func (b *Broker) collector() prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "upswatch_mqtt_broker_auth_rejected_total",
 			Help: "Connections refused for missing or wrong credentials."},
 			func() float64 { return float64(b.hook.rejected.Load()) }),
+		refusedCollector{b.hook},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "upswatch_mqtt_broker_rate_limited_total",
 			Help: "Device messages refused (not acked) because the device exceeded mqtt.device_rate."},
 			func() float64 { return float64(b.hook.limited.Load()) }),
@@ -164,6 +314,21 @@ func (b *Broker) collector() prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "upswatch_mqtt_broker_messages_received_total",
 			Help: "PUBLISH packets received by the embedded broker."},
 			func() float64 { return float64(atomic.LoadInt64(&info.MessagesReceived)) }),
+	}
+}
+
+var refusedDesc = prometheus.NewDesc("upswatch_mqtt_broker_connect_refused_total",
+	"Connections the embedded broker refused, by reason (throttled: too many failures from the address or for the username).",
+	[]string{"reason"}, nil)
+
+// refusedCollector reports the refusals by reason.
+type refusedCollector struct{ h *authHook }
+
+func (c refusedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- refusedDesc }
+
+func (c refusedCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, r := range RefusalReasons {
+		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(c.h.refused[r].Load()), r)
 	}
 }
 
@@ -181,17 +346,29 @@ func (c collectorFuncs) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// plainListener is the id of the plain TCP listener (Options.Listen).
+const plainListener = "devices"
+
+// RefusalReasons label upswatch_mqtt_broker_connect_refused_total.
+var RefusalReasons = []string{
+	"anonymous", "bad_password", "unknown_unit", "throttled",
+	certs.ReasonNoCertificate, certs.ReasonUntrusted, certs.ReasonExpired, certs.ReasonInvalid,
+	certs.ReasonOtherSerial, certs.ReasonRevoked,
+}
+
 // authHook authenticates connections and enforces the topic ACL.
 type authHook struct {
 	mqtt.HookBase
 	opts     Options
 	prefix   string // "ups/"
 	rejected atomic.Int64
+	refused  map[string]*atomic.Int64 // by reason; fixed at construction
 	limited  atomic.Int64
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter // by username, so a reconnect keeps its budget
 	lastLog  map[string]time.Time
+	logged   map[string]time.Time // refusals logged, by source address
 
 	sink      atomic.Pointer[Sink]
 	sinkFails atomic.Int64
@@ -206,22 +383,157 @@ func (h *authHook) Provides(b byte) bool {
 }
 
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	user, pass := string(pk.Connect.Username), string(pk.Connect.Password)
-	ok := false
+	user := string(pk.Connect.Username)
+	addr := cl.Net.Remote
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		addr = host
+	}
+	now := time.Now()
+	// Only names that can exist get a bucket of their own: a flood of
+	// made-up usernames shares one. A device certificate is its own
+	// account (it cannot be guessed), so guessing with usernames locks no
+	// certificate out.
+	account := user
+	switch {
+	case user == h.opts.ServiceUser:
+		// Its name is no secret: failures from elsewhere must not lock
+		// the ingest out.
+		account = user + "@" + addr
+	case !ups.ValidSerial(user):
+		account = "?"
+	}
+	if st := tlsState(cl.Net.Conn); st != nil && len(st.PeerCertificates) > 0 && h.opts.DeviceAuth != AuthPassword {
+		sum := sha256.Sum256(st.PeerCertificates[0].Raw)
+		account = "cert:" + hex.EncodeToString(sum[:12])
+	}
+	reason := ""
+	if h.opts.Failures != nil && h.opts.Failures.Wait(account, addr, now) > 0 {
+		reason = "throttled"
+	} else {
+		var serial string
+		serial, reason = h.authenticate(cl, user, string(pk.Connect.Password), now)
+		if reason == "" {
+			// A device known by its certificate may leave the username
+			// empty: the ACL binds it to the certificate's serial.
+			cl.Properties.Username = []byte(serial)
+			return true
+		}
+		if h.opts.Failures != nil {
+			h.opts.Failures.Fail(account, addr, now)
+		}
+	}
+	h.rejected.Add(1)
+	h.refused[reason].Add(1)
+	h.logRefusal(user, addr, reason, now)
+	return false
+}
+
+// admit tells whether to serve a new connection from remote: not while
+// the address is over its budget of failed CONNECTs. Such a connection is
+// closed before anything is read from it (no TLS handshake, no client
+// state), so a flood from one address costs little more than its
+// accepts.
+func (h *authHook) admit(remote string) bool {
+	if h.opts.Failures == nil {
+		return true
+	}
+	addr := remote
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		addr = host
+	}
+	now := time.Now()
+	if h.opts.Failures.WaitAddr(addr, now) == 0 {
+		return true
+	}
+	h.rejected.Add(1)
+	h.refused["throttled"].Add(1)
+	h.logRefusal("", addr, "throttled", now)
+	return false
+}
+
+// authenticate returns the identity a connection proves, or why it is
+// refused.
+func (h *authHook) authenticate(cl *mqtt.Client, user, pass string, now time.Time) (string, string) {
+	if user != "" && user == h.opts.ServiceUser {
+		// The ingest comes in through the plain listener (on loopback);
+		// the listeners facing devices do not take its account.
+		if cl.Net.Listener != plainListener {
+			return "", "bad_password"
+		}
+		if subtle.ConstantTimeCompare([]byte(pass), []byte(h.opts.ServicePassword)) == 1 {
+			return user, ""
+		}
+		return "", "bad_password"
+	}
+	var chain []*x509.Certificate
+	if st := tlsState(cl.Net.Conn); st != nil {
+		chain = st.PeerCertificates
+	}
+	mode := h.opts.DeviceAuth
+	if mode == AuthCertificate || (mode == AuthEither && len(chain) > 0) {
+		return h.certificate(chain, user, now)
+	}
 	switch {
 	case user == "":
-		// anonymous: refused
-	case user == h.opts.ServiceUser:
-		ok = subtle.ConstantTimeCompare([]byte(pass), []byte(h.opts.ServicePassword)) == 1
-	case ups.ValidSerial(user):
-		ok = h.opts.Devices.Authenticate(ups.Serial(user), pass)
+		return "", "anonymous"
+	case !ups.ValidSerial(user):
+		return "", "bad_password"
+	case !h.opts.Devices.Authenticate(ups.Serial(user), pass):
+		return "", "bad_password"
 	}
-	if !ok {
-		h.rejected.Add(1)
-		// The username may be a serial; never log the password.
-		h.opts.Logger.Info("mqtt connection refused", "username", truncate(user, 32), "remote", cl.Net.Remote)
+	return user, ""
+}
+
+// certificate authenticates a device by its certificate chain: trusted,
+// current, naming the serial (the username, when given), the unit
+// registered, the certificate not revoked.
+func (h *authHook) certificate(chain []*x509.Certificate, user string, now time.Time) (string, string) {
+	if err := certs.VerifyDevice(chain, h.opts.ClientCAs, now); err != nil {
+		var re *certs.RefusedError
+		if errors.As(err, &re) {
+			return "", re.Reason
+		}
+		return "", certs.ReasonInvalid
 	}
-	return ok
+	serial := ""
+	for _, n := range certs.Names(chain[0]) {
+		if ups.ValidSerial(n) && (user == "" || n == user) {
+			serial = n
+			break
+		}
+	}
+	if serial == "" {
+		return "", certs.ReasonOtherSerial
+	}
+	if !h.opts.Devices.Registered(ups.Serial(serial)) {
+		return "", "unknown_unit"
+	}
+	if h.opts.Revoked != nil {
+		if at, ok := h.opts.Revoked.RevokedAt(ups.Serial(serial)); ok && !chain[0].NotBefore.After(at) {
+			return "", certs.ReasonRevoked
+		}
+	}
+	return serial, ""
+}
+
+// logRefusal logs a refused connection, at most once a minute per
+// source address: a flood of bad CONNECTs must not flood the log too.
+// The username may be a serial; the password is never logged.
+func (h *authHook) logRefusal(user, addr, reason string, now time.Time) {
+	h.mu.Lock()
+	last, seen := h.logged[addr]
+	logIt := !seen || now.Sub(last) > time.Minute
+	if logIt {
+		if len(h.logged) > 10000 {
+			clear(h.logged)
+		}
+		h.logged[addr] = now
+	}
+	h.mu.Unlock()
+	if logIt {
+		h.opts.Logger.Info("mqtt connection refused", "username", truncate(user, 32), "remote", addr,
+			"reason", reason, "note", "further refusals from this address are counted, not logged, for a minute")
+	}
 }
 
 // OnACLCheck: the service account reads everything and writes nothing; a

@@ -14,6 +14,7 @@ import (
 type devices map[ups.Serial]string
 
 func (d devices) Authenticate(s ups.Serial, pw string) bool { p, ok := d[s]; return ok && p == pw }
+func (d devices) Registered(s ups.Serial) bool              { _, ok := d[s]; return ok }
 
 func start(t *testing.T) *Broker {
 	t.Helper()

@@ -83,6 +83,10 @@ type HTTP struct {
 	// (429 with Retry-After beyond them); 0 turns the limit off.
 	RatePerSecond float64 `yaml:"rate_per_second"`
 	RateBurst     int     `yaml:"rate_burst"`
+	// CertFile and KeyFile (PEM), when set, make Addr serve HTTPS. They
+	// are read again when they change (no restart for a renewal).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // MQTT configures the device-facing broker and the ingest's client.
@@ -114,6 +118,27 @@ type MQTT struct {
 	// retries them) and are counted. 0 disables the limit.
 	DeviceRate  float64 `yaml:"device_rate"`
 	DeviceBurst int     `yaml:"device_burst"`
+	// CertFile and KeyFile (PEM), when set, start the embedded broker's
+	// MQTT-over-TLS listener on TLSListen, and make WSListen use TLS.
+	// They are read again when they change.
+	CertFile  string `yaml:"cert_file"`
+	KeyFile   string `yaml:"key_file"`
+	TLSListen string `yaml:"tls_listen"`
+	// WSListen serves MQTT over WebSocket (wss:// with CertFile); empty:
+	// off.
+	WSListen string `yaml:"ws_listen"`
+	// ClientCA is a PEM bundle of the CAs that sign device certificates;
+	// DeviceAuth says how devices authenticate: password, certificate,
+	// or either (a certificate when the device presents one).
+	ClientCA   string `yaml:"client_ca"`
+	DeviceAuth string `yaml:"device_auth"`
+	// Failed CONNECTs allowed per unit (username) and per source address
+	// before further attempts are refused unchecked; one comes back per
+	// ConnectFailureRefill (per address four times as fast). 0 turns the
+	// limit off.
+	ConnectFailuresPerUnit    int           `yaml:"connect_failures_per_unit"`
+	ConnectFailuresPerAddress int           `yaml:"connect_failures_per_address"`
+	ConnectFailureRefill      time.Duration `yaml:"connect_failure_refill"`
 }
 
 // NATS configures the bus.
@@ -254,6 +279,12 @@ func Default() Config {
 			MaxPendingWrites: 512,
 			DeviceRate:       20,
 			DeviceBurst:      200,
+			TLSListen:        ":8883",
+			DeviceAuth:       "password",
+
+			ConnectFailuresPerUnit:    10,
+			ConnectFailuresPerAddress: 100,
+			ConnectFailureRefill:      time.Minute,
 		},
 		NATS: NATS{
 			Partitions:     16,
@@ -420,8 +451,10 @@ func (c *Config) Validate() error {
 		bad("admin_token", "must be at least 16 characters (or empty to generate one)")
 	}
 	checkHostPort(bad, "http.addr", c.HTTP.Addr)
+	checkPair(bad, "http", c.HTTP.CertFile, c.HTTP.KeyFile)
 	if c.MQTT.URL == "" {
 		checkHostPort(bad, "mqtt.listen", c.MQTT.Listen)
+		c.MQTT.validateTLS(bad)
 		if c.MQTT.MaxPendingWrites < 64 || c.MQTT.MaxPendingWrites > 1<<20 {
 			bad("mqtt.max_pending_writes", "must be between 64 and 1048576, got %d", c.MQTT.MaxPendingWrites)
 		}
@@ -562,6 +595,44 @@ func (n *Notify) validate(bad func(string, string, ...any)) {
 	}
 	if n.Retry.MaxAttempts < 0 {
 		bad("notify.retry.max_attempts", "must be 0 (until notify.expire_after) or positive, got %d", n.Retry.MaxAttempts)
+	}
+}
+
+func (m *MQTT) validateTLS(bad func(string, string, ...any)) {
+	checkPair(bad, "mqtt", m.CertFile, m.KeyFile)
+	if m.CertFile != "" {
+		checkHostPort(bad, "mqtt.tls_listen", m.TLSListen)
+	}
+	if m.WSListen != "" {
+		checkHostPort(bad, "mqtt.ws_listen", m.WSListen)
+	}
+	if m.ClientCA != "" && m.CertFile == "" {
+		bad("mqtt.client_ca", "needs mqtt.cert_file and mqtt.key_file (device certificates travel over TLS)")
+	}
+	switch m.DeviceAuth {
+	case "password":
+	case "certificate", "either":
+		if m.ClientCA == "" {
+			bad("mqtt.device_auth", "%s needs mqtt.client_ca (the CAs that sign device certificates)", m.DeviceAuth)
+		}
+	default:
+		bad("mqtt.device_auth", "must be password, certificate or either, got %q", m.DeviceAuth)
+	}
+	if m.ConnectFailuresPerUnit < 0 || m.ConnectFailuresPerAddress < 0 {
+		bad("mqtt.connect_failures_per_unit", "and mqtt.connect_failures_per_address must be 0 (no limit) or positive")
+	}
+	if (m.ConnectFailuresPerUnit > 0) != (m.ConnectFailuresPerAddress > 0) {
+		bad("mqtt.connect_failures_per_address", "must be set with mqtt.connect_failures_per_unit (both 0 turns the limit off)")
+	}
+	if m.ConnectFailuresPerUnit > 0 && m.ConnectFailureRefill < time.Second {
+		bad("mqtt.connect_failure_refill", "must be at least 1s, got %s", m.ConnectFailureRefill)
+	}
+}
+
+// checkPair: a certificate file and its key come together.
+func checkPair(bad func(string, string, ...any), section, cert, key string) {
+	if (cert == "") != (key == "") {
+		bad(section+".cert_file", "and %s.key_file must be set together", section)
 	}
 }
 

@@ -107,6 +107,13 @@ func TestValidationErrors(t *testing.T) {
 		{"sms bad from", "notify:\n  sms:\n    account_sid: AC1\n    auth_token: secret\n    from: \"+1555,0084901234567\"\n", nil, `config: notify.sms.from: each sender must be an E.164 number (+84901234567) or an alphanumeric id of up to 11 characters, got "0084901234567"`},
 		{"sms rate", "", map[string]string{"UPSWATCH_NOTIFY_SMS_SEGMENTS_PER_SECOND": "0"}, "config: notify.sms.segments_per_second: must be above 0 and at most 10000, got 0"},
 		{"expire", "notify:\n  expire_after: 10s\n", nil, "config: notify.expire_after: must be at least 1m, got 10s"},
+		{"http cert without key", "http:\n  cert_file: c.pem\n", nil, "config: http.cert_file: and http.key_file must be set together"},
+		{"mqtt key without cert", "", map[string]string{"UPSWATCH_MQTT_KEY_FILE": "k.pem"}, "config: mqtt.cert_file: and mqtt.key_file must be set together"},
+		{"tls listen", "mqtt:\n  cert_file: c\n  key_file: k\n  tls_listen: 8883\n", nil, `config: mqtt.tls_listen: must be host:port, got "8883"`},
+		{"client ca needs tls", "mqtt:\n  client_ca: ca.pem\n", nil, "config: mqtt.client_ca: needs mqtt.cert_file and mqtt.key_file"},
+		{"device auth needs ca", "mqtt:\n  cert_file: c\n  key_file: k\n  device_auth: certificate\n", nil, "config: mqtt.device_auth: certificate needs mqtt.client_ca"},
+		{"device auth value", "", map[string]string{"UPSWATCH_MQTT_DEVICE_AUTH": "token"}, `config: mqtt.device_auth: must be password, certificate or either, got "token"`},
+		{"failure limits together", "mqtt:\n  connect_failures_per_unit: 0\n", nil, "config: mqtt.connect_failures_per_address: must be set with mqtt.connect_failures_per_unit"},
 		{"backoff order", "notify:\n  retry:\n    initial_backoff: 1m\n    max_backoff: 1s\n", nil, "config: notify.retry.max_backoff: must be at least notify.retry.initial_backoff, got 1s"},
 	}
 	for _, tt := range tests {

@@ -288,7 +288,9 @@ func TestClusterLosesNothing(t *testing.T) {
 
 // TestClusterRollingRestart restarts both instances one by one (SIGTERM,
 // start, ready) under load, with 20 units losing mains in between: every
-// acked reading is stored once and each owner pushed once.
+// acked reading is stored once and each owner pushed once within 45 s
+// (a partition left pinned to a stopped instance would wait out the rule
+// consumers' ack wait, a minute).
 func TestClusterRollingRestart(t *testing.T) {
 	const units, outageUnits, perUnit = 40, 20, 40
 	cs := newClusterStack(t, units, outageUnits)

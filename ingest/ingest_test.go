@@ -285,3 +285,16 @@ func TestParseTopic(t *testing.T) {
 		}
 	}
 }
+
+// A message of a serial the registry does not know (an external broker
+// with a stale ACL let it through) is rejected as unregistered, for good:
+// Offer answers nil so the broker acks it and the device moves on.
+func TestUnregisteredRejected(t *testing.T) {
+	r := newRig(t, bus.StreamConfig{Partitions: partitions})
+	if err := r.in.Offer(context.Background(), "ups/333333333333/telemetry", []byte(`{"battery.charge":50}`)); err != nil {
+		t.Fatalf("Offer: %v", err)
+	}
+	if got := testutil.ToFloat64(r.in.m.rejected.WithLabelValues("unregistered")); got != 1 {
+		t.Fatalf("rejected{unregistered} = %v, want 1", got)
+	}
+}

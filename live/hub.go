@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/internal/ready"
 	"github.com/upswatch/upswatch/registry"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/rules/engine"
@@ -79,7 +80,7 @@ type Config struct {
 type Hub struct {
 	cfg   Config
 	log   *slog.Logger
-	ready chan struct{}
+	ready ready.Signal
 
 	mu      sync.Mutex
 	clients map[*Client]struct{}
@@ -97,17 +98,20 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{cfg: cfg, log: cfg.Logger.With("component", "live"), ready: make(chan struct{}),
+	return &Hub{cfg: cfg, log: cfg.Logger.With("component", "live"),
 		clients: map[*Client]struct{}{}}, nil
 }
 
 // Ready is closed once the hub's subscriptions are in place.
-func (h *Hub) Ready() <-chan struct{} { return h.ready }
+func (h *Hub) Ready() <-chan struct{} { return h.ready.C() }
 
 // Run subscribes to the bus and fans out until ctx is done, then ends
 // every client.
+//
+// Run may be called again after it failed (the app's supervisor does):
+// clients stay connected meanwhile and are ended only when ctx is done.
 func (h *Hub) Run(ctx context.Context) error {
-	defer h.Close()
+	defer h.ready.Down()
 	rs, err := h.cfg.Conn.Subscribe(bus.ReadingsSubjectPrefix+"*", h.onReadings)
 	if err != nil {
 		return fmt.Errorf("live: subscribe to readings: %w", err)
@@ -128,8 +132,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	if err := h.cfg.Conn.FlushTimeout(10 * time.Second); err != nil {
 		return fmt.Errorf("live: %w", err)
 	}
-	close(h.ready)
+	h.ready.Up()
 	<-ctx.Done()
+	h.Close()
 	return nil
 }
 

@@ -58,6 +58,8 @@ type Registry struct {
 
 	mu    sync.RWMutex
 	units map[ups.Serial]*Unit
+	// onChange hears of units whose credentials stopped being valid.
+	onChange func(ups.Serial)
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -99,9 +101,7 @@ func (r *Registry) Run(ctx context.Context) error {
 func (r *Registry) apply(key string, value []byte, deleted bool) {
 	serial := ups.Serial(key)
 	if deleted {
-		r.mu.Lock()
-		delete(r.units, serial)
-		r.mu.Unlock()
+		r.set(serial, nil)
 		return
 	}
 	var u Unit
@@ -109,8 +109,33 @@ func (r *Registry) apply(key string, value []byte, deleted bool) {
 		r.log.Error("registry entry unreadable; unit ignored", "serial", serial, "err", err)
 		return
 	}
+	r.set(serial, &u)
+}
+
+// set puts u in the view (nil: removes serial) and tells onChange when
+// credentials the view accepted stop being valid: the unit is gone or its
+// password changed.
+func (r *Registry) set(serial ups.Serial, u *Unit) {
 	r.mu.Lock()
-	r.units[serial] = &u
+	old := r.units[serial]
+	if u == nil {
+		delete(r.units, serial)
+	} else {
+		r.units[serial] = u
+	}
+	fn := r.onChange
+	r.mu.Unlock()
+	if fn != nil && old != nil && (u == nil || subtle.ConstantTimeCompare(old.PasswordHash, u.PasswordHash) != 1) {
+		fn(serial)
+	}
+}
+
+// OnCredentialsChange sets fn, called (not under a lock) when a unit
+// leaves the view or its password changes, here or on another instance:
+// the broker ends the device's sessions.
+func (r *Registry) OnCredentialsChange(fn func(serial ups.Serial)) {
+	r.mu.Lock()
+	r.onChange = fn
 	r.mu.Unlock()
 }
 
@@ -193,9 +218,36 @@ func (r *Registry) Add(ctx context.Context, serial ups.Serial, name, site string
 		return Unit{}, "", fmt.Errorf("store unit %s: %w", serial, err)
 	}
 	// Make the unit usable here at once; the watch confirms it.
-	r.mu.Lock()
-	r.units[serial] = &u
-	r.mu.Unlock()
+	r.set(serial, &u)
+	return u, password, nil
+}
+
+// RotatePassword gives the unit a new MQTT password, returned this once;
+// the old one stops working at once on every instance (OnCredentialsChange).
+func (r *Registry) RotatePassword(ctx context.Context, serial ups.Serial) (Unit, string, error) {
+	e, err := r.kv.Get(ctx, string(serial))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return Unit{}, "", fmt.Errorf("%w: %s", ErrNotFound, serial)
+		}
+		return Unit{}, "", fmt.Errorf("look up unit %s: %w", serial, err)
+	}
+	var u Unit
+	if err := json.Unmarshal(e.Value(), &u); err != nil {
+		return Unit{}, "", fmt.Errorf("decode unit %s: %w", serial, err)
+	}
+	password, salt := randomString(16), randomBytes(16)
+	u.PasswordSalt, u.PasswordHash = salt, hashPassword(salt, password)
+	data, err := json.Marshal(u)
+	if err != nil {
+		return Unit{}, "", fmt.Errorf("encode unit: %w", err)
+	}
+	// Update at the revision read: a concurrent change or removal fails
+	// this one rather than being overwritten.
+	if _, err := r.kv.Update(ctx, string(serial), data, e.Revision()); err != nil {
+		return Unit{}, "", fmt.Errorf("store new password of %s: %w", serial, err)
+	}
+	r.set(serial, &u)
 	return u, password, nil
 }
 
@@ -211,9 +263,7 @@ func (r *Registry) Remove(ctx context.Context, serial ups.Serial) error {
 	if err := r.kv.Purge(ctx, string(serial)); err != nil {
 		return fmt.Errorf("remove unit %s: %w", serial, err)
 	}
-	r.mu.Lock()
-	delete(r.units, serial)
-	r.mu.Unlock()
+	r.set(serial, nil)
 	return nil
 }
 

@@ -135,3 +135,58 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A new password replaces the old one on every instance, and each view
+// tells its listener, as it does when the unit is removed.
+func TestRotatePasswordAndChangeListener(t *testing.T) {
+	ctx := context.Background()
+	ns, _, js := bustest.Server(t)
+	a, err := Open(ctx, js, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startView(t, a)
+	_, js2 := bustest.Connect(t, ns)
+	b, err := Open(ctx, js2, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := make(chan ups.Serial, 8)
+	b.OnCredentialsChange(func(s ups.Serial) { changed <- s })
+	startView(t, b)
+	expect := func(what string) {
+		t.Helper()
+		select {
+		case s := <-changed:
+			if s != "123456789012" {
+				t.Fatalf("%s: change for %s", what, s)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the other view never told its listener", what)
+		}
+	}
+
+	_, old, err := a.Add(ctx, "123456789012", "rack", "hq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return b.Authenticate("123456789012", old) })
+	_, pw, err := a.RotatePassword(ctx, "123456789012")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pw == old || a.Authenticate("123456789012", old) || !a.Authenticate("123456789012", pw) {
+		t.Fatal("rotation did not replace the password here at once")
+	}
+	expect("rotation")
+	if b.Authenticate("123456789012", old) || !b.Authenticate("123456789012", pw) {
+		t.Fatal("the other view still takes the old password")
+	}
+	if _, _, err := a.RotatePassword(ctx, "210987654321"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("rotating an unknown unit: %v, want ErrNotFound", err)
+	}
+	if err := a.Remove(ctx, "123456789012"); err != nil {
+		t.Fatal(err)
+	}
+	expect("removal")
+}

@@ -33,6 +33,12 @@ type Config struct {
 	// BrokerURL is the MQTT broker: tcp://host:port (or mqtt://), or
 	// ssl://, tls://, mqtts:// for TLS.
 	BrokerURL string
+	// TLS configures ssl:// connections (RootCAs: the CA file to trust);
+	// nil: the system roots.
+	TLS *tls.Config
+	// Certificates are the units' client certificates (subject CN = the
+	// serial), presented over TLS; a unit without one uses its password.
+	Certificates map[ups.Serial]*tls.Certificate
 	// Prefix of the topics; default "ups".
 	Prefix string
 	Units  []Unit
@@ -621,6 +627,22 @@ func (s *Simulator) connect(u *unit) error {
 				s.log.Warn("unit connection lost", "serial", u.Serial, "error", err)
 			}
 		})
+	cert := s.cfg.Certificates[u.Serial]
+	if s.cfg.TLS != nil || cert != nil {
+		conf := &tls.Config{MinVersion: tls.VersionTLS12}
+		if s.cfg.TLS != nil {
+			conf = s.cfg.TLS.Clone()
+		}
+		if cert != nil {
+			conf.Certificates = []tls.Certificate{*cert}
+		}
+		if conf.ServerName == "" {
+			if bu, err := url.Parse(s.cfg.BrokerURL); err == nil {
+				conf.ServerName = bu.Hostname()
+			}
+		}
+		opts.SetTLSConfig(conf)
+	}
 	u.client = mqtt.NewClient(opts)
 	tok := u.client.Connect()
 	if !tok.WaitTimeout(s.cfg.ConnectTimeout + time.Second) {

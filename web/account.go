@@ -144,6 +144,10 @@ func (c *Console) savePreferences(w http.ResponseWriter, r *http.Request, v *vie
 		c.notFound(w, r, v)
 		return
 	}
+	if err := r.ParseForm(); err != nil {
+		c.saved(w, r, v, "preferences", consoleError("the form could not be read"))
+		return
+	}
 	prefs := rec.Preferences
 	prefs.Channels = map[string][]string{}
 	for _, sev := range []rules.Severity{rules.Info, rules.Warning, rules.Critical} {

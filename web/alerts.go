@@ -95,9 +95,11 @@ func (c *Console) renderAlerts(w http.ResponseWriter, r *http.Request, v *view, 
 	slices.SortStableFunc(pg.Firing, func(a, b alertItem) int {
 		return cmp.Or(cmp.Compare(b.Severity, a.Severity), a.StartedAt.Compare(b.StartedAt))
 	})
+	// Reminders repeat what the list above says; the history keeps the
+	// changes.
 	recent, err := c.cfg.Alerts.Recent(ctx, v.Now.Add(-recentWindow), 200, func(ev rules.Event) bool {
 		_, ok := visible(ev)
-		return ok
+		return ok && ev.Kind != rules.Reminder
 	})
 	if err != nil {
 		c.internal(w, v, "alerts page: recent alerts", err)

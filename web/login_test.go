@@ -177,6 +177,42 @@ func TestSignIn(t *testing.T) {
 		}
 	})
 
+	t.Run("account settings are saved through the API's rules", func(t *testing.T) {
+		same := map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": s.base}
+		if resp, body := an.req("POST", "/account/contacts", url.Values{"phones": {"+84901234567\n"}, "fcm": {"fcm-token-1\nfcm-token-2"}}, same); resp.StatusCode != http.StatusOK ||
+			!strings.Contains(body, "Đã lưu") {
+			t.Fatalf("contacts: %d", resp.StatusCode)
+		}
+		if resp, body := an.req("POST", "/account/contacts", url.Values{"phones": {"0901234567"}}, same); resp.StatusCode != http.StatusBadRequest ||
+			!strings.Contains(body, `role="alert"`) {
+			t.Fatalf("a phone number not in E.164: %d", resp.StatusCode)
+		}
+		form := url.Values{"ch_critical": {"sms", "fcm"}, "ch_warning": {"fcm"}, "quiet_from": {"22:00"}, "quiet_to": {"06:30"}}
+		if resp, _ := an.req("POST", "/account/preferences", form, same); resp.StatusCode != http.StatusOK {
+			t.Fatalf("preferences: %d", resp.StatusCode)
+		}
+		var acct struct {
+			Contacts struct {
+				Phones    []string `json:"phones"`
+				FCMTokens []string `json:"fcm_tokens"`
+			} `json:"contacts"`
+			Preferences struct {
+				Channels   map[string][]string         `json:"channels"`
+				QuietHours struct{ Start, End string } `json:"quiet_hours"`
+			} `json:"preferences"`
+		}
+		s.must("GET", "/v1/accounts/an", nil, &acct, http.StatusOK)
+		if strings.Join(acct.Contacts.Phones, ",") != "+84901234567" || len(acct.Contacts.FCMTokens) != 2 ||
+			strings.Join(acct.Preferences.Channels["critical"], ",") != "sms,fcm" || strings.Join(acct.Preferences.Channels["warning"], ",") != "fcm" ||
+			len(acct.Preferences.Channels["info"]) != 0 || acct.Preferences.QuietHours.Start != "22:00" || acct.Preferences.QuietHours.End != "06:30" {
+			t.Fatalf("stored account: %+v", acct)
+		}
+		resp, body := an.req("POST", "/account/test", url.Values{}, same)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, "<td>sms</td>") || !strings.Contains(body, "<td>fcm</td>") {
+			t.Fatalf("test notification: %d", resp.StatusCode)
+		}
+	})
+
 	t.Run("signing out ends the session everywhere", func(t *testing.T) {
 		u, _ := url.Parse(s.base)
 		old := an.c.Jar.Cookies(u)

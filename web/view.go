@@ -121,3 +121,6 @@ func formatNum(x float64) string {
 
 // States lists the unit states (for the scripts' texts).
 func (v *view) States() []string { return States }
+
+// LangName is a language's own name ("Tiếng Việt").
+func (v *view) LangName(code string) string { return v.c.texts.text(code, "lang.name") }

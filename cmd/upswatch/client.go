@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -27,14 +29,15 @@ type apiClient struct {
 
 // clientFlags are shared by the commands that call the API.
 type clientFlags struct {
-	cfgPath, server, token *string
+	cfgPath, server, token, cacert *string
 }
 
 func addClientFlags(fs *flag.FlagSet) clientFlags {
 	return clientFlags{
 		cfgPath: fs.String("config", "", "config file (default "+config.DefaultPath+" if present)"),
-		server:  fs.String("server", "", "API base URL (default http:// + http.addr)"),
+		server:  fs.String("server", "", "API base URL (default http:// + http.addr, https:// with http.cert_file)"),
 		token:   fs.String("token", "", "admin token (default admin_token, else DATA_DIR/admin.token)"),
+		cacert:  fs.String("cacert", "", "PEM bundle trusted for an https server besides the system roots"),
 	}
 }
 
@@ -46,6 +49,26 @@ func (f clientFlags) client() (*apiClient, config.Config, error) {
 	base := *f.server
 	if base == "" {
 		base = "http://" + c.HTTP.Addr
+		if c.HTTP.CertFile != "" {
+			base = "https://" + c.HTTP.Addr
+		}
+	}
+	hc := &http.Client{Timeout: 30 * time.Second}
+	if *f.cacert != "" {
+		pem, err := os.ReadFile(*f.cacert)
+		if err != nil {
+			return nil, c, fmt.Errorf("--cacert: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, c, fmt.Errorf("--cacert %s holds no PEM certificate", *f.cacert)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		hc.Transport = tr
 	}
 	tok := *f.token
 	if tok == "" {
@@ -58,7 +81,7 @@ func (f clientFlags) client() (*apiClient, config.Config, error) {
 		}
 		tok = strings.TrimSpace(string(b))
 	}
-	return &apiClient{base: strings.TrimRight(base, "/"), token: tok, http: &http.Client{Timeout: 30 * time.Second}}, c, nil
+	return &apiClient{base: strings.TrimRight(base, "/"), token: tok, http: hc}, c, nil
 }
 
 // do sends a request and decodes a JSON answer into out; API errors come
@@ -127,7 +150,10 @@ type unitInfo struct {
 
 func unitCmd(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: upswatch unit add|list|show|remove")
+		return errors.New("usage: upswatch unit add|list|show|remove|rotate-password|revoke|cert")
+	}
+	if args[0] == "cert" {
+		return unitCert(args[1:], stdout)
 	}
 	fs := flag.NewFlagSet("unit "+args[0], flag.ContinueOnError)
 	cf := addClientFlags(fs)
@@ -212,6 +238,35 @@ func unitCmd(args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "Removed %s.\n", serial)
 		return nil
+	case "rotate-password":
+		serial, err := needSerial()
+		if err != nil {
+			return err
+		}
+		var u unitInfo
+		if err := c.do("POST", "/v1/units/"+serial+"/rotate-password", nil, &u); err != nil {
+			return err
+		}
+		if *asJSON {
+			return print(u)
+		}
+		fmt.Fprintf(stdout, "New MQTT password for %s (shown only now; the old one no longer works and its session was ended):\n", u.Serial)
+		fmt.Fprintf(stdout, "  username: %s\n  password: %s\n", u.MQTT.Username, u.MQTT.Password)
+		return nil
+	case "revoke":
+		serial, err := needSerial()
+		if err != nil {
+			return err
+		}
+		var out struct {
+			RevokedAt string `json:"revoked_at"`
+		}
+		if err := c.do("POST", "/v1/units/"+serial+"/revoke", nil, &out); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Revoked the certificates of %s issued until %s; sessions using one were ended.\n"+
+			"Issue a replacement with `upswatch unit cert %s` (from the next second on).\n", serial, out.RevokedAt, serial)
+		return nil
 	}
-	return fmt.Errorf("unknown unit command %q (add, list, show, remove)", sub)
+	return fmt.Errorf("unknown unit command %q (add, list, show, remove, rotate-password, revoke, cert)", sub)
 }

@@ -22,6 +22,8 @@ const usage = `upswatch: UPS telemetry and alerting
 Usage:
   upswatch serve  [--config FILE]              run the daemon
   upswatch unit   add SERIAL [--name N] [--site S] | list | show SERIAL | remove SERIAL
+  upswatch unit   rotate-password SERIAL | revoke SERIAL   new MQTT password / refuse its certificates so far
+  upswatch unit   cert SERIAL --ca-cert F --ca-key F [--out DIR]   issue a device certificate (offline)
   upswatch sim    [--units N] [--rate R] [--event SPEC]...   simulate UPS units
   upswatch account add [--role R --name N --email E --region VN --language vi ...] | list | show ID | remove ID | export ID
   upswatch token  create ACCOUNT_ID             issue an API token for an account (shown once)
@@ -111,10 +113,18 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	a.Out = stdout
 	// SIGINT/SIGTERM: stop taking messages, finish in-flight ones, flush,
 	// exit 0. A second signal kills the process the default way.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	go func() {
-		<-ctx.Done()
-		stop()
+		select {
+		case sig := <-sigs:
+			log.Info("stopping on signal", "signal", sig.String())
+			cancel()
+		case <-ctx.Done():
+		}
+		signal.Stop(sigs)
 	}()
 	return a.Run(ctx)
 }

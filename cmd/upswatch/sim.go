@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,7 +32,9 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 	n := fs.Int("units", 3, "number of simulated units")
 	first := fs.Uint64("first-serial", 900000000001, "serial of the first unit (12 digits); the others follow")
 	credsFile := fs.String("creds", "", "file of 'serial password' lines to use instead of registering (default DATA_DIR/sim-units.txt, created by registering the units through the API)")
-	broker := fs.String("broker", "", "MQTT broker URL (default tcp:// + mqtt.listen)")
+	broker := fs.String("broker", "", "MQTT broker URL (default tcp:// + mqtt.listen; ssl://host:8883 for TLS)")
+	caFile := fs.String("cafile", "", "PEM CA bundle to trust for an ssl:// broker (default: the system roots)")
+	certDir := fs.String("cert-dir", "", "directory of device certificates SERIAL.crt and SERIAL.key (as `upswatch unit cert` writes them); units with one present it")
 	interval := fs.Duration("interval", 5*time.Second, "time between two readings of one unit")
 	rate := fs.Float64("rate", 0, "total readings per second over all units (overrides --interval)")
 	duration := fs.Duration("duration", 0, "stop after this long (0: until Ctrl-C)")
@@ -71,7 +75,12 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tlsConf, certs, err := simTLS(*caFile, *certDir, units)
+	if err != nil {
+		return err
+	}
 	s, err := sim.New(sim.Config{
+		TLS: tlsConf, Certificates: certs,
 		BrokerURL: *broker, Prefix: cfg.MQTT.TopicPrefix, Units: units, Interval: *interval, Rate: *rate,
 		Duration: *duration, Count: *count, QoS: byte(*qos), Format: *format, Dumps: files, Events: evs,
 		Seed: *seed, Logger: newLogger(cfg, stderr),
@@ -171,4 +180,37 @@ func expandDumps(paths []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// simTLS reads the CA bundle to trust and the units' certificates found
+// in certDir (either may be empty).
+func simTLS(caFile, certDir string, units []sim.Unit) (*tls.Config, map[ups.Serial]*tls.Certificate, error) {
+	var conf *tls.Config
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--cafile: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("--cafile %s holds no PEM certificate", caFile)
+		}
+		conf = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	if certDir == "" {
+		return conf, nil, nil
+	}
+	out := map[ups.Serial]*tls.Certificate{}
+	for _, u := range units {
+		base := filepath.Join(certDir, string(u.Serial))
+		c, err := tls.LoadX509KeyPair(base+".crt", base+".key")
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("certificate of %s: %w", u.Serial, err)
+		}
+		out[u.Serial] = &c
+	}
+	return conf, out, nil
 }

@@ -348,6 +348,12 @@ func (pt *partition) run(ctx context.Context, it jetstream.MessagesContext) erro
 			return nil
 		case ctx.Err() != nil:
 			if err == nil {
+				// A message that arrives while stopping still says the
+				// server pinned the partition to us: note it, so the stop
+				// unpins it rather than leaving it to the pinned TTL.
+				if pin := msg.Headers().Get("Nats-Pin-Id"); pin != "" {
+					pt.pin = pin
+				}
 				_ = msg.Nak()
 			}
 			if errors.Is(err, nats.ErrTimeout) {
