@@ -71,8 +71,9 @@ type LogRecord struct {
 	Response string    `json:"provider_response,omitempty"`
 }
 
-// Pending is a notification waiting in the outbox: the rendered message
-// and what it is about, without any address.
+// Pending is a notification waiting in the outbox, as the outbox message
+// holds it: the rendered message and what it is about, everything needed
+// to send except the addresses (looked up when it is sent).
 type Pending struct {
 	Key       string         `json:"key"`
 	AlertID   string         `json:"alert_id"`
@@ -121,9 +122,9 @@ func (p *Pipeline) RecordsOf(ctx context.Context, accountID string) (Records, er
 		return out, fmt.Errorf("records: %w", err)
 	}
 	for _, b := range data {
-		var ob outboxMsg
-		if json.Unmarshal(b, &ob) == nil {
-			out.Pending = append(out.Pending, Pending(ob))
+		var pd Pending
+		if json.Unmarshal(b, &pd) == nil {
+			out.Pending = append(out.Pending, pd)
 		}
 	}
 	if out.Deliveries, err = p.DeliveriesOf(ctx, accountID); err != nil {

@@ -265,22 +265,6 @@ func (p *Pipeline) silence(ctx context.Context, ns []Notification) ([]Notificati
 	return nil, nil
 }
 
-// outboxMsg is an outbox message: everything needed to send, except the
-// addresses.
-type outboxMsg struct {
-	Key       string         `json:"key"`
-	AlertID   string         `json:"alert_id"`
-	EventID   string         `json:"event_id"`
-	Kind      string         `json:"kind"`
-	Rule      string         `json:"rule"`
-	Serial    string         `json:"serial"`
-	Recipient string         `json:"recipient"`
-	Channel   string         `json:"channel"`
-	Message   notify.Message `json:"message"`
-	EventAt   time.Time      `json:"event_at"`
-	QueuedAt  time.Time      `json:"queued_at"`
-}
-
 // enqueue renders each notification and puts it in the outbox (msg id =
 // log key), then marks it queued in the log.
 func (p *Pipeline) enqueue(ctx context.Context, ns []Notification) ([]Notification, error) {
@@ -303,7 +287,7 @@ func (p *Pipeline) enqueue(ctx context.Context, ns []Notification) ([]Notificati
 		if n.Channel == recipients.SMS {
 			m.Title, m.Body = "", text.SMS
 		}
-		b, err := json.Marshal(outboxMsg{Key: n.Key, AlertID: ev.Fingerprint, EventID: ev.DedupID(), Kind: ev.Kind.String(),
+		b, err := json.Marshal(Pending{Key: n.Key, AlertID: ev.Fingerprint, EventID: ev.DedupID(), Kind: ev.Kind.String(),
 			Rule: ev.Rule, Serial: string(ev.Serial), Recipient: n.Recipient.ID, Channel: n.Channel, Message: m,
 			EventAt: ev.At, QueuedAt: now.UTC()})
 		if err != nil {

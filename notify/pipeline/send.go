@@ -85,7 +85,7 @@ func (p *Pipeline) runChannel(ctx context.Context, c *channel, cons jetstream.Co
 // pending is one outbox message being sent.
 type pending struct {
 	msg     jetstream.Msg
-	ob      outboxMsg
+	ob      Pending
 	attempt int
 	sender  notify.Sender
 	to      []string
@@ -181,7 +181,7 @@ type silenceState struct {
 
 // silencedNow asks Silences about the outbox message's (serial, rule),
 // once per batch.
-func (p *Pipeline) silencedNow(ctx context.Context, memo map[string]silenceState, ob outboxMsg, now time.Time) (silenceState, error) {
+func (p *Pipeline) silencedNow(ctx context.Context, memo map[string]silenceState, ob Pending, now time.Time) (silenceState, error) {
 	if p.cfg.Silences == nil {
 		return silenceState{}, nil
 	}

@@ -59,7 +59,7 @@ func (p *Pipeline) SendTest(ctx context.Context, accountID string) ([]TestResult
 		if name == recipients.SMS {
 			m.Title, m.Body = "", text.SMS
 		}
-		pd := &pending{ob: outboxMsg{AlertID: alertID, EventID: alertID, Kind: "test", Rule: "test", Recipient: accountID, Channel: name}, attempt: 1}
+		pd := &pending{ob: Pending{AlertID: alertID, EventID: alertID, Kind: "test", Rule: "test", Recipient: accountID, Channel: name}, attempt: 1}
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		results := c.pick(accountID).Send(sctx, m, to)
 		cancel()
