@@ -489,26 +489,40 @@ func (pt *partition) handle(ctx context.Context, log *slog.Logger, msg jetstream
 		}
 	}
 	pt.events = events
-	// A batch that was evaluated is committed even if shutdown began
-	// meanwhile: half-committed (events out, state not saved), the next
-	// owner would evaluate it again.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	ctx, cancel := commitContext(ctx)
 	defer cancel()
-	ctx = cctx
-	if err := pt.commit(ctx, events); err != nil {
-		if errors.Is(err, errLostOwnership) {
-			log.Warn("partition lost to another instance", "err", err)
-			pt.release()
-		} else {
-			log.Warn("publishing alert events or saving state failed; batch left for redelivery", "err", err)
-			clear(pt.units) // reload from KV on redelivery
-		}
+	if !pt.commitOrDrop(ctx, log, events, "batch left for redelivery") {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
 	if err := msg.DoubleAck(ctx); err != nil {
 		log.Warn("rules ack failed; the batch is redelivered and its events deduplicated", "err", err)
 	}
+}
+
+// commitContext is the context of a commit: an evaluated batch or tick is
+// committed even if shutdown began meanwhile, since half-committed
+// (events out, state not saved) the next owner would evaluate it again.
+func commitContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+}
+
+// commitOrDrop commits; on failure it gives the partition up (another
+// instance wrote its states) or forgets its states (reloaded from KV next
+// time), logs why with what happens next (then), and returns false.
+func (pt *partition) commitOrDrop(ctx context.Context, log *slog.Logger, events []rules.Event, then string) bool {
+	err := pt.commit(ctx, events)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, errLostOwnership):
+		log.Warn("partition lost to another instance", "err", err)
+		pt.release()
+	default:
+		log.Warn("publishing alert events or saving state failed; "+then, "err", err)
+		clear(pt.units)
+	}
+	return false
 }
 
 // commit publishes events, updates the active bucket and persists the
@@ -665,20 +679,9 @@ func (pt *partition) tick(ctx context.Context, log *slog.Logger) {
 		pt.markDirty(s, u)
 	}
 	pt.events = events
-	// A batch that was evaluated is committed even if shutdown began
-	// meanwhile: half-committed (events out, state not saved), the next
-	// owner would evaluate it again.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	ctx, cancel := commitContext(ctx)
 	defer cancel()
-	ctx = cctx
-	if err := pt.commit(ctx, events); err != nil {
-		if errors.Is(err, errLostOwnership) {
-			log.Warn("partition lost to another instance", "err", err)
-			pt.release()
-			return
-		}
-		log.Warn("tick: publishing alert events or saving state failed; retried next tick", "err", err)
-		clear(pt.units)
+	if !pt.commitOrDrop(ctx, log, events, "tick retried next time") {
 		return
 	}
 	if pt.e.ticked != nil {
