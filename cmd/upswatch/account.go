@@ -68,20 +68,19 @@ func accountCmd(args []string, stdout io.Writer) error {
 		}
 		return printJSON(stdout, out)
 	case "list":
-		var out struct {
-			Accounts []struct {
-				ID       string `json:"id"`
-				Role     string `json:"role"`
-				Language string `json:"language"`
-				Region   string `json:"region"`
-			} `json:"accounts"`
+		type account struct {
+			ID       string `json:"id"`
+			Role     string `json:"role"`
+			Language string `json:"language"`
+			Region   string `json:"region"`
 		}
-		if err := c.do("GET", "/v1/accounts", nil, &out); err != nil {
+		accounts, err := listAll[account](c, "/v1/accounts", url.Values{}, "accounts")
+		if err != nil {
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tROLE\tLANGUAGE\tREGION")
-		for _, a := range out.Accounts {
+		for _, a := range accounts {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.ID, a.Role, a.Language, a.Region)
 		}
 		return tw.Flush()

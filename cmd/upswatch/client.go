@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -82,6 +83,44 @@ func (f clientFlags) client() (*apiClient, config.Config, error) {
 		tok = strings.TrimSpace(string(b))
 	}
 	return &apiClient{base: strings.TrimRight(base, "/"), token: tok, http: hc}, c, nil
+}
+
+// listAll gets every page of a list endpoint: each answer holds its items
+// under key and, when there are more, next_cursor, passed back as
+// ?cursor= for the next page.
+func listAll[T any](c *apiClient, path string, q url.Values, key string) ([]T, error) {
+	var all []T
+	for cursor := ""; ; {
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		p := path
+		if len(q) > 0 {
+			p += "?" + q.Encode()
+		}
+		var page map[string]json.RawMessage
+		if err := c.do("GET", p, nil, &page); err != nil {
+			return nil, err
+		}
+		var items []T
+		if err := json.Unmarshal(page[key], &items); err != nil {
+			return nil, fmt.Errorf("GET %s: %s: %w", path, key, err)
+		}
+		all = append(all, items...)
+		var next string
+		if raw, ok := page["next_cursor"]; ok {
+			if err := json.Unmarshal(raw, &next); err != nil {
+				return nil, fmt.Errorf("GET %s: next_cursor: %w", path, err)
+			}
+		}
+		if next == "" {
+			return all, nil
+		}
+		if next == cursor {
+			return nil, fmt.Errorf("GET %s: the server repeated cursor %q", path, next)
+		}
+		cursor = next
+	}
 }
 
 // do sends a request and decodes a JSON answer into out; API errors come
@@ -195,22 +234,20 @@ func unitCmd(args []string, stdout io.Writer) error {
 			u.MQTT.Broker, u.MQTT.Username, u.MQTT.Password, u.MQTT.TelemetryTopic)
 		return nil
 	case "list":
-		var out struct {
-			Units []unitInfo `json:"units"`
-		}
-		path := "/v1/units"
+		q := url.Values{}
 		if *site != "" {
-			path += "?site=" + *site
+			q.Set("site", *site)
 		}
-		if err := c.do("GET", path, nil, &out); err != nil {
+		units, err := listAll[unitInfo](c, "/v1/units", q, "units")
+		if err != nil {
 			return err
 		}
 		if *asJSON {
-			return print(out.Units)
+			return print(units)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SERIAL\tNAME\tSITE\tREGISTERED")
-		for _, u := range out.Units {
+		for _, u := range units {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Serial, u.Name, u.Site, u.CreatedAt.Format(time.DateTime))
 		}
 		return tw.Flush()
