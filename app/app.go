@@ -502,6 +502,10 @@ func (a *App) openHistory(ctx context.Context, reg prometheus.Registerer) (store
 			return nil, fmt.Errorf("influx: %w", err)
 		}
 		a.log.Info("history store: influxdb", "url", a.cfg.Influx.URL, "bucket", a.cfg.Influx.Bucket)
+		if a.cfg.Store.Retention > 0 {
+			a.log.Warn("store.retention is not applied to InfluxDB: the bucket's own retention period is; set it on the bucket",
+				"store_retention", a.cfg.Store.Retention.String(), "bucket", a.cfg.Influx.Bucket)
+		}
 		return h, nil
 	}
 	path := filepath.Join(a.cfg.DataDir, "history.db")

@@ -181,7 +181,9 @@ type Ingest struct {
 
 // Store configures the embedded history store.
 type Store struct {
-	// Retention of readings; 0 keeps them forever.
+	// Retention of readings in the embedded store; 0 keeps them forever.
+	// With InfluxDB the bucket's own retention period applies instead
+	// (serve says so at start).
 	Retention time.Duration `yaml:"retention"`
 }
 
@@ -193,7 +195,10 @@ type Rules struct {
 	File string `yaml:"file"`
 }
 
-// Influx selects InfluxDB as the history store when URL is set.
+// Influx selects InfluxDB as the history store when URL is set. Bucket
+// is a 2.x bucket name (default "upswatch"); on 1.8 through its v2 API it
+// is "database/retention-policy", or the database alone for its default
+// policy, so the default also names database upswatch there.
 type Influx struct {
 	URL       string        `yaml:"url"`
 	Token     string        `yaml:"token"`
@@ -301,7 +306,7 @@ func Default() Config {
 			MaxFuture:       time.Hour,
 		},
 		Store:  Store{Retention: 400 * 24 * time.Hour},
-		Influx: Influx{Bucket: "upswatch/autogen", BatchSize: 5000, Timeout: 10 * time.Second},
+		Influx: Influx{Bucket: "upswatch", BatchSize: 5000, Timeout: 10 * time.Second},
 		Notify: Notify{
 			FCM:         NotifyFCM{ParallelBatches: 4},
 			SMS:         NotifySMS{SegmentsPerSecond: 1, Burst: 1},
