@@ -9,13 +9,14 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/upswatch/upswatch/config"
 	"github.com/upswatch/upswatch/keyring"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/products"
 )
 
 // KeysEnv is the environment variable that may hold the whole keyring.
-const KeysEnv = "UPSWATCH_KEYS"
+const KeysEnv = config.KeysEnv
 
 // ErrNoSharedKeyring: with an external NATS, every instance must be given
 // the same keyring; none is ever generated.

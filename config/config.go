@@ -352,6 +352,17 @@ func decodeYAML(data []byte, c *Config) error {
 	return nil
 }
 
+// KeysEnv, when set, holds the whole keyring (see keyring.FromEnv) in
+// place of keys.file. It is a secret with no key in the file, the one
+// variable outside the one-key-one-variable scheme.
+const KeysEnv = EnvPrefix + "KEYS"
+
+// EnvOnly lists the environment variables that have no configuration key,
+// each with what it holds (for `upswatch config keys`).
+func EnvOnly() [][2]string {
+	return [][2]string{{KeysEnv, "the whole keyring, in place of keys.file; environment only"}}
+}
+
 // Keys lists every configuration key with its environment variable, in
 // declaration order (for `upswatch config keys` and the docs).
 func Keys() [][2]string {

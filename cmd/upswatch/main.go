@@ -136,5 +136,8 @@ func configCmd(args []string, stdout io.Writer) error {
 	for _, kv := range config.Keys() {
 		fmt.Fprintf(stdout, "%-28s %s\n", kv[0], kv[1])
 	}
+	for _, kv := range config.EnvOnly() {
+		fmt.Fprintf(stdout, "%-28s %s  (%s)\n", "-", kv[0], kv[1])
+	}
 	return nil
 }

@@ -65,6 +65,7 @@ func TestCommands(t *testing.T) {
 		{[]string{"unit", "remove", "123456789012"}, 0, "Removed 123456789012"},
 		{[]string{"unit", "show", "123456789012"}, 1, "(not_found)"},
 		{[]string{"config", "keys"}, 0, "UPSWATCH_MQTT_URL"},
+		{[]string{"config", "keys"}, 0, "UPSWATCH_KEYS  (the whole keyring"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
 	}
 	for _, tt := range tests {
