@@ -1,74 +1,60 @@
 package app
 
 import (
-	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
-	"regexp"
-	"strconv"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/upswatch/upswatch/config"
+	"github.com/upswatch/upswatch/internal/servetest"
 )
 
-// instance is a whole upswatch running in-process.
+// instance is a whole upswatch running in-process (servetest), with the
+// names this package's tests use.
 type instance struct {
-	t      *testing.T
-	app    *App
-	cancel context.CancelFunc
-	done   chan error
-	// scheme and client reach the API (https with http.cert_file).
-	scheme string
+	*servetest.Server
+	t   *testing.T
+	app *App
+	// client reaches the API (https with http.cert_file).
 	client *http.Client
 }
 
-func testConfig(t *testing.T, dataDir string) config.Config {
-	c := config.Default()
-	c.DataDir = dataDir
-	c.HTTP.Addr = "127.0.0.1:0"
-	c.MQTT.Listen = "127.0.0.1:0"
-	c.MQTT.ClientID = "upswatch-test"
-	c.NATS.Partitions = 4
-	return c
-}
+func testConfig(t *testing.T, dataDir string) config.Config { return servetest.Config(dataDir) }
 
-func start(t *testing.T, c config.Config) *instance {
+// newApp builds the app of c, its output discarded.
+func newApp(t *testing.T, c config.Config) *App {
 	t.Helper()
-	var logw io.Writer = io.Discard
-	if testing.Verbose() {
-		logw = os.Stderr
-	}
-	a, err := New(c, slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	a, err := New(c, servetest.Logger(slog.LevelInfo))
 	if err != nil {
 		t.Fatal(err)
 	}
 	a.Out = io.Discard
-	ctx, cancel := context.WithCancel(context.Background())
-	inst := &instance{t: t, app: a, cancel: cancel, done: make(chan error, 1), scheme: "http", client: http.DefaultClient}
+	return a
+}
+
+// run starts a and wraps it.
+func run(t *testing.T, c config.Config, a *App, o servetest.Options) *instance {
+	t.Helper()
+	inst := &instance{t: t, app: a, client: http.DefaultClient}
 	if c.HTTP.CertFile != "" {
-		inst.scheme, inst.client = "https", trusting(t, c.HTTP.CertFile)
+		o.Scheme, inst.client = "https", trusting(t, c.HTTP.CertFile)
+		o.HTTP = inst.client
 	}
-	go func() { inst.done <- a.Run(ctx) }()
-	select {
-	case <-a.Started():
-	case err := <-inst.done:
-		t.Fatalf("serve exited before starting: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not start within 30s")
-	}
-	t.Cleanup(inst.stop)
-	inst.waitReady()
+	inst.Server = servetest.Start(t, a, o)
 	return inst
+}
+
+func start(t *testing.T, c config.Config) *instance {
+	t.Helper()
+	return run(t, c, newApp(t, c), servetest.Options{})
 }
 
 // trusting is an HTTPS client that trusts the certificate in certFile.
@@ -85,42 +71,18 @@ func trusting(t *testing.T, certFile string) *http.Client {
 	return &http.Client{Transport: tr}
 }
 
-func (in *instance) stop() {
-	if in.cancel == nil {
-		return
-	}
-	in.cancel()
-	in.cancel = nil
-	select {
-	case err := <-in.done:
-		if err != nil {
-			in.t.Errorf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		in.t.Error("serve did not stop within 30s")
-	}
-}
+func (in *instance) stop() { in.Stop(in.t) }
 
 func (in *instance) waitReady() {
 	in.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		code, _ := in.do("GET", "/readyz", nil, nil)
-		if code == http.StatusOK {
-			return
-		}
-		if time.Now().After(deadline) {
-			in.t.Fatalf("not ready within 20s (last status %d)", code)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually(in.t, "ready", 20*time.Second, in.Ready)
 }
 
 // doAs calls the API with a token ("" = the admin token).
 func (in *instance) doAs(token, method, path string, body any) (int, string) {
 	in.t.Helper()
 	if token == "" {
-		token = in.app.AdminToken()
+		token = in.Token
 	}
 	return in.call(token, method, path, body, nil)
 }
@@ -128,99 +90,39 @@ func (in *instance) doAs(token, method, path string, body any) (int, string) {
 // do calls the API with the admin token, decoding JSON into out.
 func (in *instance) do(method, path string, body, out any) (int, string) {
 	in.t.Helper()
-	return in.call(in.app.AdminToken(), method, path, body, out)
+	return in.call(in.Token, method, path, body, out)
 }
 
+// call is CallAs failing the test on a transport error.
 func (in *instance) call(token, method, path string, body, out any) (int, string) {
 	in.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
+	code, resp := in.CallAs(token, method, path, body, out)
+	if code == 0 {
+		in.t.Fatalf("%s %s: %s", method, path, resp)
 	}
-	scheme, client := in.scheme, in.client
-	if client == nil {
-		scheme, client = "http", http.DefaultClient
-	}
-	req, _ := http.NewRequest(method, scheme+"://"+in.app.HTTPAddr()+path, rd)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := client.Do(req)
-	if err != nil {
-		in.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode < 300 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			in.t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
-		}
-	}
-	return resp.StatusCode, string(raw)
+	return code, resp
 }
 
-type registered struct {
-	Serial string `json:"serial"`
-	MQTT   struct {
-		Username string `json:"username"`
-		Password string `json:"password"`
-	} `json:"mqtt"`
-}
+type registered = servetest.Registered
 
-func (in *instance) register(serial string) registered {
-	in.t.Helper()
-	var r registered
-	code, body := in.do("POST", "/v1/units", map[string]string{"serial": serial, "name": "unit " + serial, "site": "hq"}, &r)
-	if code != http.StatusCreated {
-		in.t.Fatalf("register %s: %d %s", serial, code, body)
-	}
-	return r
-}
+func (in *instance) register(serial string) registered { in.t.Helper(); return in.Register(serial, "hq") }
 
 // device connects a paho client with a unit's credentials.
-func (in *instance) device(r registered) paho.Client {
-	in.t.Helper()
-	o := paho.NewClientOptions().AddBroker(in.app.MQTTURL()).SetClientID("dev-" + r.Serial + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)).
-		SetUsername(r.MQTT.Username).SetPassword(r.MQTT.Password).SetProtocolVersion(4).SetAutoReconnect(false)
-	c := paho.NewClient(o)
-	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		in.t.Fatalf("device %s connect: %v", r.Serial, tok.Error())
-	}
-	in.t.Cleanup(func() { c.Disconnect(0) })
-	return c
-}
+func (in *instance) device(r registered) paho.Client { in.t.Helper(); return in.Device(r) }
 
 func publish(t *testing.T, c paho.Client, topic string, body any) {
 	t.Helper()
-	tok := c.Publish(topic, 1, false, body)
-	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("publish %s: %v", topic, tok.Error())
-	}
+	servetest.Publish(t, c, topic, body)
 }
 
 // metric reads one sample of /metrics (labels as they print, e.g.
 // `{reason="nan_inf"}`), 0 when absent.
-func (in *instance) metric(name string) float64 {
-	in.t.Helper()
-	_, body := in.do("GET", "/metrics", nil, nil)
-	re := regexp.MustCompile("(?m)^" + regexp.QuoteMeta(name) + ` ([0-9.e+-]+)$`)
-	m := re.FindStringSubmatch(body)
-	if m == nil {
-		return 0
-	}
-	v, _ := strconv.ParseFloat(m[1], 64)
-	return v
-}
+func (in *instance) metric(name string) float64 { in.t.Helper(); return in.Metric(name) }
 
 // eventually polls cond (fed by asynchronous pipelines) until a deadline.
 func eventually(t *testing.T, what string, within time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within %s", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	servetest.Eventually(t, what, within, cond)
 }
 
 func (in *instance) latest(serial string) map[string]any {

@@ -3,9 +3,6 @@ package app
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/config"
+	"github.com/upswatch/upswatch/internal/servetest"
 	"github.com/upswatch/upswatch/store/recorder"
 )
 
@@ -22,27 +20,9 @@ import (
 // API is up, ready or not.
 func startSupervised(t *testing.T, c config.Config, policy retryPolicy) *instance {
 	t.Helper()
-	var logw io.Writer = io.Discard
-	if testing.Verbose() {
-		logw = os.Stderr
-	}
-	a, err := New(c, slog.New(slog.NewTextHandler(logw, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.Out = io.Discard
+	a := newApp(t, c)
 	a.retry = policy
-	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{t: t, app: a, cancel: cancel, done: make(chan error, 1)}
-	go func() { in.done <- a.Run(ctx) }()
-	select {
-	case <-a.Started():
-	case err := <-in.done:
-		t.Fatalf("serve exited before starting: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not start within 30s")
-	}
-	return in
+	return run(t, c, a, servetest.Options{Started: true})
 }
 
 // readiness returns /readyz's status code and its component states.
@@ -129,18 +109,15 @@ func TestFailedComponentIsRetried(t *testing.T) {
 			}
 			in := startSupervised(t, c, policy)
 			if tc.wantRunError != "" {
-				select {
-				case err := <-in.done:
-					in.cancel = nil
-					if err == nil || !strings.Contains(err.Error(), tc.wantRunError) {
-						t.Fatalf("Run = %v, want an error containing %q", err, tc.wantRunError)
-					}
-				case <-time.After(30 * time.Second):
+				err, ok := in.Exited(30 * time.Second)
+				if !ok {
 					t.Fatal("Run did not return while a component kept failing")
+				}
+				if err == nil || !strings.Contains(err.Error(), tc.wantRunError) {
+					t.Fatalf("Run = %v, want an error containing %q", err, tc.wantRunError)
 				}
 				return
 			}
-			t.Cleanup(in.stop)
 			restarts := `upswatch_component_restarts_total{component="` + tc.restarted + `"}`
 			eventually(t, "the failed component run again twice", 10*time.Second, func() bool { return in.metric(restarts) >= 2 })
 			code, states := in.readiness()

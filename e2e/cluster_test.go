@@ -140,7 +140,7 @@ func newClusterStack(t *testing.T, units, outageUnits int) *clusterStack {
 			"UPSWATCH_INFLUX_URL="+influx.URL, "UPSWATCH_INFLUX_BUCKET="+influx.Bucket, "UPSWATCH_INFLUX_ORG="+influx.Org,
 			"UPSWATCH_NOTIFY_FCM_PROJECT_ID=upswatch-test", "UPSWATCH_NOTIFY_FCM_ENDPOINT="+fcm.URL(),
 		)
-		d.client.token = token
+		d.client.Token = token
 		return d
 	}
 	a, b := instance("a"), instance("b")

@@ -1,16 +1,10 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,70 +15,27 @@ import (
 
 	"github.com/upswatch/upswatch/app"
 	"github.com/upswatch/upswatch/config"
+	"github.com/upswatch/upswatch/internal/servetest"
 )
 
-// client talks to one upswatch's HTTP API, in-process or a subprocess.
-type client struct {
-	t     testing.TB
-	base  string // http://host:port
-	token string // admin token
+// client talks to one upswatch's HTTP API, in-process or a subprocess
+// (servetest.Client: a transport error is status 0).
+type client struct{ *servetest.Client }
+
+func newClient(t testing.TB, base string) *client {
+	return &client{&servetest.Client{TB: t, Base: base}}
 }
 
-var httpc = &http.Client{Timeout: 30 * time.Second}
-
-// call sends a request with the admin token and decodes a 2xx JSON
-// answer into out. A transport error is returned as status 0.
 func (c *client) call(method, path string, body, out any) (int, string) {
-	c.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			c.t.Fatalf("%s %s: %v", method, path, err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, c.base+path, rd)
-	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := httpc.Do(req)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode < 300 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			c.t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
-		}
-	}
-	return resp.StatusCode, string(raw)
+	c.TB.Helper()
+	return c.Call(method, path, body, out)
 }
 
-func (c *client) ready() bool {
-	code, _ := c.call("GET", "/readyz", nil, nil)
-	return code == http.StatusOK
-}
+func (c *client) ready() bool { return c.Ready() }
 
-type registered struct {
-	Serial string `json:"serial"`
-	MQTT   struct {
-		Username string `json:"username"`
-		Password string `json:"password"`
-	} `json:"mqtt"`
-}
+type registered = servetest.Registered
 
-func (c *client) register(serial string) registered {
-	c.t.Helper()
-	var r registered
-	code, body := c.call("POST", "/v1/units", map[string]string{"serial": serial, "name": "unit " + serial, "site": "e2e"}, &r)
-	if code != http.StatusCreated {
-		c.t.Fatalf("register %s: %d %s", serial, code, body)
-	}
-	return r
-}
+func (c *client) register(serial string) registered { c.TB.Helper(); return c.Register(serial, "e2e") }
 
 // known reports whether this instance's registry view has the unit.
 func (c *client) known(serial string) bool {
@@ -93,24 +44,14 @@ func (c *client) known(serial string) bool {
 }
 
 // metric reads one unlabelled sample of /metrics; 0 when absent.
-func (c *client) metric(name string) float64 {
-	c.t.Helper()
-	_, body := c.call("GET", "/metrics", nil, nil)
-	re := regexp.MustCompile("(?m)^" + regexp.QuoteMeta(name) + ` ([0-9.e+-]+)$`)
-	m := re.FindStringSubmatch(body)
-	if m == nil {
-		return 0
-	}
-	v, _ := strconv.ParseFloat(m[1], 64)
-	return v
-}
+func (c *client) metric(name string) float64 { c.TB.Helper(); return c.Metric(name) }
 
 // stored returns, for one unit, how many readings the history holds in
 // each one-second bucket from base on, keyed by the reading's index
 // (reading i has ts base+i s and battery.runtime runtime(i)). A bucket
 // whose mean is not the value its index implies is reported as an error.
 func (c *client) stored(serial string, base time.Time, n int) (map[int]int, error) {
-	c.t.Helper()
+	c.TB.Helper()
 	var h struct {
 		Fields []struct {
 			Field  string `json:"field"`
@@ -142,32 +83,21 @@ func (c *client) stored(serial string, base time.Time, n int) (map[int]int, erro
 // server is a whole upswatch running in-process.
 type server struct {
 	*client
-	app    *app.App
-	cancel context.CancelFunc
-	done   chan error
+	srv *servetest.Server
+	app *app.App
 }
 
 // baseConfig is serve on embedded defaults with free loopback ports, its
 // data in a fresh temp dir, and no per-device rate limit (the load
 // generators publish faster than a real UPS).
 func baseConfig(t testing.TB) config.Config {
-	c := config.Default()
-	c.DataDir = t.TempDir()
-	c.HTTP.Addr = "127.0.0.1:0"
-	c.MQTT.Listen = "127.0.0.1:0"
+	c := servetest.Config(t.TempDir())
 	c.MQTT.ClientID = "upswatch-e2e"
 	c.MQTT.DeviceRate = 0
-	c.NATS.Partitions = 4
 	return c
 }
 
-func logger(name string) *slog.Logger {
-	var w io.Writer = io.Discard
-	if testing.Verbose() {
-		w = os.Stderr
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("instance", name)
-}
+func logger(name string) *slog.Logger { return servetest.Logger(slog.LevelInfo).With("instance", name) }
 
 // startServer runs serve in-process and waits until /readyz says so.
 func startServer(t *testing.T, name string, c config.Config) *server {
@@ -177,50 +107,16 @@ func startServer(t *testing.T, name string, c config.Config) *server {
 		t.Fatal(err)
 	}
 	a.Out = io.Discard
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{app: a, cancel: cancel, done: make(chan error, 1)}
-	go func() { s.done <- a.Run(ctx) }()
-	select {
-	case <-a.Started():
-	case err := <-s.done:
-		cancel()
-		t.Fatalf("%s exited before starting: %v", name, err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatalf("%s did not start within 30s", name)
-	}
-	t.Cleanup(func() { s.stop(t) })
-	s.client = &client{t: t, base: "http://" + a.HTTPAddr(), token: a.AdminToken()}
-	eventually(t, name+" ready", 30*time.Second, s.ready)
-	return s
+	srv := servetest.Start(t, a, servetest.Options{Name: name})
+	return &server{client: &client{srv.Client}, srv: srv, app: a}
 }
 
-func (s *server) stop(t *testing.T) {
-	if s.cancel == nil {
-		return
-	}
-	s.cancel()
-	s.cancel = nil
-	select {
-	case err := <-s.done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Error("serve did not stop within 30s")
-	}
-}
+func (s *server) stop(t *testing.T) { s.srv.Stop(t) }
 
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within %s", what, within)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	servetest.Eventually(t, what, within, cond)
 }
 
 // serials returns n distinct 12-digit serials for a test.

@@ -103,7 +103,7 @@ func newDaemon(t *testing.T, extraEnv ...string) *daemon {
 		"UPSWATCH_INGEST_FLUSH_INTERVAL=50ms",
 	)
 	d.env = append(d.env, extraEnv...)
-	d.client = &client{t: t, base: "http://" + d.http}
+	d.client = newClient(t, "http://"+d.http)
 	t.Cleanup(d.kill)
 	return d
 }
@@ -127,12 +127,12 @@ func (d *daemon) start() {
 	go func(done chan struct{}) { _ = cmd.Wait(); logf.Close(); close(done) }(d.exited)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if d.client.token == "" {
+		if d.client.Token == "" {
 			if b, err := os.ReadFile(filepath.Join(d.dir, "data", "admin.token")); err == nil {
-				d.client.token = strings.TrimSpace(string(b))
+				d.client.Token = strings.TrimSpace(string(b))
 			}
 		}
-		if d.client.token != "" && d.ready() {
+		if d.client.Token != "" && d.ready() {
 			return
 		}
 		select {

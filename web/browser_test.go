@@ -28,11 +28,12 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/upswatch/upswatch/app"
-	"github.com/upswatch/upswatch/config"
+	"github.com/upswatch/upswatch/internal/servetest"
 )
 
-// server is one upswatch serve in-process.
+// server is one upswatch serve in-process (servetest).
 type server struct {
+	*servetest.Server
 	t    testing.TB
 	app  *app.App
 	base string
@@ -40,80 +41,33 @@ type server struct {
 
 func startServer(t testing.TB) *server {
 	t.Helper()
-	c := config.Default()
-	c.DataDir = t.TempDir()
-	c.HTTP.Addr = "127.0.0.1:0"
-	c.MQTT.Listen = "127.0.0.1:0"
+	c := servetest.Config(t.TempDir())
 	c.MQTT.ClientID = "upswatch-console-test"
 	c.NATS.Partitions = 2
 	c.MQTT.DeviceRate = 0 // the 7-day replay comes in a burst
-	var logw io.Writer = io.Discard
-	if testing.Verbose() {
-		logw = os.Stderr
-	}
-	a, err := app.New(c, slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	a, err := app.New(c, servetest.Logger(slog.LevelWarn))
 	if err != nil {
 		t.Fatal(err)
 	}
 	a.Out = io.Discard
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	select {
-	case <-a.Started():
-	case err := <-done:
-		t.Fatalf("serve exited before starting: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("serve did not start within 60s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	s := &server{t: t, app: a, base: "http://" + a.HTTPAddr()}
-	eventually(t, 30*time.Second, "serve ready", func() bool {
-		code, _ := s.call("GET", "/readyz", nil, nil)
-		return code == http.StatusOK
-	})
-	return s
+	srv := servetest.Start(t, a, servetest.Options{Within: 60 * time.Second})
+	return &server{Server: srv, t: t, app: a, base: srv.Base}
 }
 
 // eventually polls cond until it holds or the timeout passes.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	servetest.Eventually(t, what, timeout, cond)
 }
 
 // call makes an admin API request, decoding a JSON answer into out.
 func (s *server) call(method, path string, body, out any) (int, []byte) {
 	s.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
+	code, raw := s.Call(method, path, body, out)
+	if code == 0 {
+		s.t.Fatalf("%s %s: %s", method, path, raw)
 	}
-	req, _ := http.NewRequest(method, s.base+path, rd)
-	req.Header.Set("Authorization", "Bearer "+s.app.AdminToken())
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode < 300 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			s.t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
-		}
-	}
-	return resp.StatusCode, raw
+	return code, []byte(raw)
 }
 
 func (s *server) must(method, path string, body, out any, want int) {
