@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/keyring/keyringtest"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/products"
 	"github.com/upswatch/upswatch/registry"
@@ -32,7 +33,7 @@ func newAuthFixture(t *testing.T) authFixture {
 	t.Helper()
 	ctx := context.Background()
 	_, _, js := bustest.Server(t)
-	accounts, err := recipients.Open(ctx, js, recipients.Options{})
+	accounts, err := recipients.Open(ctx, js, recipients.Options{Sealer: keyringtest.Records(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

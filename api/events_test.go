@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/keyring/keyringtest"
 	"github.com/upswatch/upswatch/live"
 	"github.com/upswatch/upswatch/notify/recipients"
 )
@@ -98,7 +99,7 @@ func TestEventStream(t *testing.T) {
 func TestEventStreamEndsForDeletedAccount(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	_, nc, js := bustest.Server(t)
-	accounts, err := recipients.Open(ctx, js, recipients.Options{})
+	accounts, err := recipients.Open(ctx, js, recipients.Options{Sealer: keyringtest.Records(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

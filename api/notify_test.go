@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/keyring/keyringtest"
 	"github.com/upswatch/upswatch/notify/pipeline"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/registry"
@@ -52,7 +53,7 @@ func (n notifier) RecordsOf(_ context.Context, id string) (pipeline.Records, err
 
 func TestNotifyAPI(t *testing.T) {
 	_, _, js := bustest.Server(t)
-	accounts, err := recipients.Open(context.Background(), js, recipients.Options{})
+	accounts, err := recipients.Open(context.Background(), js, recipients.Options{Sealer: keyringtest.Records(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

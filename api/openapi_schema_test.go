@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/upswatch/upswatch/actions"
+	"github.com/upswatch/upswatch/keyring/keyringtest"
 	"github.com/upswatch/upswatch/live"
 
 	"github.com/upswatch/upswatch/bus/bustest"
@@ -209,7 +210,7 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	_, nc, js := bustest.Server(t)
-	accounts, err := recipients.Open(ctx, js, recipients.Options{})
+	accounts, err := recipients.Open(ctx, js, recipients.Options{Sealer: keyringtest.Records(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/upswatch/upswatch/access"
 	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/keyring/keyringtest"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/registry"
 	"github.com/upswatch/upswatch/rules/engine"
@@ -36,7 +37,7 @@ func BenchmarkFleetPage(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = hist.Close() })
-	accounts, err := recipients.Open(ctx, js, recipients.Options{})
+	accounts, err := recipients.Open(ctx, js, recipients.Options{Sealer: keyringtest.Records(b)})
 	if err != nil {
 		b.Fatal(err)
 	}

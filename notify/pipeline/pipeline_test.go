@@ -26,6 +26,7 @@ import (
 	"github.com/upswatch/upswatch/bus/bustest"
 	"github.com/upswatch/upswatch/config"
 	"github.com/upswatch/upswatch/internal/wait"
+	"github.com/upswatch/upswatch/keyring/keyringtest"
 	"github.com/upswatch/upswatch/notify"
 	"github.com/upswatch/upswatch/notify/apns/apnsfake"
 	"github.com/upswatch/upswatch/notify/fcm/fcmfake"
@@ -74,7 +75,7 @@ func newEnv(t testing.TB, channels ...string) *env {
 	e := &env{ns: ns, js: js, units: units{serial: {Serial: serial, Name: "Office", Site: "hq"}}, cfg: config.Default().Notify}
 	ctx, cancel := context.WithCancel(context.Background())
 	var err error
-	if e.store, err = recipients.Open(ctx, js, recipients.Options{}); err != nil {
+	if e.store, err = recipients.Open(ctx, js, recipients.Options{Sealer: keyringtest.Records(t)}); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/keyring/keyringtest"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/ups"
 )
@@ -24,14 +25,15 @@ const (
 func open(t *testing.T) (*Store, func() *Store) {
 	t.Helper()
 	ns, _, js := bustest.Server(t)
-	s := run(t, js)
-	return s, func() *Store { _, js2 := bustest.Connect(t, ns); return run(t, js2) }
+	sealer := keyringtest.Records(t) // the instances share one keyring
+	s := run(t, js, sealer)
+	return s, func() *Store { _, js2 := bustest.Connect(t, ns); return run(t, js2, sealer) }
 }
 
-func run(t *testing.T, js jetstream.JetStream) *Store {
+func run(t *testing.T, js jetstream.JetStream, sealer Sealer) *Store {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := Open(ctx, js, Options{})
+	s, err := Open(ctx, js, Options{Sealer: sealer})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,18 +37,15 @@ type Sealer interface {
 	Open(key string, sealed []byte) ([]byte, error)
 }
 
-// plain stores personal records as they are (until the accounts step
-// brings encryption).
-type plain struct{}
-
-func (plain) Seal(_ string, b []byte) ([]byte, error) { return b, nil }
-func (plain) Open(_ string, b []byte) ([]byte, error) { return b, nil }
+// ErrNoSealer is returned by Open without a Sealer: personal data is
+// never stored in plain text.
+var ErrNoSealer = errors.New("recipients: a Sealer is required (personal records are stored sealed)")
 
 // Options for Open.
 type Options struct {
 	Replicas int
 	Logger   *slog.Logger
-	// Sealer of the personal records; nil stores them unsealed.
+	// Sealer of the personal records (keyring.Records); required.
 	Sealer Sealer
 	// Index makes the blind index an email is found by (keyring.BlindIndex);
 	// nil: an unkeyed SHA-256, which hides nothing from a guesser.
@@ -80,15 +77,16 @@ type Store struct {
 }
 
 // Open creates the bucket if needed. It starts nothing: Run keeps the view.
+// It refuses to open without a Sealer (ErrNoSealer).
 func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error) {
+	if o.Sealer == nil {
+		return nil, ErrNoSealer
+	}
 	if o.Replicas == 0 {
 		o.Replicas = 1
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Sealer == nil {
-		o.Sealer = plain{}
 	}
 	if o.Now == nil {
 		o.Now = time.Now
