@@ -39,7 +39,7 @@ const (
 
 // ShutdownGrace bounds how long Run waits, after its context ends, for
 // held batches to reach the bus.
-var ShutdownGrace = 10 * time.Second
+const ShutdownGrace = 10 * time.Second
 
 // Units tells whether a serial is registered (the registry's view).
 type Units interface {
@@ -296,7 +296,7 @@ func (in *Ingest) handle(_ paho.Client, msg paho.Message) {
 var ErrStopping = errors.New("ingest is stopping")
 
 // OfferTimeout bounds how long Offer waits for the bus.
-var OfferTimeout = 10 * time.Second
+const OfferTimeout = 10 * time.Second
 
 // Offer ingests one message received by an in-process broker and returns
 // only once it is settled: nil when its readings are stored on the bus, or

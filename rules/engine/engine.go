@@ -294,7 +294,7 @@ type unit struct {
 // (last reading times, learned interval, load mean) may be. It stays below the shortest
 // comm_lost threshold (3 x the 20 s minimum interval), so a restart never
 // mistakes a checkpoint's age for silence.
-var CheckpointEvery = 30 * time.Second
+const CheckpointEvery = 30 * time.Second
 
 // partition is one partition's consumer loop and its units. Only its
 // goroutine touches it.
