@@ -90,7 +90,8 @@ type Option func(*Sender)
 // WithRegisterer registers the provider metrics on reg.
 func WithRegisterer(reg prometheus.Registerer) Option { return func(s *Sender) { s.reg = reg } }
 
-// WithLogger sets the logger (default slog.Default()).
+// WithLogger sets the logger (default: one that discards, as every
+// component of ours does until given one).
 func WithLogger(l *slog.Logger) Option { return func(s *Sender) { s.log = l } }
 
 // Sender sends through APNs. It is safe for concurrent use.
@@ -112,7 +113,7 @@ func New(cfg Config, opts ...Option) (*Sender, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Sender{topic: cfg.Topic, concurrency: cfg.Concurrency, log: slog.Default(), now: time.Now}
+	s := &Sender{topic: cfg.Topic, concurrency: cfg.Concurrency, log: slog.New(slog.DiscardHandler), now: time.Now}
 	if s.concurrency == 0 {
 		s.concurrency = 32
 	}

@@ -81,7 +81,8 @@ type Option func(*Sender)
 // WithRegisterer registers the provider metrics on reg.
 func WithRegisterer(reg prometheus.Registerer) Option { return func(s *Sender) { s.reg = reg } }
 
-// WithLogger sets the logger (default slog.Default()).
+// WithLogger sets the logger (default: one that discards, as every
+// component of ours does until given one).
 func WithLogger(l *slog.Logger) Option { return func(s *Sender) { s.log = l } }
 
 // Sender sends through FCM. It is safe for concurrent use.
@@ -102,7 +103,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Sender, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Sender{project: cfg.ProjectID, parallel: cfg.ParallelBatches, log: slog.Default(), now: time.Now}
+	s := &Sender{project: cfg.ProjectID, parallel: cfg.ParallelBatches, log: slog.New(slog.DiscardHandler), now: time.Now}
 	if s.parallel == 0 {
 		s.parallel = 4
 	}

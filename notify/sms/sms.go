@@ -95,7 +95,8 @@ type Option func(*Sender)
 // WithRegisterer registers the provider metrics on reg.
 func WithRegisterer(reg prometheus.Registerer) Option { return func(s *Sender) { s.reg = reg } }
 
-// WithLogger sets the logger (default slog.Default()).
+// WithLogger sets the logger (default: one that discards, as every
+// component of ours does until given one).
 func WithLogger(l *slog.Logger) Option { return func(s *Sender) { s.log = l } }
 
 // WithHTTPClient replaces the HTTP client (its Timeout wins over Config's).
@@ -146,7 +147,7 @@ func New(cfg Config, opts ...Option) (*Sender, error) {
 		concurrency: cfg.Concurrency,
 		limiter:     rate.NewLimiter(rate.Limit(cfg.SegmentsPerSecond), cfg.Burst),
 		http:        &http.Client{Timeout: cfg.Timeout},
-		log:         slog.Default(),
+		log:         slog.New(slog.DiscardHandler),
 	}
 	for _, o := range opts {
 		o(s)

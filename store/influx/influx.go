@@ -65,7 +65,7 @@ type Config struct {
 	BatchSize int
 	// Timeout bounds every HTTP request; DefaultTimeout when zero.
 	Timeout time.Duration
-	// Logger; slog.Default() when nil.
+	// Logger; one that discards when nil.
 	Logger *slog.Logger
 	// Registerer for the store's metrics; none registered when nil.
 	Registerer prometheus.Registerer
@@ -168,7 +168,7 @@ func (c *Config) validate() error {
 		c.Timeout = DefaultTimeout
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
 }
