@@ -26,12 +26,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upswatch/upswatch/bus"
 )
 
 // Bucket names.
 const (
-	LoginsBucket   = "upswatch_logins"
-	SessionsBucket = "upswatch_sessions"
+	LoginsBucket   = bus.LoginsBucket
+	SessionsBucket = bus.SessionsBucket
 )
 
 // Defaults.

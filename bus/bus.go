@@ -1,12 +1,27 @@
 // Package bus is upswatch's NATS JetStream backbone: the embedded server,
-// the connection, and the streams and subjects every component agrees on.
+// the connection, and the streams, subjects and buckets every component
+// agrees on (the names are defined here, in bus.go and topology.go; each
+// component creates what it owns).
 //
-// Subjects (the seams between components):
+// Streams and their subjects (the seams between components):
 //
-//	upswatch.readings.<p>   batches of readings of partition p, encoded
-//	                        with ups.AppendBatch; p = ups.Partition(serial, P)
+//	READINGS       upswatch.readings.<p>            batches of readings of partition p,
+//	                                                ups.AppendBatch; p = ups.Partition(serial, P)
+//	                                                (ingest -> rules engine, history recorder)
+//	ALERTS         upswatch.alerts.<serial>.<rule>  alert events (rules engine -> notifier,
+//	                                                alert actions, timeline)
+//	NOTIFY_OUTBOX  upswatch.notify.outbox.<channel> notifications to send (work queue)
+//	NOTIFY_AUDIT   upswatch.notify.audit.<serial>.<rule>.<start ms>  delivery attempts
+//	ALERT_ACTIONS  upswatch.alertactions.<serial>.<rule>  acknowledgements and silences, audited
 //
-// The READINGS stream holds them. P is stored in the stream's metadata and
+// KV buckets: upswatch_units (registry), upswatch_revoked (revoked device
+// certificates), upswatch_recipients (accounts), upswatch_rule_state
+// (rule state per unit), upswatch_alerts_active (alerts firing now),
+// upswatch_alert_actions (live acks and silences), upswatch_notify_log
+// (notification log), upswatch_ingest_leases (ingest client leases),
+// upswatch_logins and upswatch_sessions (web console).
+//
+// The READINGS stream's partition count P is stored in its metadata and
 // never changes for the stream's life: a unit always maps to one
 // partition, so its readings stay in order and one consumer can own a
 // partition's rule evaluation.

@@ -12,6 +12,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upswatch/upswatch/bus"
 )
 
 // Session takeover.
@@ -29,7 +31,7 @@ import (
 // back (the broker closes the survivor's) and its lease is live again.
 
 // LeaseBucket holds one lease per ingest client id.
-const LeaseBucket = "upswatch_ingest_leases"
+const LeaseBucket = bus.IngestLeasesBucket
 
 // lease is the value of a client id's key.
 type lease struct {

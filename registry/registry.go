@@ -28,7 +28,7 @@ import (
 )
 
 // Bucket is the KV bucket of units, keyed by serial.
-const Bucket = "upswatch_units"
+const Bucket = bus.UnitsBucket
 
 // Errors callers test with errors.Is.
 var (

@@ -16,7 +16,7 @@ import (
 
 // RevocationsBucket is the KV bucket of revoked device certificates,
 // keyed by serial.
-const RevocationsBucket = "upswatch_revoked"
+const RevocationsBucket = bus.RevocationsBucket
 
 // Revocations lists revoked device certificates: for a serial, every
 // certificate valid from (NotBefore) at or before the revocation time.

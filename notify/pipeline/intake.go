@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/notify"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/notify/templates"
@@ -109,15 +110,7 @@ func (p *Pipeline) runIntake(ctx context.Context, cons jetstream.Consumer) error
 	}
 }
 
-func subjectSerial(subject string) string {
-	s := subject[min(len(subject), len("upswatch.alerts.")):]
-	for i := range len(s) {
-		if s[i] == '.' {
-			return s[:i]
-		}
-	}
-	return s
-}
+func subjectSerial(subject string) string { return bus.AlertSubjectSerial(subject) }
 
 func (p *Pipeline) handleEvent(ctx context.Context, msg jetstream.Msg) {
 	var ev rules.Event

@@ -44,6 +44,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/internal/ready"
 	"github.com/upswatch/upswatch/notify"
 	"github.com/upswatch/upswatch/notify/recipients"
@@ -52,21 +53,22 @@ import (
 	"github.com/upswatch/upswatch/ups"
 )
 
-// Names of the streams, subjects, buckets and consumers.
+// Names of the streams, subjects, buckets (defined in package bus) and
+// consumers.
 const (
 	// AlertsStream and AlertsSubjects are the rule engine's (rules/engine);
-	// the pipeline creates the stream with the same config when it starts
-	// first.
-	AlertsStream   = "ALERTS"
-	AlertsSubjects = "upswatch.alerts.>"
+	// the pipeline creates the stream (bus.FindAlertsStream) when it
+	// starts first.
+	AlertsStream   = bus.AlertsStream
+	AlertsSubjects = bus.AlertsSubjectPrefix + ">"
 	// IntakeConsumer is the durable consumer of ALERTS.
 	IntakeConsumer = "notify"
 
-	OutboxStream        = "NOTIFY_OUTBOX"
-	OutboxSubjectPrefix = "upswatch.notify.outbox."
-	AuditStream         = "NOTIFY_AUDIT"
-	AuditSubjectPrefix  = "upswatch.notify.audit."
-	LogBucket           = "upswatch_notify_log"
+	OutboxStream        = bus.NotifyOutboxStream
+	OutboxSubjectPrefix = bus.NotifyOutboxSubjectPrefix
+	AuditStream         = bus.NotifyAuditStream
+	AuditSubjectPrefix  = bus.NotifyAuditSubjectPrefix
+	LogBucket           = bus.NotifyLogBucket
 	// SenderConsumerPrefix + channel is the durable consumer of a channel.
 	SenderConsumerPrefix = "notify-"
 )
@@ -232,24 +234,9 @@ func (p *Pipeline) ensure(ctx context.Context) error {
 	if p.logKV != nil {
 		return nil
 	}
-	if _, err := p.js.Stream(ctx, AlertsStream); errors.Is(err, jetstream.ErrStreamNotFound) {
-		// The rule engine's config (rules/engine.EnsureAlerts); it owns
-		// the stream and may update its limits.
-		_, err = p.js.CreateStream(ctx, jetstream.StreamConfig{
-			Name:        AlertsStream,
-			Description: "alert events: the durable alert timeline and the notifier's input",
-			Subjects:    []string{AlertsSubjects},
-			Storage:     jetstream.FileStorage,
-			Retention:   jetstream.LimitsPolicy,
-			MaxAge:      400 * 24 * time.Hour,
-			Duplicates:  10 * time.Minute,
-			Replicas:    p.cfg.Replicas,
-		})
-		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return fmt.Errorf("stream %s: %w", AlertsStream, err)
-		}
-	} else if err != nil {
-		return fmt.Errorf("stream %s: %w", AlertsStream, err)
+	// The rule engine owns ALERTS and may update its limits.
+	if _, err := bus.FindAlertsStream(ctx, p.js, p.cfg.Replicas); err != nil {
+		return err
 	}
 	if _, err := p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        OutboxStream,

@@ -20,7 +20,7 @@ import (
 )
 
 // Bucket is the KV bucket of recipient accounts.
-const Bucket = "upswatch_recipients"
+const Bucket = bus.RecipientsBucket
 
 const (
 	accountPrefix  = "account."

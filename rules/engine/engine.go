@@ -74,12 +74,13 @@ import (
 	"github.com/upswatch/upswatch/ups"
 )
 
-// Names of the streams, buckets, subjects and consumers.
+// Names of the streams, buckets, subjects (defined in package bus) and
+// consumers.
 const (
-	AlertsStream        = "ALERTS"
-	AlertsSubjectPrefix = "upswatch.alerts."
-	StateBucket         = "upswatch_rule_state"
-	ActiveBucket        = "upswatch_alerts_active"
+	AlertsStream        = bus.AlertsStream
+	AlertsSubjectPrefix = bus.AlertsSubjectPrefix
+	StateBucket         = bus.RuleStateBucket
+	ActiveBucket        = bus.ActiveAlertsBucket
 	// ConsumerPrefix + partition is the durable consumer of a partition.
 	ConsumerPrefix = "rules-"
 	// PriorityGroup is the consumers' pinned priority group.
@@ -88,7 +89,7 @@ const (
 
 // AlertSubject is the subject of an event of (serial, rule).
 func AlertSubject(serial ups.Serial, rule string) string {
-	return AlertsSubjectPrefix + string(serial) + "." + rule
+	return bus.AlertSubject(string(serial), rule)
 }
 
 // Units is what the engine needs of the registry.
@@ -185,18 +186,8 @@ func (e *Engine) Ready() <-chan struct{} { return e.ready.C() }
 // EnsureAlerts creates (or updates) the ALERTS stream and the
 // active-alerts and state buckets.
 func EnsureAlerts(ctx context.Context, js jetstream.JetStream, maxAge time.Duration, replicas int) (jetstream.KeyValue, jetstream.KeyValue, error) {
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        AlertsStream,
-		Description: "alert events: the durable alert timeline and the notifier's input",
-		Subjects:    []string{AlertsSubjectPrefix + ">"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      maxAge,
-		Duplicates:  10 * time.Minute,
-		Replicas:    replicas,
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("stream %s: %w", AlertsStream, err)
+	if _, err := bus.EnsureAlertsStream(ctx, js, maxAge, replicas); err != nil {
+		return nil, nil, err
 	}
 	state, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: StateBucket,
 		Description: "rule engine state per unit", Storage: jetstream.FileStorage, Replicas: replicas})

@@ -1,0 +1,110 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The streams, their subjects and the KV buckets outside READINGS and
+// ALERT_ACTIONS (bus.go). Each is created by the component that owns it;
+// the names live here so that every component, the docs and the tests
+// agree on them.
+const (
+	// AlertsStream holds the rule engine's alert events, on
+	// AlertsSubjectPrefix + <serial>.<rule>: the durable alert timeline and
+	// the notifier's input.
+	AlertsStream        = "ALERTS"
+	AlertsSubjectPrefix = "upswatch.alerts."
+	// DefaultAlertsMaxAge is how long ALERTS keeps events by default.
+	DefaultAlertsMaxAge = 400 * 24 * time.Hour
+	// RuleStateBucket holds each unit's rule state (rules.UnitState),
+	// keyed by serial; ActiveAlertsBucket what is firing now, keyed by
+	// <serial>.<rule>.
+	RuleStateBucket    = "upswatch_rule_state"
+	ActiveAlertsBucket = "upswatch_alerts_active"
+
+	// NotifyOutboxStream holds the notifications accepted and not yet sent,
+	// on NotifyOutboxSubjectPrefix + <channel> (work queue).
+	NotifyOutboxStream        = "NOTIFY_OUTBOX"
+	NotifyOutboxSubjectPrefix = "upswatch.notify.outbox."
+	// NotifyAuditStream holds every delivery attempt, on
+	// NotifyAuditSubjectPrefix + <serial>.<rule>.<start ms>.
+	NotifyAuditStream        = "NOTIFY_AUDIT"
+	NotifyAuditSubjectPrefix = "upswatch.notify.audit."
+	// NotifyLogBucket is the notification log: (recipient, channel,
+	// event) -> queued, delivered or failed.
+	NotifyLogBucket = "upswatch_notify_log"
+
+	// UnitsBucket is the registry of units, keyed by serial;
+	// RevocationsBucket the revoked device certificates, by serial.
+	UnitsBucket       = "upswatch_units"
+	RevocationsBucket = "upswatch_revoked"
+	// RecipientsBucket holds the accounts: preferences, sealed personal
+	// records, API tokens, the email index.
+	RecipientsBucket = "upswatch_recipients"
+	// IngestLeasesBucket holds one lease per ingest MQTT client id.
+	IngestLeasesBucket = "upswatch_ingest_leases"
+	// LoginsBucket and SessionsBucket are the web console's sign-in
+	// secrets and sessions.
+	LoginsBucket   = "upswatch_logins"
+	SessionsBucket = "upswatch_sessions"
+)
+
+// AlertSubject is the subject of an alert event of (serial, rule).
+func AlertSubject(serial, rule string) string { return AlertsSubjectPrefix + serial + "." + rule }
+
+// AlertSubjectSerial is the serial of an alert event's subject.
+func AlertSubjectSerial(subject string) string {
+	s := strings.TrimPrefix(subject, AlertsSubjectPrefix)
+	serial, _, _ := strings.Cut(s, ".")
+	return serial
+}
+
+// alertsStreamConfig is ALERTS' configuration.
+func alertsStreamConfig(maxAge time.Duration, replicas int) jetstream.StreamConfig {
+	if maxAge <= 0 {
+		maxAge = DefaultAlertsMaxAge
+	}
+	return jetstream.StreamConfig{
+		Name:        AlertsStream,
+		Description: "alert events: the durable alert timeline and the notifier's input",
+		Subjects:    []string{AlertsSubjectPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      maxAge,
+		Duplicates:  10 * time.Minute,
+		Replicas:    replicas,
+	}
+}
+
+// EnsureAlertsStream creates ALERTS or updates its limits (maxAge 0:
+// DefaultAlertsMaxAge). The rule engine, its owner, calls it.
+func EnsureAlertsStream(ctx context.Context, js jetstream.JetStream, maxAge time.Duration, replicas int) (jetstream.Stream, error) {
+	s, err := js.CreateOrUpdateStream(ctx, alertsStreamConfig(maxAge, replicas))
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", AlertsStream, err)
+	}
+	return s, nil
+}
+
+// FindAlertsStream returns ALERTS, creating it with the defaults when it
+// does not exist yet, and never changes the limits its owner set: for the
+// notifier, which may start before the rule engine.
+func FindAlertsStream(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, AlertsStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, alertsStreamConfig(0, replicas))
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = js.Stream(ctx, AlertsStream)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", AlertsStream, err)
+	}
+	return s, nil
+}
