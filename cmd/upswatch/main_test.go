@@ -2,26 +2,21 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/upswatch/upswatch/app"
-	"github.com/upswatch/upswatch/config"
+	"github.com/upswatch/upswatch/internal/servetest"
 	"github.com/upswatch/upswatch/keyring"
 )
 
 // The CLI against a real serve in-process: every command a newcomer uses,
 // through the same API.
 func TestCommands(t *testing.T) {
-	c := config.Default()
-	c.DataDir = t.TempDir()
-	c.HTTP.Addr = "127.0.0.1:0"
-	c.MQTT.Listen = "127.0.0.1:0"
+	c := servetest.Config(t.TempDir())
 	c.MQTT.ClientID = "upswatch-cli-test"
 	c.NATS.Partitions = 2
 	a, err := app.New(c, slog.New(slog.DiscardHandler))
@@ -29,15 +24,7 @@ func TestCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Out = io.Discard
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-a.Started():
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not start")
-	}
+	servetest.Start(t, a, servetest.Options{})
 	flags := []string{"--server", "http://" + a.HTTPAddr(), "--token", a.AdminToken()}
 	cli := func(args ...string) (string, int) {
 		var out, errOut bytes.Buffer
