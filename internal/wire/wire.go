@@ -47,37 +47,40 @@ func (d *Decoder) Failf(format string, args ...any) {
 
 func (d *Decoder) truncated(what string) { d.Failf("truncated %s", what) }
 
+// take returns the next n bytes, or nil (and the error) when fewer are
+// left.
+func (d *Decoder) take(n int, what string) []byte {
+	if len(d.b) < n {
+		d.truncated(what)
+		return nil
+	}
+	b := d.b[:n]
+	d.b = d.b[n:]
+	return b
+}
+
 // Byte reads one byte.
 func (d *Decoder) Byte() byte {
-	if len(d.b) < 1 {
-		d.truncated("byte")
-		return 0
+	if b := d.take(1, "byte"); b != nil {
+		return b[0]
 	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
+	return 0
 }
 
 // U32 reads a little-endian uint32.
 func (d *Decoder) U32() uint32 {
-	if len(d.b) < 4 {
-		d.truncated("uint32")
-		return 0
+	if b := d.take(4, "uint32"); b != nil {
+		return binary.LittleEndian.Uint32(b)
 	}
-	x := binary.LittleEndian.Uint32(d.b)
-	d.b = d.b[4:]
-	return x
+	return 0
 }
 
 // U64 reads a little-endian uint64.
 func (d *Decoder) U64() uint64 {
-	if len(d.b) < 8 {
-		d.truncated("uint64")
-		return 0
+	if b := d.take(8, "uint64"); b != nil {
+		return binary.LittleEndian.Uint64(b)
 	}
-	x := binary.LittleEndian.Uint64(d.b)
-	d.b = d.b[8:]
-	return x
+	return 0
 }
 
 // Uvarint reads an unsigned varint.
@@ -109,7 +112,5 @@ func (d *Decoder) Str() string {
 		d.truncated("string")
 		return ""
 	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
+	return string(d.take(int(n), "string"))
 }
