@@ -105,7 +105,10 @@ func (in *instance) call(token, method, path string, body, out any) (int, string
 
 type registered = servetest.Registered
 
-func (in *instance) register(serial string) registered { in.t.Helper(); return in.Register(serial, "hq") }
+func (in *instance) register(serial string) registered {
+	in.t.Helper()
+	return in.Register(serial, "hq")
+}
 
 // device connects a paho client with a unit's credentials.
 func (in *instance) device(r registered) paho.Client { in.t.Helper(); return in.Device(r) }

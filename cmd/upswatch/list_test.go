@@ -41,7 +41,9 @@ func (p *pagedAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		item = func(k string) any { return map[string]string{"serial": k, "name": "unit " + k, "site": site} }
 	case "/v1/accounts":
 		key, keys = "accounts", p.accounts
-		item = func(k string) any { return map[string]string{"id": k, "role": "owner", "language": "en", "region": "VN"} }
+		item = func(k string) any {
+			return map[string]string{"id": k, "role": "owner", "language": "en", "region": "VN"}
+		}
 	default:
 		http.NotFound(w, r)
 		return
