@@ -210,6 +210,10 @@ type UnitStats struct {
 	Online        bool // as last announced
 	FailedPolls   int  // in a row
 	ReadingsTaken int64
+	// BrokerError: why the last connection to the broker failed (a
+	// refused certificate or password, or the network); empty once
+	// connected.
+	BrokerError string
 }
 
 // Stats returns every unit's counters (empty before Ready).
