@@ -83,12 +83,13 @@ func UnitTLS(base *tls.Config, certFile, keyFile string) *tls.Config {
 // Refused reports whether a connection error is the broker refusing the
 // credentials (password or certificate), not a network failure.
 func Refused(err error) bool {
-	return errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword)
+	return err != nil && (errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword))
 }
 
-// explainRefusal adds what the agent knows of the unit's credentials to
-// a failed connection: the broker tells only "not authorised".
-func explainRefusal(err error, certFile, keyFile, serial string, now time.Time) error {
+// ExplainRefusal adds what the agent knows of a unit's credentials to a
+// failed connection (err, returned as is when the broker did not refuse
+// them): the broker tells only "not authorized".
+func ExplainRefusal(err error, certFile, keyFile, serial string, now time.Time) error {
 	if !Refused(err) {
 		return err
 	}

@@ -108,7 +108,7 @@ func newUnit(cfg config.Config, uc config.Unit, serial string, buf *buffer.Buffe
 		}).
 		SetConnectionNotificationHandler(func(_ paho.Client, n paho.ConnectionNotification) {
 			if f, ok := n.(paho.ConnectionNotificationFailed); ok {
-				u.connectFailed(explainRefusal(f.Reason, certFile, keyFile, serial, time.Now()))
+				u.connectFailed(ExplainRefusal(f.Reason, certFile, keyFile, serial, time.Now()))
 			}
 		}))
 	return u
