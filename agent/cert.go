@@ -99,7 +99,7 @@ func ExplainRefusal(err error, certFile, keyFile, serial string, now time.Time) 
 	cert, lerr := LoadCertificate(certFile, keyFile)
 	switch {
 	case lerr != nil:
-		return fmt.Errorf("the broker refused the unit (%v): %w", lerr, err)
+		return fmt.Errorf("the broker refused the unit (%w): %w", lerr, err)
 	case cert.Problem(serial, now) != "":
 		return fmt.Errorf("the broker refused the unit's certificate %s: %s: %w", certFile, cert.Problem(serial, now), err)
 	}
