@@ -126,6 +126,31 @@ func (p *Pipeline) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	if p.cfg.Folds != nil {
+		attempt := uint64(1)
+		if md, err := msg.Metadata(); err == nil {
+			attempt = md.NumDelivered
+		}
+		fold, wait, err := p.cfg.Folds.Fold(ctx, &ev, attempt)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				p.log.Warn("area verdict unavailable; will retry", "alert", ev.Fingerprint, "err", err)
+			}
+			_ = msg.NakWithDelay(time.Second)
+			return
+		case wait > 0:
+			_ = msg.NakWithDelay(wait)
+			return
+		case fold:
+			p.m.events.WithLabelValues("folded").Inc()
+			p.log.Debug("unit alert folded into its area alert", "alert", ev.Fingerprint, "kind", ev.Kind.String())
+			if err := msg.Ack(); err != nil && ctx.Err() == nil {
+				p.log.Warn("alert ack failed", "err", err)
+			}
+			return
+		}
+	}
 	n, err := p.process(ctx, &ev)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -175,6 +200,11 @@ func (p *Pipeline) route(ctx context.Context, ev *rules.Event) ([]Notification, 
 	rs, err := p.cfg.Recipients.For(ctx, ev.Serial, unit.Site)
 	if err != nil {
 		return nil, fmt.Errorf("route: %w", err)
+	}
+	if ev.Area != "" {
+		// An area alert goes to the managers of the site, not to the
+		// owner of the unit that anchors it.
+		rs = slices.DeleteFunc(rs, func(r recipients.Recipient) bool { return !slices.Contains(r.Sites, unit.Site) })
 	}
 	var ns []Notification
 	for _, r := range rs {
@@ -287,8 +317,12 @@ func (p *Pipeline) enqueue(ctx context.Context, ns []Notification) ([]Notificati
 	now := p.cfg.Now()
 	for _, n := range ns {
 		ev := n.Event
+		site := n.Unit.Site
+		if ev.Area != "" {
+			site = ev.Area
+		}
 		text, err := p.cfg.Templates.Render(n.Recipient.Language,
-			templates.NewData(ev, n.Unit.Name, n.Unit.Site, n.Recipient.Location(), now))
+			templates.NewData(ev, n.Unit.Name, site, n.Recipient.Location(), now))
 		if err != nil {
 			return nil, err
 		}

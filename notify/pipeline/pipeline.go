@@ -49,6 +49,7 @@ import (
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/notify/templates"
 	"github.com/upswatch/upswatch/registry"
+	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/ups"
 )
 
@@ -120,6 +121,15 @@ type Config struct {
 	// the log and the audit for each notification it would have made,
 	// and sent to nobody, critical or not.
 	Silences Silences
+	// Folds, when set, tells whether a unit alert's notice is folded into
+	// an area alert (package area): folded events notify nobody, and an
+	// event whose verdict is pending comes back after the wait.
+	Folds Folds
+}
+
+// Folds decides the folding of unit alerts into area alerts.
+type Folds interface {
+	Fold(ctx context.Context, ev *rules.Event, attempt uint64) (fold bool, wait time.Duration, err error)
 }
 
 // Silences tells whether the notifications of a unit's rule are silenced
