@@ -28,6 +28,8 @@ type Folds struct {
 	// (every Poll) before it is sent anyway, the evaluator being down.
 	MaxAttempts uint64
 	Poll        time.Duration
+	// HoldPoll: how often a held event is asked about again.
+	HoldPoll time.Duration
 	// Grace: how long past its end a hold waits for the evaluator to
 	// release it before the pipeline sends it anyway.
 	Grace time.Duration
@@ -51,7 +53,7 @@ func NewFolds(js jetstream.JetStream, cfg Config, units Units, log *slog.Logger)
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Folds{js: js, cfg: cfg, units: units, log: log.With("component", "areas"), now: time.Now,
-		MaxAttempts: 50, Poll: 100 * time.Millisecond, Grace: 3 * time.Second}, nil
+		MaxAttempts: 300, Poll: 100 * time.Millisecond, HoldPoll: time.Second, Grace: 30 * time.Second}, nil
 }
 
 func (f *Folds) bucket(ctx context.Context) (jetstream.KeyValue, error) {
@@ -69,8 +71,9 @@ func (f *Folds) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 }
 
 // Fold says what to do with the notifications of ev, delivered for the
-// attempt-th time: fold (send nothing), or wait that long and ask again,
-// or neither (notify as usual).
+// attempt-th time: fold (the site's managers get the area alert instead),
+// wait that long and ask again (no verdict yet), both (a hold: managers
+// wait, owners do not), or neither (notify as usual).
 func (f *Folds) Fold(ctx context.Context, ev *rules.Event, attempt uint64) (fold bool, wait time.Duration, err error) {
 	if ev.Area != "" || ev.Historical || ev.Silent || (ev.Rule != onBattery && ev.Rule != commLost) {
 		return false, 0, nil
@@ -116,7 +119,10 @@ func (f *Folds) Fold(ctx context.Context, ev *rules.Event, attempt uint64) (fold
 	case Hold:
 		now := f.now()
 		if now.Before(v.Until.Add(f.Grace)) {
-			return false, max(f.Poll, min(v.Until.Sub(now)+f.Poll, time.Minute)), nil
+			// Managers wait; owners are notified now.
+			// Asked again every HoldPoll: the area alert may fire (and
+			// fold it) long before the hold ends.
+			return true, max(f.Poll, min(v.Until.Sub(now)+f.Poll, f.HoldPoll)), nil
 		}
 		f.log.Warn("hold past its end and not released; sent", "serial", ev.Serial, "rule", ev.Rule)
 	}

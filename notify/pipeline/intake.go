@@ -126,6 +126,7 @@ func (p *Pipeline) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	folded, later := false, time.Duration(0)
 	if p.cfg.Folds != nil {
 		attempt := uint64(1)
 		if md, err := msg.Metadata(); err == nil {
@@ -139,19 +140,13 @@ func (p *Pipeline) handleEvent(ctx context.Context, msg jetstream.Msg) {
 			}
 			_ = msg.NakWithDelay(time.Second)
 			return
-		case wait > 0:
-			_ = msg.NakWithDelay(wait)
-			return
-		case fold:
-			p.m.events.WithLabelValues("folded").Inc()
-			p.log.Debug("unit alert folded into its area alert", "alert", ev.Fingerprint, "kind", ev.Kind.String())
-			if err := msg.Ack(); err != nil && ctx.Err() == nil {
-				p.log.Warn("alert ack failed", "err", err)
-			}
+		case wait > 0 && !fold:
+			_ = msg.NakWithDelay(wait) // no verdict yet
 			return
 		}
+		folded, later = fold, wait
 	}
-	n, err := p.process(ctx, &ev)
+	n, err := p.processEvent(ctx, &ev, folded)
 	if err != nil {
 		if ctx.Err() == nil {
 			p.log.Warn("alert event not processed; will retry", "alert", ev.Fingerprint, "kind", ev.Kind.String(), "err", err)
@@ -159,7 +154,18 @@ func (p *Pipeline) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	p.m.events.WithLabelValues(outcomeOf(n)).Inc()
+	if later > 0 {
+		// Held for the site's managers: their part comes back (what
+		// was queued now is in the log and not queued twice).
+		_ = msg.NakWithDelay(later)
+		return
+	}
+	outcome := outcomeOf(n)
+	if folded {
+		p.log.Debug("unit alert folded into its area alert for the site's managers", "alert", ev.Fingerprint, "kind", ev.Kind.String())
+		outcome = "folded"
+	}
+	p.m.events.WithLabelValues(outcome).Inc()
 	if err := msg.Ack(); err != nil && ctx.Err() == nil {
 		p.log.Warn("alert ack failed (the event will come again and find its log entries)", "err", err)
 	}
@@ -175,6 +181,13 @@ func outcomeOf(n int) string {
 // process runs one event through route and the stages and returns how many
 // notifications it queued.
 func (p *Pipeline) process(ctx context.Context, ev *rules.Event) (int, error) {
+	return p.processEvent(ctx, ev, false)
+}
+
+// processEvent is process of an event that is folded, or not, into an
+// area alert: folded, the managers of the unit's site (who get the area
+// alert) are not notified of it; its owners still are.
+func (p *Pipeline) processEvent(ctx context.Context, ev *rules.Event, folded bool) (int, error) {
 	if ev.Historical || ev.Silent {
 		return 0, nil
 	}
@@ -185,6 +198,9 @@ func (p *Pipeline) process(ctx context.Context, ev *rules.Event) (int, error) {
 	ns, err := p.route(ctx, ev)
 	if err != nil {
 		return 0, err
+	}
+	if folded {
+		ns = slices.DeleteFunc(ns, func(n Notification) bool { return slices.Contains(n.Recipient.Sites, n.Unit.Site) })
 	}
 	ns, err = p.stages.Exec(ctx, ns)
 	return len(ns), err

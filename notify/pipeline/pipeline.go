@@ -122,8 +122,11 @@ type Config struct {
 	// and sent to nobody, critical or not.
 	Silences Silences
 	// Folds, when set, tells whether a unit alert's notice is folded into
-	// an area alert (package area): folded events notify nobody, and an
-	// event whose verdict is pending comes back after the wait.
+	// an area alert (package area). Folded, the managers of the unit's
+	// site (who get the area alert) are not notified of it, its owners
+	// are. With a wait and no fold, the event comes back after the wait;
+	// with both, it is notified to the owners now and comes back after
+	// the wait for the managers (a hold).
 	Folds Folds
 }
 
