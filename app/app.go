@@ -203,7 +203,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 	// Areas: one site_outage (site_unreachable) for many units of an area
 	// going on battery (silent) together; the notifier folds their own
 	// notices into it.
-	areaCfg, err := area.ParseConfig(cat.Areas())
+	rulesCfg := cat.Config()
+	areaCfg, err := area.ParseConfig(&rulesCfg.Areas)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,8 @@ package area
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -260,5 +262,44 @@ func TestParseConfig(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The areas example commented in configs/rules.yaml parses, and its values
+// are the defaults.
+func TestRulesFileExample(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "configs", "rules.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	i := strings.Index(text, "\n# areas:\n")
+	if i < 0 {
+		t.Fatal("configs/rules.yaml has no commented areas example")
+	}
+	var lines []string
+	for _, l := range strings.Split(text[i+1:], "\n") {
+		if !strings.HasPrefix(l, "#") {
+			break
+		}
+		lines = append(lines, strings.TrimPrefix(strings.TrimPrefix(l, "#"), " "))
+	}
+	var doc struct {
+		Areas yaml.Node `yaml:"areas"`
+	}
+	if err := yaml.Unmarshal([]byte(strings.Join(lines, "\n")), &doc); err != nil {
+		t.Fatalf("example: %v", err)
+	}
+	c, err := ParseConfig(&doc.Areas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := DefaultConfig()
+	if c.MinUnits != d.MinUnits || c.Share != d.Share || c.Window != d.Window || c.ResolveShare != d.ResolveShare ||
+		c.ResolveAfter != d.ResolveAfter || c.UpdateEvery != d.UpdateEvery {
+		t.Errorf("example %+v differs from the defaults %+v", c, d)
+	}
+	if a := c.Of("123456789013", "campus"); a != "campus/building-a" {
+		t.Errorf("example's tagged unit in %q", a)
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/upswatch/upswatch/ups"
 )
 
@@ -118,10 +116,6 @@ func LoadCatalog(path string) (*Catalog, error) {
 	}
 	return c, nil
 }
-
-// Areas is the rules file's areas section as written (empty when absent),
-// for package area to parse.
-func (c *Catalog) Areas() *yaml.Node { return &c.cfg.Areas }
 
 // DefaultCatalog returns the built-in catalog (what configs/rules.yaml
 // holds).
