@@ -193,6 +193,7 @@ func TestBlackoutIsOneMessage(t *testing.T) {
 	t.Logf("site_outage firing %s after the blackout's readings were sent", time.Since(started))
 	// Everything since power came back at b-20s.
 	sendStep(lost, func(int) string { return reading(-20*time.Second, "OL CHRG", 1400) })
+	restored := time.Now()
 	eventually(t, "site_outage resolved", time.Minute, func() bool {
 		code, _ := in.do("GET", "/v1/alerts?state=firing&site=hq", nil, &active)
 		for _, a := range active.Alerts {
@@ -202,6 +203,7 @@ func TestBlackoutIsOneMessage(t *testing.T) {
 		}
 		return code == http.StatusOK
 	})
+	t.Logf("site_outage resolved %s after the restoring readings were sent", time.Since(restored))
 	waitQuiet(t, in, js, evaluated)
 	t.Logf("blackout of %d units: whole event through the pipeline in %s", blackoutUnits, time.Since(started))
 
