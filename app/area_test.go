@@ -3,8 +3,11 @@ package app
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -191,6 +194,10 @@ func TestBlackoutIsOneMessage(t *testing.T) {
 		return false
 	})
 	t.Logf("site_outage firing %s after the blackout's readings were sent", time.Since(started))
+	// The console's alerts page lists it like any alert.
+	if page := consolePage(t, in, "/alerts?site=hq"); !strings.Contains(page, "Site outage") || !strings.Contains(page, `data-area="hq"`) {
+		t.Errorf("console alerts page lacks the site outage:\n%s", page)
+	}
 	// Everything since power came back at b-20s.
 	sendStep(lost, func(int) string { return reading(-20*time.Second, "OL CHRG", 1400) })
 	restored := time.Now()
@@ -373,4 +380,26 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// consolePage signs in to the console with the admin token and returns a
+// page's HTML.
+func consolePage(t *testing.T, in *instance, path string) string {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	base := "http://" + in.app.HTTPAddr()
+	req, _ := http.NewRequest("POST", base+"/login/admin", strings.NewReader(neturl.Values{"token": {in.app.AdminToken()}, "next": {path}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("console sign-in and %s: %d %s", path, resp.StatusCode, body)
+	}
+	return string(body)
 }
