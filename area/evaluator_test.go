@@ -149,7 +149,7 @@ func TestEvaluatorHandover(t *testing.T) {
 	}
 	fold := func(ev *rules.Event) string {
 		t.Helper()
-		f, wait, err := folds.Fold(ctx, ev, 1)
+		f, wait, err := folds.Fold(ctx, ev, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -182,6 +182,11 @@ func TestEvaluatorHandover(t *testing.T) {
 	early.Kind = rules.Resolved
 	if got := fold(&early); got != "fold=false wait=true" {
 		t.Errorf("resolved before its verdict: %s", got)
+	}
+	// ... but not for ever: without a verdict (no evaluator running) it is
+	// notified as usual.
+	if f, wait, err := folds.Fold(ctx, &early, folds.MaxWait); err != nil || f || wait != 0 {
+		t.Errorf("resolved without a verdict after MaxWait: fold=%v wait=%v err=%v", f, wait, err)
 	}
 
 	// B starts, A (the one evaluating) stops: B evaluates from the bucket.

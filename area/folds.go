@@ -24,10 +24,10 @@ type Folds struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	// MaxAttempts: how many deliveries an event waits for its verdict
-	// (every Poll) before it is sent anyway, the evaluator being down.
-	MaxAttempts uint64
-	Poll        time.Duration
+	// MaxWait: how long an event waits for its verdict (asking every
+	// Poll) before it is notified anyway, the evaluator being down.
+	MaxWait time.Duration
+	Poll    time.Duration
 	// HoldPoll: how often a held event is asked about again.
 	HoldPoll time.Duration
 	// Grace: how long past its end a hold waits for the evaluator to
@@ -53,7 +53,7 @@ func NewFolds(js jetstream.JetStream, cfg Config, units Units, log *slog.Logger)
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Folds{js: js, cfg: cfg, units: units, log: log.With("component", "areas"), now: time.Now,
-		MaxAttempts: 300, Poll: 100 * time.Millisecond, HoldPoll: time.Second, Grace: 30 * time.Second}, nil
+		MaxWait: 30 * time.Second, Poll: 20 * time.Millisecond, HoldPoll: time.Second, Grace: 30 * time.Second}, nil
 }
 
 func (f *Folds) bucket(ctx context.Context) (jetstream.KeyValue, error) {
@@ -70,11 +70,11 @@ func (f *Folds) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, nil
 }
 
-// Fold says what to do with the notifications of ev, delivered for the
-// attempt-th time: fold (the site's managers get the area alert instead),
+// Fold says what to do with the notifications of ev, in the stream for
+// waited: fold (the site's managers get the area alert instead),
 // wait that long and ask again (no verdict yet), both (a hold: managers
 // wait, owners do not), or neither (notify as usual).
-func (f *Folds) Fold(ctx context.Context, ev *rules.Event, attempt uint64) (fold bool, wait time.Duration, err error) {
+func (f *Folds) Fold(ctx context.Context, ev *rules.Event, waited time.Duration) (fold bool, wait time.Duration, err error) {
 	if ev.Area != "" || ev.Historical || ev.Silent || (ev.Rule != onBattery && ev.Rule != commLost) {
 		return false, 0, nil
 	}
@@ -108,10 +108,10 @@ func (f *Folds) Fold(ctx context.Context, ev *rules.Event, attempt uint64) (fold
 		if known && v.Resolved != "" {
 			return v.Resolved == Fold, 0, nil
 		}
-		return f.await(ev, attempt)
+		return f.await(ev, waited)
 	}
 	if !known {
-		return f.await(ev, attempt)
+		return f.await(ev, waited)
 	}
 	switch v.Firing {
 	case Fold:
@@ -131,9 +131,12 @@ func (f *Folds) Fold(ctx context.Context, ev *rules.Event, attempt uint64) (fold
 
 // await asks the pipeline to come back while the evaluator has not yet
 // judged ev, and lets it through once that took too long.
-func (f *Folds) await(ev *rules.Event, attempt uint64) (bool, time.Duration, error) {
-	if attempt < f.MaxAttempts {
-		return false, f.Poll, nil
+func (f *Folds) await(ev *rules.Event, waited time.Duration) (bool, time.Duration, error) {
+	if waited < f.MaxWait {
+		// Backing off: the verdict takes milliseconds when the
+		// evaluator keeps up, and polling must not slow it further
+		// when it does not.
+		return false, min(max(f.Poll, waited/2), time.Second), nil
 	}
 	f.log.Warn("no area verdict in time; notified as usual", "serial", ev.Serial, "rule", ev.Rule, "kind", ev.Kind.String())
 	return false, 0, nil

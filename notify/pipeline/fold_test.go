@@ -15,15 +15,17 @@ import (
 	"github.com/upswatch/upswatch/ups"
 )
 
-// foldsFunc is a Folds from a function; it records the attempts it saw.
+// foldsFunc is a Folds from a function of the how-many-th time it is
+// asked about the event.
 type foldsFunc struct {
 	mu       sync.Mutex
 	attempts []uint64
 	fn       func(ev *rules.Event, attempt uint64) (bool, time.Duration)
 }
 
-func (f *foldsFunc) Fold(_ context.Context, ev *rules.Event, attempt uint64) (bool, time.Duration, error) {
+func (f *foldsFunc) Fold(_ context.Context, ev *rules.Event, _ time.Duration) (bool, time.Duration, error) {
 	f.mu.Lock()
+	attempt := uint64(len(f.attempts) + 1)
 	f.attempts = append(f.attempts, attempt)
 	f.mu.Unlock()
 	fold, wait := f.fn(ev, attempt)

@@ -128,11 +128,11 @@ func (p *Pipeline) handleEvent(ctx context.Context, msg jetstream.Msg) {
 	}
 	folded, later := false, time.Duration(0)
 	if p.cfg.Folds != nil {
-		attempt := uint64(1)
+		var waited time.Duration
 		if md, err := msg.Metadata(); err == nil {
-			attempt = md.NumDelivered
+			waited = max(p.cfg.Now().Sub(md.Timestamp), 0)
 		}
-		fold, wait, err := p.cfg.Folds.Fold(ctx, &ev, attempt)
+		fold, wait, err := p.cfg.Folds.Fold(ctx, &ev, waited)
 		switch {
 		case err != nil:
 			if ctx.Err() == nil {

@@ -132,7 +132,9 @@ type Config struct {
 
 // Folds decides the folding of unit alerts into area alerts.
 type Folds interface {
-	Fold(ctx context.Context, ev *rules.Event, attempt uint64) (fold bool, wait time.Duration, err error)
+	// Fold is asked each time the event is delivered; waited is how long
+	// it has been in the stream.
+	Fold(ctx context.Context, ev *rules.Event, waited time.Duration) (fold bool, wait time.Duration, err error)
 }
 
 // Silences tells whether the notifications of a unit's rule are silenced
