@@ -16,10 +16,12 @@
 //	                 send, hold or fold
 //
 // The notify pipeline asks Folds before notifying a unit's on_battery or
-// comm_lost (and their Resolved): the first unit of an area is sent at
-// once; a unit following it within the window is held until the area alert
-// fires (then folded into it) or the window ends (then sent); once the
-// area alert fires, its units' own notices are folded. low_battery,
+// comm_lost (and their Resolved), and folds for the managers of the unit's
+// site (who get the area alert) only; owners always get their own units'
+// notices at once. For the managers, the first unit of an area is sent at
+// once; a unit following it within the window is held until the area
+// alert fires (then folded into it) or the window ends (then sent); once
+// the area alert fires, its units' own notices are folded. low_battery,
 // overload and every other rule are never folded.
 package area
 
