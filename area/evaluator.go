@@ -389,6 +389,11 @@ func (e *Evaluator) tick(ctx context.Context) {
 		e.release()
 		return
 	}
+	if info.NumPending != 0 {
+		// Caught up first: a resolution must count the units whose
+		// return is still in the stream.
+		return
+	}
 	now := e.cfg.Now()
 	for id, st := range e.states {
 		out, verdicts := st.Tick(&e.cfg.Areas, now)
