@@ -181,10 +181,12 @@ func TestBlackoutIsOneMessage(t *testing.T) {
 			Units  []string `json:"units"`
 		} `json:"alerts"`
 	}
+	var anchor string // the site_outage's first unit
 	eventually(t, "site_outage listed as firing", time.Minute, func() bool {
 		code, _ := in.do("GET", "/v1/alerts?state=firing&site=hq", nil, &active)
 		for _, a := range active.Alerts {
 			if a.Rule == area.SiteOutage && a.Area == "hq" && len(a.Units) >= 60 {
+				anchor = a.Serial
 				return true
 			}
 		}
@@ -239,6 +241,42 @@ func TestBlackoutIsOneMessage(t *testing.T) {
 	if got := byToken["tok-mgr-branch"]; len(got) != 2 || !containsText(got, "is on battery") ||
 		!containsText(got, "power restored") || containsText(got, "site") {
 		t.Errorf("branch manager got %q, want exactly the on battery and power restored of its one unit", got)
+	}
+	// Each unit's own record is whole: one outage of 20 s, paged (someone
+	// was told of it on its own) only for the first unit (its manager) and
+	// the owned unit (its owner); the others were told by the site outage.
+	type outage struct {
+		DurationS float64 `json:"duration_s"`
+		Paged     bool    `json:"paged"`
+	}
+	var paged []string
+	var pmu sync.Mutex
+	sem := make(chan struct{}, 8)
+	var owg sync.WaitGroup
+	for _, u := range hq {
+		owg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			var out struct {
+				Outages []outage `json:"outages"`
+			}
+			code, body := in.do("GET", "/v1/units/"+u.reg.Serial+"/outages", nil, &out)
+			if code != http.StatusOK || len(out.Outages) != 1 || out.Outages[0].DurationS != 20 {
+				t.Errorf("outages of %s: %d %s, want one of 20 s", u.reg.Serial, code, body)
+				return
+			}
+			if out.Outages[0].Paged {
+				pmu.Lock()
+				paged = append(paged, u.reg.Serial)
+				pmu.Unlock()
+			}
+		})
+	}
+	owg.Wait()
+	slices.Sort(paged)
+	want := slices.Compact(slices.Sorted(slices.Values([]string{anchor, hq[7].reg.Serial})))
+	if !slices.Equal(paged, want) {
+		t.Errorf("outages paged on their own: %v, want %v (the first unit and the owned one)", paged, want)
 	}
 	if got := byToken["tok-mgr-net"]; len(got) != 0 {
 		t.Errorf("net manager got %q before anything happened at net", got)

@@ -221,8 +221,16 @@ func (s *State) join(cfg *Config, c *cluster, ev *rules.Event, threshold int, no
 	// Enough units within the window: the area alert fires, and folds
 	// every held notice.
 	recent = append(recent, m)
+	// The anchor is the first unit: the earliest, and of units that went
+	// at the same time the one whose own notice was sent.
+	sent := func(m *member) int {
+		if m.Decision == Send {
+			return 0
+		}
+		return 1
+	}
 	slices.SortFunc(recent, func(x, y *member) int {
-		return cmp.Or(x.Since.Compare(y.Since), strings.Compare(string(x.Serial), string(y.Serial)))
+		return cmp.Or(x.Since.Compare(y.Since), cmp.Compare(sent(x), sent(y)), strings.Compare(string(x.Serial), string(y.Serial)))
 	})
 	first := recent[0]
 	a := &alert{Anchor: first.Serial, StartedAt: first.Since, Severity: rules.Warning, LastNotice: now}

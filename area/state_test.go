@@ -303,3 +303,19 @@ func TestRulesFileExample(t *testing.T) {
 		t.Errorf("example's tagged unit in %q", a)
 	}
 }
+
+// Units that went on battery at the same time: the anchor is the one whose
+// own notice was sent (the first the evaluator saw), not the lowest serial.
+func TestStateAnchorIsTheUnitSent(t *testing.T) {
+	cfg := DefaultConfig()
+	_ = cfg.validate()
+	st := NewState("hq")
+	var out []rules.Event
+	for _, u := range []int{3, 1, 2} {
+		ev := unitEvent(step{rule: onBattery, kind: rules.Firing, unit: u, status: "OB"})
+		out, _ = st.Apply(&cfg, ev, 3, t0)
+	}
+	if len(out) != 1 || out[0].Serial != serial(3) {
+		t.Fatalf("area alert %+v, want anchored on unit 3", out)
+	}
+}
