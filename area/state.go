@@ -22,6 +22,10 @@ const (
 	lowBattery = "low_battery"
 )
 
+// IsAreaRule reports whether rule is an area alert's: one that covers the
+// units of a whole area, for the admin and the site's managers to see.
+func IsAreaRule(rule string) bool { return rule == SiteOutage || rule == SiteUnreachable }
+
 // Decision is what becomes of a unit alert's notifications.
 type Decision string
 
