@@ -26,6 +26,7 @@ import (
 	"github.com/upswatch/upswatch/access"
 	"github.com/upswatch/upswatch/actions"
 	"github.com/upswatch/upswatch/api"
+	"github.com/upswatch/upswatch/area"
 	"github.com/upswatch/upswatch/broker"
 	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/config"
@@ -58,6 +59,7 @@ type App struct {
 
 	started  chan struct{}
 	retry    retryPolicy
+	areaTick time.Duration // the area evaluator's tick (0: its default)
 	httpAddr string
 	mqttURL  string
 	token    string
@@ -224,6 +226,25 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	goRun("rules", eng.Run)
 
+	// Areas: one site_outage (site_unreachable) for many units of an area
+	// going on battery (silent) together; the notifier folds their own
+	// notices into it.
+	rulesCfg := cat.Config()
+	areaCfg, err := area.ParseConfig(&rulesCfg.Areas)
+	if err != nil {
+		return err
+	}
+	areas, err := area.NewEvaluator(js, area.EvaluatorConfig{Areas: areaCfg, Units: units,
+		Replicas: a.cfg.NATS.Replicas, Logger: a.log, TickEvery: a.areaTick})
+	if err != nil {
+		return err
+	}
+	goRun("areas", areas.Run)
+	folds, err := area.NewFolds(js, areaCfg, units, a.log)
+	if err != nil {
+		return err
+	}
+
 	// Notifications: recipients, templates, providers, and the pipeline
 	// that turns alert events into deliveries.
 	keys, keysPath, err := a.loadKeyring()
@@ -269,7 +290,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		MaxBackoff:     a.cfg.Notify.Retry.MaxBackoff,
 		MaxAttempts:    a.cfg.Notify.Retry.MaxAttempts,
 		Replicas:       a.cfg.NATS.Replicas, Logger: a.log, Registerer: reg,
-		Silences: acts,
+		Silences: acts, Folds: folds,
 	})
 	if err != nil {
 		return err
@@ -293,6 +314,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		{Name: "rules", Ready: sup.check("rules", closed(eng.Ready))},
 		{Name: "notify", Ready: sup.check("notify", closed(notifier.Ready))},
 		{Name: "alert actions", Ready: sup.check("alert actions", closed(acts.Ready))},
+		{Name: "areas", Ready: sup.check("areas", closed(areas.Ready))},
 		{Name: "ingest", Ready: sup.check("ingest", func() bool {
 			ingMu.Lock()
 			defer ingMu.Unlock()
