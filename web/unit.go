@@ -113,6 +113,8 @@ func (c *Console) unitPage(w http.ResponseWriter, r *http.Request, v *view) {
 	if pg.Timeline, err = c.cfg.Alerts.Timeline(ctx, u.Serial, pg.From, pg.To, 200); err != nil {
 		c.log.Warn("unit page: alert timeline unavailable", "serial", u.Serial, "err", err)
 	}
+	// An area alert anchored on this unit is the site's, not its owner's.
+	pg.Timeline = slices.DeleteFunc(pg.Timeline, func(ev rules.Event) bool { return !v.Principal.CanSeeAlert(ev.Rule, u) })
 	slices.Reverse(pg.Timeline) // newest first
 	v.Page = pg
 	c.render(w, http.StatusOK, "unit", v)
