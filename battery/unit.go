@@ -1,0 +1,221 @@
+// Package battery follows each unit's battery through its life: how old
+// it is (by the best date known, weighted by temperature), how its
+// self-tests went, and how its runtime compares with when it was new.
+// It raises battery alerts as rules.Event, so they travel the ALERTS
+// stream and reach recipients like any other alert.
+//
+// Unit holds one unit's state and is pure: Observe(reading) updates it
+// and returns events, with no clock and no I/O. Tracker (tracker.go)
+// feeds it from the bus and keeps the states in a KV bucket.
+package battery
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/upswatch/upswatch/rules"
+	"github.com/upswatch/upswatch/ups"
+)
+
+// Alert rules raised by this package.
+const (
+	RuleAge         = "battery_age"
+	RuleMaintenance = "battery_maintenance"
+)
+
+type alertID uint8
+
+const (
+	alertAge alertID = iota
+	alertMaintenance
+	numAlerts
+)
+
+var alertRules = [numAlerts]string{RuleAge, RuleMaintenance}
+
+// alertState is one battery alert of a unit: Since is its start in unix
+// milliseconds (0: not firing).
+type alertState struct {
+	Since int64 `json:"s,omitempty"`
+	Sev   uint8 `json:"v,omitempty"`
+}
+
+// Unit is the battery state of one unit. Times are unix seconds (0:
+// unknown) so the state stays small; its JSON form is what the tracker
+// stores. The zero Unit is a unit never seen.
+type Unit struct {
+	Serial    ups.Serial `json:"-"`
+	FirstSeen int64      `json:"fs,omitempty"`
+	LastAt    int64      `json:"la,omitempty"`
+
+	// Install date and the dates it is chosen from.
+	Install    int64  `json:"in,omitempty"`
+	InstallSrc Source `json:"src,omitempty"`
+	OwnerDate  int64  `json:"od,omitempty"`
+	BatDate    int64  `json:"bd,omitempty"`
+	MfrDate    int64  `json:"md,omitempty"`
+	Maint      int64  `json:"mt,omitempty"`
+	// ExtraAge is the wear beyond the calendar, in seconds, accrued
+	// while watched above 25 °C.
+	ExtraAge float64 `json:"xa,omitempty"`
+	LastTemp float32 `json:"lt,omitempty"`
+	// Hashes of the raw date texts last parsed, so an unchanged text
+	// costs a hash and not a parse.
+	BatDateH uint32 `json:"bh,omitempty"`
+	MfrDateH uint32 `json:"mh,omitempty"`
+	MaintH   uint32 `json:"th,omitempty"`
+
+	Alerts [numAlerts]alertState `json:"al"`
+}
+
+// Names of the variables Observe reads besides the known numeric ones.
+const (
+	varBatteryDate = "battery.date"
+	varMfrDate     = "battery.mfr.date"
+	varMaintDate   = "battery.date.maintenance"
+)
+
+// maxMaintenanceAhead bounds a believable battery.date.maintenance.
+const maxMaintenanceAhead = 20 * 365 * 24 * time.Hour
+
+// Observe folds one reading into the state and appends the battery
+// events it causes to evs. Readings older than the last one seen are
+// ignored (a redelivered batch); presence-only readings are ignored.
+func (u *Unit) Observe(r *ups.Reading, evs []rules.Event) []rules.Event {
+	if r.Presence != ups.PresenceNone {
+		return evs
+	}
+	at := r.Time.Unix()
+	if at < u.LastAt {
+		return evs
+	}
+	if u.FirstSeen == 0 {
+		u.FirstSeen = at
+		u.Serial = r.Serial
+	}
+	dirty := u.Install == 0
+	for i := range r.Texts {
+		t := &r.Texts[i]
+		switch t.Name {
+		case varBatteryDate:
+			dirty = u.dateVar(&u.BatDate, &u.BatDateH, t.Value, r.Time) || dirty
+		case varMfrDate:
+			dirty = u.dateVar(&u.MfrDate, &u.MfrDateH, t.Value, r.Time) || dirty
+		case varMaintDate:
+			if h := hash(t.Value); h != u.MaintH {
+				u.MaintH = h
+				u.Maint = 0
+				if d, v := ParseDate(t.Value, r.Time.Add(maxMaintenanceAhead)); v == DateOK {
+					u.Maint = d.Unix()
+				}
+			}
+		}
+	}
+	if dirty {
+		u.reinstall()
+	}
+	temp, ok := readingTemp(r)
+	u.accrue(at, temp, ok)
+	u.LastAt = at
+	return u.checkAge(r, evs)
+}
+
+// dateVar updates one parsed date from its raw text; it reports whether
+// the date changed.
+func (u *Unit) dateVar(dst *int64, h *uint32, raw string, now time.Time) bool {
+	nh := hash(raw)
+	if nh == *h {
+		return false
+	}
+	*h = nh
+	old := *dst
+	*dst = 0
+	if d, v := ParseDate(raw, now); v == DateOK {
+		*dst = d.Unix()
+	}
+	return *dst != old
+}
+
+// SetOwnerDate records the install date the owner entered (zero clears
+// it) and returns the events it causes at now.
+func (u *Unit) SetOwnerDate(d time.Time, now time.Time) []rules.Event {
+	if d.IsZero() {
+		u.OwnerDate = 0
+	} else {
+		u.OwnerDate = time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, time.UTC).Unix()
+	}
+	u.reinstall()
+	r := &ups.Reading{Serial: u.Serial, Time: now}
+	return u.checkAge(r, nil)
+}
+
+// readingTemp picks the temperature the battery sits at: its own sensor,
+// else the UPS's, else the room's; implausible values are skipped.
+func readingTemp(r *ups.Reading) (float64, bool) {
+	for _, v := range [...]ups.Var{ups.BatteryTemperature, ups.UPSTemperature, ups.AmbientTemperature} {
+		if t, ok := r.Num(v); ok && PlausibleTemp(t) {
+			return t, true
+		}
+	}
+	return 0, false
+}
+
+func (u *Unit) checkAge(r *ups.Reading, evs []rules.Event) []rules.Event {
+	now := r.Time
+	eff := u.EffectiveAge(now)
+	evs = u.set(alertAge, u.Install != 0 && eff >= AgeLimit, rules.Warning, r, evs,
+		fmt.Sprintf("battery effective age %.1f years (installed %s, by %s)",
+			eff.Hours()/24/365, time.Unix(u.Install, 0).UTC().Format(time.DateOnly), u.InstallSrc),
+		rules.Value{Name: "battery.age.effective_days", Value: float64(int(eff.Hours() / 24))})
+	due := u.Maint != 0 && !now.Before(time.Unix(u.Maint, 0).Add(-MaintenanceLead))
+	evs = u.set(alertMaintenance, due, rules.Warning, r, evs,
+		"battery maintenance due "+time.Unix(u.Maint, 0).UTC().Format(time.DateOnly))
+	return evs
+}
+
+// set moves one alert to firing (at sev) or not, appending the event of
+// the change.
+func (u *Unit) set(id alertID, firing bool, sev rules.Severity, r *ups.Reading, evs []rules.Event, msg string, vals ...rules.Value) []rules.Event {
+	a := &u.Alerts[id]
+	switch {
+	case firing && a.Since == 0:
+		a.Since, a.Sev = r.Time.UnixMilli(), uint8(sev)
+		return append(evs, u.event(id, rules.Firing, r, msg, vals))
+	case firing && a.Sev != uint8(sev):
+		a.Sev = uint8(sev)
+		return append(evs, u.event(id, rules.Updated, r, msg, vals))
+	case !firing && a.Since != 0:
+		ev := u.event(id, rules.Resolved, r, msg, vals)
+		ev.EndedAt = r.Time
+		ev.Duration = ev.EndedAt.Sub(ev.StartedAt)
+		a.Since, a.Sev = 0, 0
+		return append(evs, ev)
+	}
+	return evs
+}
+
+func (u *Unit) event(id alertID, kind rules.EventKind, r *ups.Reading, msg string, vals []rules.Value) rules.Event {
+	a := u.Alerts[id]
+	return rules.Event{
+		Kind:        kind,
+		Rule:        alertRules[id],
+		Severity:    rules.Severity(a.Sev),
+		Serial:      r.Serial,
+		At:          r.Time,
+		StartedAt:   time.UnixMilli(a.Since).UTC(),
+		Values:      vals,
+		Status:      r.Status.Raw,
+		Fingerprint: fmt.Sprintf("%s/%s/%d", r.Serial, alertRules[id], a.Since),
+		Message:     msg,
+	}
+}
+
+// hash is FNV-1a, 32 bits, never 0 (0 means "no text seen").
+func hash(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h | 1
+}
