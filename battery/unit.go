@@ -21,6 +21,8 @@ import (
 const (
 	RuleAge         = "battery_age"
 	RuleMaintenance = "battery_maintenance"
+	RuleTestFailed  = "battery_test_failed"
+	RuleTestAborted = "battery_test_aborted"
 )
 
 type alertID uint8
@@ -28,10 +30,12 @@ type alertID uint8
 const (
 	alertAge alertID = iota
 	alertMaintenance
+	alertTestFailed
+	alertTestAborted
 	numAlerts
 )
 
-var alertRules = [numAlerts]string{RuleAge, RuleMaintenance}
+var alertRules = [numAlerts]string{RuleAge, RuleMaintenance, RuleTestFailed, RuleTestAborted}
 
 // alertState is one battery alert of a unit: Since is its start in unix
 // milliseconds (0: not firing).
@@ -65,6 +69,9 @@ type Unit struct {
 	MfrDateH uint32 `json:"mh,omitempty"`
 	MaintH   uint32 `json:"th,omitempty"`
 
+	// T is the self-test history.
+	T tests `json:"-"`
+
 	Alerts [numAlerts]alertState `json:"al"`
 }
 
@@ -94,6 +101,11 @@ func (u *Unit) Observe(r *ups.Reading, evs []rules.Event) []rules.Event {
 		u.Serial = r.Serial
 	}
 	dirty := u.Install == 0
+	if hour := at / 3600; hour != u.LastAt/3600 {
+		// Once an hour: the interval changes rarely and is the only
+		// variable read that needs a scan of the unknown numerics.
+		evs = u.hourly(r, evs)
+	}
 	for i := range r.Texts {
 		t := &r.Texts[i]
 		switch t.Name {
@@ -101,6 +113,8 @@ func (u *Unit) Observe(r *ups.Reading, evs []rules.Event) []rules.Event {
 			dirty = u.dateVar(&u.BatDate, &u.BatDateH, t.Value, r.Time) || dirty
 		case varMfrDate:
 			dirty = u.dateVar(&u.MfrDate, &u.MfrDateH, t.Value, r.Time) || dirty
+		case varTestResult:
+			evs = u.observeTest(t.Value, r, evs)
 		case varMaintDate:
 			if h := hash(t.Value); h != u.MaintH {
 				u.MaintH = h
@@ -118,6 +132,22 @@ func (u *Unit) Observe(r *ups.Reading, evs []rules.Event) []rules.Event {
 	u.accrue(at, temp, ok)
 	u.LastAt = at
 	return u.checkAge(r, evs)
+}
+
+// hourly does the checks that need not run on every reading.
+func (u *Unit) hourly(r *ups.Reading, evs []rules.Event) []rules.Event {
+	for _, m := range r.Metrics {
+		if m.Name == varTestInterval {
+			u.T.Interval = 0
+			if m.Value >= 3600 && m.Value <= 365*24*3600 {
+				u.T.Interval = int32(m.Value)
+			}
+		}
+	}
+	if u.Alerts[alertTestAborted].Since != 0 {
+		evs = u.checkAborted(r, evs)
+	}
+	return evs
 }
 
 // dateVar updates one parsed date from its raw text; it reports whether
