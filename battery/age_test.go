@@ -9,7 +9,6 @@ import (
 	"github.com/upswatch/upswatch/ups"
 )
 
-
 func reading(at time.Time, texts map[string]string, nums map[string]float64) *ups.Reading {
 	r := &ups.Reading{Serial: "S1", Time: at}
 	r.SetText("ups.status", "OL")
