@@ -78,13 +78,14 @@ func (u *Unit) installDate() (int64, Source) {
 // reinstall recomputes the install date after one of its inputs changed.
 // A later date means another battery: the extra age accrued by the old
 // one is dropped and the health baseline starts again.
-func (u *Unit) reinstall() (changed bool) {
+func (u *Unit) reinstall(at int64) (changed bool) {
 	d, src := u.installDate()
 	if d == u.Install && src == u.InstallSrc {
 		return false
 	}
 	if u.Install != 0 && d > u.Install {
 		u.ExtraAge = 0
+		u.resetHealth(at)
 	}
 	u.Install, u.InstallSrc = d, src
 	return true

@@ -32,10 +32,11 @@ const (
 	alertMaintenance
 	alertTestFailed
 	alertTestAborted
+	alertHealth
 	numAlerts
 )
 
-var alertRules = [numAlerts]string{RuleAge, RuleMaintenance, RuleTestFailed, RuleTestAborted}
+var alertRules = [numAlerts]string{RuleAge, RuleMaintenance, RuleTestFailed, RuleTestAborted, RuleHealth}
 
 // alertState is one battery alert of a unit: Since is its start in unix
 // milliseconds (0: not firing).
@@ -71,6 +72,8 @@ type Unit struct {
 
 	// T is the self-test history.
 	T tests `json:"-"`
+	// H is the state of health.
+	H health `json:"-"`
 
 	Alerts [numAlerts]alertState `json:"al"`
 }
@@ -126,10 +129,11 @@ func (u *Unit) Observe(r *ups.Reading, evs []rules.Event) []rules.Event {
 		}
 	}
 	if dirty {
-		u.reinstall()
+		u.reinstall(at)
 	}
 	temp, ok := readingTemp(r)
 	u.accrue(at, temp, ok)
+	evs = u.observeHealth(r, at, evs)
 	u.LastAt = at
 	return u.checkAge(r, evs)
 }
@@ -174,7 +178,7 @@ func (u *Unit) SetOwnerDate(d time.Time, now time.Time) []rules.Event {
 	} else {
 		u.OwnerDate = time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, time.UTC).Unix()
 	}
-	u.reinstall()
+	u.reinstall(now.Unix())
 	r := &ups.Reading{Serial: u.Serial, Time: now}
 	return u.checkAge(r, nil)
 }
@@ -197,6 +201,10 @@ func (u *Unit) checkAge(r *ups.Reading, evs []rules.Event) []rules.Event {
 		fmt.Sprintf("battery effective age %.1f years (installed %s, by %s)",
 			eff.Hours()/24/365, time.Unix(u.Install, 0).UTC().Format(time.DateOnly), u.InstallSrc),
 		rules.Value{Name: "battery.age.effective_days", Value: float64(int(eff.Hours() / 24))})
+	if u.Alerts[alertHealth].Since != 0 && u.H.BN == 0 {
+		// The baseline restarted: a new battery.
+		evs = u.set(alertHealth, false, 0, r, evs, "battery replaced")
+	}
 	due := u.Maint != 0 && !now.Before(time.Unix(u.Maint, 0).Add(-MaintenanceLead))
 	evs = u.set(alertMaintenance, due, rules.Warning, r, evs,
 		"battery maintenance due "+time.Unix(u.Maint, 0).UTC().Format(time.DateOnly))
