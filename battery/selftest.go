@@ -87,13 +87,9 @@ func (u *Unit) observeTest(raw string, r *ups.Reading, evs []rules.Event) []rule
 		return evs
 	}
 	u.T.add(TestRec{At: uint32(r.Time.Unix()), R: res})
-	switch res {
-	case TestFailed:
-		evs = u.set(alertTestFailed, true, rules.Critical, r, evs, "battery self-test failed: "+raw)
-	case TestPassed:
-		evs = u.set(alertTestFailed, false, 0, r, evs, "battery self-test passed")
-		evs = u.set(alertTestAborted, false, 0, r, evs, "battery self-test passed")
-	}
+	// A failed test is alerted by the rule engine's self_test_failed
+	// (which fires while the result reads "error", "fail"...); raising
+	// it here as well would page twice for one test.
 	return u.checkAborted(r, evs)
 }
 

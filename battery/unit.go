@@ -21,7 +21,6 @@ import (
 const (
 	RuleAge         = "battery_age"
 	RuleMaintenance = "battery_maintenance"
-	RuleTestFailed  = "battery_test_failed"
 	RuleTestAborted = "battery_test_aborted"
 )
 
@@ -30,13 +29,12 @@ type alertID uint8
 const (
 	alertAge alertID = iota
 	alertMaintenance
-	alertTestFailed
 	alertTestAborted
 	alertHealth
 	numAlerts
 )
 
-var alertRules = [numAlerts]string{RuleAge, RuleMaintenance, RuleTestFailed, RuleTestAborted, RuleHealth}
+var alertRules = [numAlerts]string{RuleAge, RuleMaintenance, RuleTestAborted, RuleHealth}
 
 // alertState is one battery alert of a unit: Since is its start in unix
 // milliseconds (0: not firing).
