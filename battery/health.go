@@ -65,6 +65,8 @@ type health struct {
 	OBN                uint16
 	Outage             point // last outage measurement
 	OutageAt           int64
+	TrN                uint8
+	Trend              [trendPoints]trendPt
 }
 
 // resetHealth starts the baseline again (a new battery) at at.
@@ -302,6 +304,7 @@ func (u *Unit) closeDay(r *ups.Reading, evs []rules.Event) []rules.Event {
 	if !hl.Known {
 		return evs
 	}
+	u.addTrend(h.Day, hl.SoH)
 	firing := u.Alerts[alertHealth].Since != 0
 	sev := rules.Warning
 	if hl.SoH < HealthCritical {
