@@ -17,10 +17,13 @@ const (
 	SourceBatteryDate
 	SourceMfrDate
 	SourceFirstSeen
+	// SourceSwap: a battery change upswatch detected after the date the
+	// unit reports (which nobody updated).
+	SourceSwap
 	numSources
 )
 
-var sourceNames = [numSources]string{"none", "owner", "battery.date", "battery.mfr.date", "first_seen"}
+var sourceNames = [numSources]string{"none", "owner", "battery.date", "battery.mfr.date", "first_seen", "detected_swap"}
 
 func (s Source) String() string {
 	if s < numSources {
@@ -62,9 +65,18 @@ func AgeingFactor(t float64) float64 {
 
 // installDate picks the install date by precedence from what is known.
 func (u *Unit) installDate() (int64, Source) {
-	switch {
-	case u.OwnerDate != 0:
+	if u.OwnerDate != 0 {
 		return u.OwnerDate, SourceOwner
+	}
+	d, src := u.reportedDate()
+	if u.SwapDate > d {
+		return u.SwapDate, SourceSwap
+	}
+	return d, src
+}
+
+func (u *Unit) reportedDate() (int64, Source) {
+	switch {
 	case u.BatDate != 0:
 		return u.BatDate, SourceBatteryDate
 	case u.MfrDate != 0:
@@ -76,19 +88,13 @@ func (u *Unit) installDate() (int64, Source) {
 }
 
 // reinstall recomputes the install date after one of its inputs changed.
-// A later date means another battery: the extra age accrued by the old
-// one is dropped and the health baseline starts again.
-func (u *Unit) reinstall(at int64) (changed bool) {
+// It reports whether the date moved later: another battery, whose life
+// the caller starts afresh (Unit.replaced).
+func (u *Unit) reinstall(at int64) (later bool) {
 	d, src := u.installDate()
-	if d == u.Install && src == u.InstallSrc {
-		return false
-	}
-	if u.Install != 0 && d > u.Install {
-		u.ExtraAge = 0
-		u.resetHealth(at)
-	}
+	later = u.Install != 0 && d > u.Install
 	u.Install, u.InstallSrc = d, src
-	return true
+	return later
 }
 
 // accrue adds the temperature-weighted extra age of the time since the

@@ -202,13 +202,17 @@ func (u *Unit) observeHealth(r *ups.Reading, at int64, evs []rules.Event) []rule
 		h.Since = at
 	}
 	if hour := at / 3600; hour != h.Hour {
-		u.closeHour()
+		jump := u.closeHour()
 		h.Hour = hour
 		if d := int32(at / 86400); d != h.Day {
 			if h.TN > 0 {
 				evs = u.closeDay(r, evs)
 			}
 			h.Day = d
+		}
+		if jump {
+			evs = u.signal(sigRuntimeUp, r, evs)
+			h.Hour, h.Day = hour, int32(at/86400) // a swap resets them
 		}
 	}
 	load, okL := r.Num(ups.UPSLoad)
@@ -241,20 +245,24 @@ func (u *Unit) observeHealth(r *ups.Reading, at int64, evs []rules.Event) []rule
 	return evs
 }
 
-func (u *Unit) closeHour() {
+// closeHour reduces the open hour to a point; it reports whether that
+// point is a runtime jump (a swap signal).
+func (u *Unit) closeHour() (jump bool) {
 	h := &u.H
 	if h.HN == 0 {
-		return
+		return false
 	}
 	p := point{h.HR / float32(h.HN), h.HL / float32(h.HN)}
 	h.HN, h.HR, h.HL = 0, 0, 0
 	x, y := float64(p.L), float64(p.R)
+	jump = u.runtimeJump(p)
 	h.N++
 	h.Sx += x
 	h.Sy += y
 	h.Sxx += x * x
 	h.Sxy += x * y
 	u.addToday(p, 1)
+	return jump
 }
 
 func (u *Unit) addToday(p point, w uint8) {

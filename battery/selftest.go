@@ -86,6 +86,11 @@ func (u *Unit) observeTest(raw string, r *ups.Reading, evs []rules.Event) []rule
 	if res == TestNone {
 		return evs
 	}
+	if res == TestPassed && u.T.N > 0 {
+		if prev := u.T.Recs[u.T.N-1]; prev.R == TestFailed && r.Time.Unix()-int64(prev.At) <= int64(SwapWindow/time.Second) {
+			evs = u.signal(sigTestFixed, r, evs)
+		}
+	}
 	u.T.add(TestRec{At: uint32(r.Time.Unix()), R: res})
 	// A failed test is alerted by the rule engine's self_test_failed
 	// (which fires while the result reads "error", "fail"...); raising

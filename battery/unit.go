@@ -72,6 +72,12 @@ type Unit struct {
 	T tests `json:"-"`
 	// H is the state of health.
 	H health `json:"-"`
+	// Swap detection.
+	RB       bool
+	Sig      [numSignals]uint32
+	SwapDate int64
+	SwapN    uint8
+	Swaps    [swapHistory]swapRec
 
 	Alerts [numAlerts]alertState `json:"al"`
 }
@@ -126,9 +132,10 @@ func (u *Unit) Observe(r *ups.Reading, evs []rules.Event) []rules.Event {
 			}
 		}
 	}
-	if dirty {
-		u.reinstall(at)
+	if dirty && u.reinstall(at) {
+		evs = u.replaced(r, "battery date", evs)
 	}
+	evs = u.swapSignals(r, at, evs)
 	temp, ok := readingTemp(r)
 	u.accrue(at, temp, ok)
 	evs = u.observeHealth(r, at, evs)
@@ -176,9 +183,12 @@ func (u *Unit) SetOwnerDate(d time.Time, now time.Time) []rules.Event {
 	} else {
 		u.OwnerDate = time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, time.UTC).Unix()
 	}
-	u.reinstall(now.Unix())
 	r := &ups.Reading{Serial: u.Serial, Time: now}
-	return u.checkAge(r, nil)
+	var evs []rules.Event
+	if u.reinstall(now.Unix()) {
+		evs = u.replaced(r, "owner", evs)
+	}
+	return u.checkAge(r, evs)
 }
 
 // readingTemp picks the temperature the battery sits at: its own sensor,
