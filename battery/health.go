@@ -307,7 +307,7 @@ func (u *Unit) closeDay(r *ups.Reading, evs []rules.Event) []rules.Event {
 	}
 	h.Recent[h.RN] = p
 	h.RN++
-	h.TN = 0
+	h.TN, h.Today, h.TW = 0, [daySlots]point{}, [daySlots]uint8{}
 	hl := u.HealthAt(r.Time)
 	if !hl.Known {
 		return evs

@@ -33,10 +33,10 @@ type TestRec struct {
 
 // tests is a unit's self-test history, newest last.
 type tests struct {
-	Recs     [testHistory]TestRec `json:"-"`
-	N        uint8                `json:"-"`
-	ResultH  uint32               `json:"-"`
-	Interval int32                `json:"-"` // seconds; 0: default
+	Recs     [testHistory]TestRec
+	N        uint8
+	ResultH  uint32
+	Interval int32 // seconds; 0: default
 }
 
 func (ts *tests) add(rec TestRec) {

@@ -28,6 +28,34 @@ const (
 
 var signalNames = [numSignals]string{"rb_cleared", "test_passed_after_failure", "runtime_jump", "power_cycle_recharge"}
 
+// Reasons of a swap besides the signals (bits of swapRec.Why).
+const (
+	whyBatteryDate = 1 << (numSignals + iota)
+	whyOwner
+)
+
+func whyString(why uint8) string {
+	s := ""
+	add := func(n string) {
+		if s != "" {
+			s += "+"
+		}
+		s += n
+	}
+	for i, n := range signalNames {
+		if why&(1<<i) != 0 {
+			add(n)
+		}
+	}
+	if why&whyBatteryDate != 0 {
+		add("battery_date")
+	}
+	if why&whyOwner != 0 {
+		add("owner")
+	}
+	return s
+}
+
 const (
 	SwapWindow     = 14 * day
 	jumpRatio      = 1.25
@@ -49,14 +77,11 @@ type Swap struct {
 func (u *Unit) signal(s signal, r *ups.Reading, evs []rules.Event) []rules.Event {
 	at := r.Time.Unix()
 	u.Sig[s] = uint32(at)
-	n, reason := 0, ""
+	n, why := 0, uint8(0)
 	for i, t := range u.Sig {
 		if t != 0 && at-int64(t) <= int64(SwapWindow/time.Second) {
 			n++
-			if reason != "" {
-				reason += "+"
-			}
-			reason += signalNames[i]
+			why |= 1 << i
 		}
 	}
 	if n < swapMinSignals {
@@ -64,11 +89,11 @@ func (u *Unit) signal(s signal, r *ups.Reading, evs []rules.Event) []rules.Event
 	}
 	u.SwapDate = at
 	u.reinstall(at)
-	return u.replaced(r, reason, evs)
+	return u.replaced(r, why, evs)
 }
 
 // replaced records a battery change and starts its life afresh.
-func (u *Unit) replaced(r *ups.Reading, reason string, evs []rules.Event) []rules.Event {
+func (u *Unit) replaced(r *ups.Reading, why uint8, evs []rules.Event) []rules.Event {
 	at := r.Time.Unix()
 	u.Sig = [numSignals]uint32{}
 	if u.H.Since != at {
@@ -79,13 +104,13 @@ func (u *Unit) replaced(r *ups.Reading, reason string, evs []rules.Event) []rule
 		copy(u.Swaps[:], u.Swaps[1:])
 		u.SwapN--
 	}
-	u.Swaps[u.SwapN] = swapRec{uint32(at), reason}
+	u.Swaps[u.SwapN] = swapRec{uint32(at), why}
 	u.SwapN++
 	ev := rules.Event{
 		Kind: rules.Firing, Rule: RuleReplaced, Severity: rules.Info, Serial: r.Serial,
 		At: r.Time, StartedAt: r.Time, Status: r.Status.Raw,
 		Fingerprint: fmt.Sprintf("%s/%s/%d", r.Serial, RuleReplaced, r.Time.UnixMilli()),
-		Message:     "battery replaced (" + reason + ")",
+		Message:     "battery replaced (" + whyString(why) + ")",
 	}
 	res := ev
 	res.Kind, res.EndedAt, res.Silent = rules.Resolved, r.Time, true
@@ -93,15 +118,15 @@ func (u *Unit) replaced(r *ups.Reading, reason string, evs []rules.Event) []rule
 }
 
 type swapRec struct {
-	At     uint32
-	Reason string
+	At  uint32
+	Why uint8
 }
 
 // SwapList returns the recorded swaps, oldest first.
 func (u *Unit) SwapList() []Swap {
 	out := make([]Swap, 0, u.SwapN)
 	for _, s := range u.Swaps[:u.SwapN] {
-		out = append(out, Swap{time.Unix(int64(s.At), 0).UTC(), s.Reason})
+		out = append(out, Swap{time.Unix(int64(s.At), 0).UTC(), whyString(s.Why)})
 	}
 	return out
 }

@@ -39,39 +39,39 @@ var alertRules = [numAlerts]string{RuleAge, RuleMaintenance, RuleTestAborted, Ru
 // alertState is one battery alert of a unit: Since is its start in unix
 // milliseconds (0: not firing).
 type alertState struct {
-	Since int64 `json:"s,omitempty"`
-	Sev   uint8 `json:"v,omitempty"`
+	Since int64
+	Sev   uint8
 }
 
 // Unit is the battery state of one unit. Times are unix seconds (0:
-// unknown) so the state stays small; its JSON form is what the tracker
-// stores. The zero Unit is a unit never seen.
+// unknown) so the state stays small; its binary form (codec.go) is what the tracker
+// stores (codec.go). The zero Unit is a unit never seen.
 type Unit struct {
-	Serial    ups.Serial `json:"-"`
-	FirstSeen int64      `json:"fs,omitempty"`
-	LastAt    int64      `json:"la,omitempty"`
+	Serial    ups.Serial
+	FirstSeen int64
+	LastAt    int64
 
 	// Install date and the dates it is chosen from.
-	Install    int64  `json:"in,omitempty"`
-	InstallSrc Source `json:"src,omitempty"`
-	OwnerDate  int64  `json:"od,omitempty"`
-	BatDate    int64  `json:"bd,omitempty"`
-	MfrDate    int64  `json:"md,omitempty"`
-	Maint      int64  `json:"mt,omitempty"`
+	Install    int64
+	InstallSrc Source
+	OwnerDate  int64
+	BatDate    int64
+	MfrDate    int64
+	Maint      int64
 	// ExtraAge is the wear beyond the calendar, in seconds, accrued
 	// while watched above 25 °C.
-	ExtraAge float64 `json:"xa,omitempty"`
-	LastTemp float32 `json:"lt,omitempty"`
+	ExtraAge float64
+	LastTemp float32
 	// Hashes of the raw date texts last parsed, so an unchanged text
 	// costs a hash and not a parse.
-	BatDateH uint32 `json:"bh,omitempty"`
-	MfrDateH uint32 `json:"mh,omitempty"`
-	MaintH   uint32 `json:"th,omitempty"`
+	BatDateH uint32
+	MfrDateH uint32
+	MaintH   uint32
 
 	// T is the self-test history.
-	T tests `json:"-"`
+	T tests
 	// H is the state of health.
-	H health `json:"-"`
+	H health
 	// Swap detection.
 	RB       bool
 	Sig      [numSignals]uint32
@@ -79,7 +79,7 @@ type Unit struct {
 	SwapN    uint8
 	Swaps    [swapHistory]swapRec
 
-	Alerts [numAlerts]alertState `json:"al"`
+	Alerts [numAlerts]alertState
 }
 
 // Names of the variables Observe reads besides the known numeric ones.
@@ -133,7 +133,7 @@ func (u *Unit) Observe(r *ups.Reading, evs []rules.Event) []rules.Event {
 		}
 	}
 	if dirty && u.reinstall(at) {
-		evs = u.replaced(r, "battery date", evs)
+		evs = u.replaced(r, whyBatteryDate, evs)
 	}
 	evs = u.swapSignals(r, at, evs)
 	temp, ok := readingTemp(r)
@@ -186,7 +186,7 @@ func (u *Unit) SetOwnerDate(d time.Time, now time.Time) []rules.Event {
 	r := &ups.Reading{Serial: u.Serial, Time: now}
 	var evs []rules.Event
 	if u.reinstall(now.Unix()) {
-		evs = u.replaced(r, "owner", evs)
+		evs = u.replaced(r, whyOwner, evs)
 	}
 	return u.checkAge(r, evs)
 }
