@@ -98,17 +98,25 @@ func (u *Unit) reinstall(at int64) (later bool) {
 }
 
 // accrue adds the temperature-weighted extra age of the time since the
-// last reading.
+// last reading, at the temperature of the last reading.
 func (u *Unit) accrue(at int64, temp float64, ok bool) {
-	if ok {
-		dt := at - u.LastAt
-		if u.LastAt != 0 && dt > 0 && dt <= int64(maxAccrualGap/time.Second) && PlausibleTemp(float64(u.LastTemp)) {
-			u.ExtraAge += float64(dt) * (AgeingFactor(float64(u.LastTemp)) - 1)
-		}
-		u.LastTemp = float32(temp)
-	} else {
-		u.LastTemp = 0
+	dt := at - u.LastAt
+	if u.LastAt != 0 && dt > 0 && dt <= int64(maxAccrualGap/time.Second) && u.LastTemp != 0 {
+		u.ExtraAge += float64(dt) * u.extraRate()
 	}
+	if !ok {
+		temp = 0
+	}
+	u.LastTemp = float32(temp)
+}
+
+// extraRate is AgeingFactor(LastTemp)-1, cached: temperatures change
+// far less often than readings arrive.
+func (u *Unit) extraRate() float64 {
+	if u.rateOf != u.LastTemp || u.rateOf == 0 {
+		u.rateOf, u.rate = u.LastTemp, AgeingFactor(float64(u.LastTemp))-1
+	}
+	return u.rate
 }
 
 // Age is the calendar age of the battery at now.

@@ -50,7 +50,9 @@ func TestCodecRoundTrip(t *testing.T) {
 		if err := v.UnmarshalBinary(b); err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(*u, v) {
+		w := *u
+		w.rateOf, w.rate = 0, 0 // a cache, not stored
+		if !reflect.DeepEqual(w, v) {
 			t.Fatalf("round trip changed the state:\n%+v\n%+v", *u, v)
 		}
 		t.Logf("stored state: %d bytes", len(b))
@@ -77,7 +79,7 @@ func FuzzUnitUnmarshal(f *testing.F) {
 		}
 		again, _ := u.MarshalBinary()
 		var v Unit
-		if err := v.UnmarshalBinary(again); err != nil || !reflect.DeepEqual(u, v) {
+		if err := v.UnmarshalBinary(again); err != nil || !reflect.DeepEqual(u, v) { // u's cache is still empty
 			t.Fatalf("re-encoding a decoded state: %v", err)
 		}
 		_ = bytes.Equal(again, b) // varints may be non-minimal in b; equality is not required

@@ -203,3 +203,18 @@ func TestHealthAlert(t *testing.T) {
 		t.Fatalf("health after reset %+v", h)
 	}
 }
+
+func TestFastLog(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	for i := 0; i < 100000; i++ {
+		x := math.Exp(rng.Float64()*30 - 10) // 4.5e-5 .. 4.8e8
+		if d := math.Abs(fastLog(x) - math.Log(x)); d > 1e-7 {
+			t.Fatalf("fastLog(%g) = %g, math.Log %g", x, fastLog(x), math.Log(x))
+		}
+	}
+	for _, x := range []float64{1, 2, 0.5, math.Sqrt2 / 2, math.Sqrt2, 36000, 0.2, 1.8} {
+		if d := math.Abs(fastLog(x) - math.Log(x)); d > 1e-7 {
+			t.Fatalf("fastLog(%g) = %g, math.Log %g", x, fastLog(x), math.Log(x))
+		}
+	}
+}

@@ -111,7 +111,8 @@ func (u *Unit) checkAborted(r *ups.Reading, evs []rules.Event) []rules.Event {
 			n++
 		}
 	}
-	return u.set(alertTestAborted, n >= 2, rules.Warning, r, evs,
-		fmt.Sprintf("%d battery self-tests aborted within %d days", n, int(AbortWindow/day)),
-		rules.Value{Name: "aborted", Value: float64(n)})
+	return u.set(alertTestAborted, n >= 2, rules.Warning, r, evs, func() (string, []rules.Value) {
+		return fmt.Sprintf("%d battery self-tests aborted within %d days", n, int(AbortWindow/day)),
+			[]rules.Value{{Name: "aborted", Value: float64(n)}}
+	})
 }

@@ -47,21 +47,29 @@ type alertState struct {
 // unknown) so the state stays small; its binary form (codec.go) is what the tracker
 // stores (codec.go). The zero Unit is a unit never seen.
 type Unit struct {
+	// Fields every reading touches come first, to share cache lines.
 	Serial    ups.Serial
 	FirstSeen int64
 	LastAt    int64
+	Install   int64
+	// ExtraAge is the wear beyond the calendar, in seconds, accrued
+	// while watched above 25 °C.
+	ExtraAge float64
+	LastTemp float32 // 0: no plausible temperature
+	// rate caches extraRate for rateOf; not stored.
+	rateOf float32
+	rate   float64
+	RB     bool // the replace-battery flag was set
+
+	// H is the state of health.
+	H health
 
 	// Install date and the dates it is chosen from.
-	Install    int64
 	InstallSrc Source
 	OwnerDate  int64
 	BatDate    int64
 	MfrDate    int64
 	Maint      int64
-	// ExtraAge is the wear beyond the calendar, in seconds, accrued
-	// while watched above 25 °C.
-	ExtraAge float64
-	LastTemp float32
 	// Hashes of the raw date texts last parsed, so an unchanged text
 	// costs a hash and not a parse.
 	BatDateH uint32
@@ -70,10 +78,7 @@ type Unit struct {
 
 	// T is the self-test history.
 	T tests
-	// H is the state of health.
-	H health
 	// Swap detection.
-	RB       bool
 	Sig      [numSignals]uint32
 	SwapDate int64
 	SwapN    uint8
@@ -107,14 +112,23 @@ func (u *Unit) Observe(r *ups.Reading, evs []rules.Event) []rules.Event {
 		u.FirstSeen = at
 		u.Serial = r.Serial
 	}
+	n0 := len(evs)
 	dirty := u.Install == 0
-	if hour := at / 3600; hour != u.LastAt/3600 {
+	newHour := at/3600 != u.LastAt/3600
+	if newHour {
 		// Once an hour: the interval changes rarely and is the only
 		// variable read that needs a scan of the unknown numerics.
 		evs = u.hourly(r, evs)
 	}
-	for i := range r.Texts {
-		t := &r.Texts[i]
+	// Texts once a minute: dates and test results last far longer (a
+	// test result stays until the next test), and hashing them on every
+	// reading was the main cost.
+	texts := r.Texts
+	if at/60 == u.LastAt/60 && u.LastAt != 0 {
+		texts = nil
+	}
+	for i := range texts {
+		t := &texts[i]
 		switch t.Name {
 		case varBatteryDate:
 			dirty = u.dateVar(&u.BatDate, &u.BatDateH, t.Value, r.Time) || dirty
@@ -140,7 +154,11 @@ func (u *Unit) Observe(r *ups.Reading, evs []rules.Event) []rules.Event {
 	u.accrue(at, temp, ok)
 	evs = u.observeHealth(r, at, evs)
 	u.LastAt = at
-	return u.checkAge(r, evs)
+	if newHour || dirty || len(evs) > n0 {
+		// Age and maintenance move by the hour, or with what changed.
+		evs = u.checkAge(r, evs)
+	}
+	return evs
 }
 
 // hourly does the checks that need not run on every reading.
@@ -205,33 +223,36 @@ func readingTemp(r *ups.Reading) (float64, bool) {
 func (u *Unit) checkAge(r *ups.Reading, evs []rules.Event) []rules.Event {
 	now := r.Time
 	eff := u.EffectiveAge(now)
-	evs = u.set(alertAge, u.Install != 0 && eff >= AgeLimit, rules.Warning, r, evs,
-		fmt.Sprintf("battery effective age %.1f years (installed %s, by %s)",
-			eff.Hours()/24/365, time.Unix(u.Install, 0).UTC().Format(time.DateOnly), u.InstallSrc),
-		rules.Value{Name: "battery.age.effective_days", Value: float64(int(eff.Hours() / 24))})
+	evs = u.set(alertAge, u.Install != 0 && eff >= AgeLimit, rules.Warning, r, evs, func() (string, []rules.Value) {
+		return fmt.Sprintf("battery effective age %.1f years (installed %s, by %s)",
+				eff.Hours()/24/365, time.Unix(u.Install, 0).UTC().Format(time.DateOnly), u.InstallSrc),
+			[]rules.Value{{Name: "battery.age.effective_days", Value: float64(int(eff.Hours() / 24))}}
+	})
 	if u.Alerts[alertHealth].Since != 0 && u.H.BN == 0 {
 		// The baseline restarted: a new battery.
-		evs = u.set(alertHealth, false, 0, r, evs, "battery replaced")
+		evs = u.set(alertHealth, false, 0, r, evs, func() (string, []rules.Value) { return "battery replaced", nil })
 	}
 	due := u.Maint != 0 && !now.Before(time.Unix(u.Maint, 0).Add(-MaintenanceLead))
-	evs = u.set(alertMaintenance, due, rules.Warning, r, evs,
-		"battery maintenance due "+time.Unix(u.Maint, 0).UTC().Format(time.DateOnly))
+	evs = u.set(alertMaintenance, due, rules.Warning, r, evs, func() (string, []rules.Value) {
+		return "battery maintenance due " + time.Unix(u.Maint, 0).UTC().Format(time.DateOnly), nil
+	})
 	return evs
 }
 
 // set moves one alert to firing (at sev) or not, appending the event of
 // the change.
-func (u *Unit) set(id alertID, firing bool, sev rules.Severity, r *ups.Reading, evs []rules.Event, msg string, vals ...rules.Value) []rules.Event {
+// The message is built only when the alert changes.
+func (u *Unit) set(id alertID, firing bool, sev rules.Severity, r *ups.Reading, evs []rules.Event, msg func() (string, []rules.Value)) []rules.Event {
 	a := &u.Alerts[id]
 	switch {
 	case firing && a.Since == 0:
 		a.Since, a.Sev = r.Time.UnixMilli(), uint8(sev)
-		return append(evs, u.event(id, rules.Firing, r, msg, vals))
+		return append(evs, u.event(id, rules.Firing, r, msg))
 	case firing && a.Sev != uint8(sev):
 		a.Sev = uint8(sev)
-		return append(evs, u.event(id, rules.Updated, r, msg, vals))
+		return append(evs, u.event(id, rules.Updated, r, msg))
 	case !firing && a.Since != 0:
-		ev := u.event(id, rules.Resolved, r, msg, vals)
+		ev := u.event(id, rules.Resolved, r, msg)
 		ev.EndedAt = r.Time
 		ev.Duration = ev.EndedAt.Sub(ev.StartedAt)
 		a.Since, a.Sev = 0, 0
@@ -240,8 +261,9 @@ func (u *Unit) set(id alertID, firing bool, sev rules.Severity, r *ups.Reading, 
 	return evs
 }
 
-func (u *Unit) event(id alertID, kind rules.EventKind, r *ups.Reading, msg string, vals []rules.Value) rules.Event {
+func (u *Unit) event(id alertID, kind rules.EventKind, r *ups.Reading, mk func() (string, []rules.Value)) rules.Event {
 	a := u.Alerts[id]
+	msg, vals := mk()
 	return rules.Event{
 		Kind:        kind,
 		Rule:        alertRules[id],
