@@ -1,0 +1,334 @@
+package battery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/internal/ready"
+	"github.com/upswatch/upswatch/rules"
+	"github.com/upswatch/upswatch/rules/engine"
+	"github.com/upswatch/upswatch/ups"
+)
+
+// Names on the bus.
+const (
+	// Durable is the tracker's consumer of the READINGS stream: its own,
+	// so battery tracking costs the rule engine nothing and lags behind
+	// it harmlessly.
+	Durable = "battery"
+	// Bucket holds each unit's state (key: serial, value: the binary
+	// form of Unit).
+	Bucket = "upswatch_battery"
+)
+
+// TrackerConfig configures a Tracker.
+type TrackerConfig struct {
+	// CheckpointEvery bounds how long a unit's state may go unsaved;
+	// a state whose alerts changed is saved before its batch is acked.
+	// A crash loses at most this much of the statistics, never an alert.
+	CheckpointEvery time.Duration
+	Replicas        int
+	Logger          *slog.Logger
+	// Now is the clock for checkpoints (tests inject one).
+	Now func() time.Time
+}
+
+// Tracker runs Unit.Observe over the readings on the bus, publishes the
+// battery events on the ALERTS stream like the rule engine's (same
+// subjects, dedup ids and active-alerts bucket), and keeps the states in
+// the Bucket, so they survive restarts.
+//
+// Several instances share the durable consumer; each state write is
+// compare-and-set on the KV revision, and an instance that finds a unit
+// changed elsewhere reloads it. With one instance (or the embedded
+// default) every reading is counted; with several, a unit's batches may
+// be split between them, and the statistics (not the alerts) of the
+// batches between two reloads are lost.
+type Tracker struct {
+	js    jetstream.JetStream
+	cfg   TrackerConfig
+	log   *slog.Logger
+	ready ready.Signal
+
+	// Owned by Run's goroutine.
+	kv     jetstream.KeyValue
+	active jetstream.KeyValue
+	units  map[ups.Serial]*entry
+}
+
+type entry struct {
+	u       Unit
+	rev     uint64
+	dirty   bool
+	urgent  bool
+	savedAt time.Time
+}
+
+// NewTracker validates the configuration; Run starts the tracker.
+func NewTracker(js jetstream.JetStream, cfg TrackerConfig) (*Tracker, error) {
+	if js == nil {
+		return nil, errors.New("battery tracker: js is required")
+	}
+	if cfg.CheckpointEvery <= 0 {
+		cfg.CheckpointEvery = 5 * time.Minute
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Tracker{js: js, cfg: cfg, log: cfg.Logger.With("component", "battery")}, nil
+}
+
+// Ready is closed once the consumer exists and reading has begun.
+func (t *Tracker) Ready() <-chan struct{} { return t.ready.C() }
+
+// EnsureBucket creates (or opens) the state bucket.
+func EnsureBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: Bucket,
+		Description: "battery state per unit", Storage: jetstream.FileStorage, Replicas: max(replicas, 1)})
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", Bucket, err)
+	}
+	return kv, nil
+}
+
+// Run consumes until ctx is done, then saves what is unsaved. It needs
+// the ALERTS stream and the active-alerts bucket of the rule engine and
+// returns an error until they exist (the supervisor runs it again).
+func (t *Tracker) Run(ctx context.Context) error {
+	var err error
+	if t.kv, err = EnsureBucket(ctx, t.js, t.cfg.Replicas); err != nil {
+		return err
+	}
+	if _, err := t.js.Stream(ctx, engine.AlertsStream); err != nil {
+		return fmt.Errorf("battery tracker: stream %s: %w", engine.AlertsStream, err)
+	}
+	if t.active, err = t.js.KeyValue(ctx, engine.ActiveBucket); err != nil {
+		return fmt.Errorf("battery tracker: bucket %s: %w", engine.ActiveBucket, err)
+	}
+	cons, err := t.js.CreateOrUpdateConsumer(ctx, bus.ReadingsStream, jetstream.ConsumerConfig{
+		Durable:       Durable,
+		Description:   "battery lifecycle: age, self-tests, state of health",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       time.Minute,
+		MaxAckPending: 256,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("battery consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(128))
+	if err != nil {
+		return fmt.Errorf("battery consumer: %w", err)
+	}
+	t.units = map[ups.Serial]*entry{}
+	t.ready.Up()
+	defer t.ready.Down()
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-stopped:
+		}
+		it.Stop()
+	}()
+	defer close(stopped)
+	defer func() {
+		// Save what is unsaved with a context that outlives the stop.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := t.save(sctx, true); err != nil {
+			t.log.Warn("battery states not saved at stop", "err", err)
+		}
+	}()
+
+	var rs []ups.Reading
+	var evs []rules.Event
+	lastCheckpoint := t.cfg.Now()
+	for {
+		msg, err := it.Next(jetstream.NextMaxWait(time.Second))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil:
+			return nil
+		case errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
+		case err != nil:
+			t.log.Warn("battery consumer: next failed", "err", err)
+		default:
+			rs, evs = t.handle(ctx, msg, rs[:0], evs[:0])
+			clear(rs)
+		}
+		if now := t.cfg.Now(); now.Sub(lastCheckpoint) >= time.Minute {
+			lastCheckpoint = now
+			if err := t.save(ctx, false); err != nil {
+				t.log.Warn("battery checkpoint failed", "err", err)
+			}
+		}
+	}
+}
+
+// handle applies one bus message. It acks the message once its events
+// are published and the states whose alerts changed are saved; on a
+// failure it leaves the message for redelivery (events carry dedup ids,
+// and Observe skips readings it has already seen).
+func (t *Tracker) handle(ctx context.Context, msg jetstream.Msg, rs []ups.Reading, evs []rules.Event) ([]ups.Reading, []rules.Event) {
+	if msg.Headers().Get(engine.ControlHeader) == engine.ControlUnitDeleted {
+		serial := ups.Serial(msg.Headers().Get(engine.SerialHeader))
+		delete(t.units, serial)
+		if err := t.kv.Purge(ctx, string(serial)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.log.Warn("battery state of a deleted unit not purged", "serial", serial, "err", err)
+			_ = msg.Nak()
+			return rs, evs
+		}
+		_ = msg.Ack()
+		return rs, evs
+	}
+	rs, err := ups.DecodeBatch(msg.Data(), rs)
+	if err != nil {
+		t.log.Error("undecodable bus message terminated", "subject", msg.Subject(), "err", err)
+		_ = msg.TermWithReason("undecodable reading batch")
+		return rs[:0], evs
+	}
+	for i := range rs {
+		r := &rs[i]
+		if r.Serial == "" {
+			continue
+		}
+		e, err := t.entry(ctx, r.Serial)
+		if err != nil {
+			t.log.Warn("battery state not loaded; batch left for redelivery", "serial", r.Serial, "err", err)
+			_ = msg.NakWithDelay(5 * time.Second)
+			return rs, evs
+		}
+		n0 := len(evs)
+		evs = e.u.Observe(r, evs)
+		e.dirty = true
+		if len(evs) > n0 {
+			e.urgent = true
+		}
+	}
+	if err := t.publish(ctx, evs); err != nil {
+		t.log.Warn("battery events not published; batch left for redelivery", "err", err)
+		_ = msg.NakWithDelay(5 * time.Second)
+		return rs, evs
+	}
+	if err := t.save(ctx, false); err != nil {
+		t.log.Warn("battery state not saved; batch left for redelivery", "err", err)
+		_ = msg.NakWithDelay(5 * time.Second)
+		return rs, evs
+	}
+	_ = msg.Ack()
+	return rs, evs
+}
+
+// entry returns the cached state of serial, loading it from the bucket
+// on a miss.
+func (t *Tracker) entry(ctx context.Context, serial ups.Serial) (*entry, error) {
+	if e := t.units[serial]; e != nil {
+		return e, nil
+	}
+	e := &entry{u: Unit{Serial: serial}, savedAt: t.cfg.Now()}
+	kve, err := t.kv.Get(ctx, string(serial))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("load battery state of %s: %w", serial, err)
+	default:
+		e.rev = kve.Revision()
+		if err := e.u.UnmarshalBinary(kve.Value()); err != nil {
+			// A state that cannot be read is started again rather than
+			// blocking the unit forever.
+			t.log.Error("battery state unreadable; starting afresh", "serial", serial, "err", err)
+			e.u = Unit{Serial: serial}
+		}
+	}
+	t.units[serial] = e
+	return e, nil
+}
+
+// save writes the states that must be saved now (alerts changed), or,
+// at a checkpoint, those unsaved for CheckpointEvery (all when force).
+func (t *Tracker) save(ctx context.Context, force bool) error {
+	now := t.cfg.Now()
+	var errs []error
+	for serial, e := range t.units {
+		if !e.dirty || !(force || e.urgent || now.Sub(e.savedAt) >= t.cfg.CheckpointEvery) {
+			continue
+		}
+		blob, err := e.u.MarshalBinary()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("encode battery state of %s: %w", serial, err))
+			continue
+		}
+		var rev uint64
+		if e.rev == 0 {
+			rev, err = t.kv.Create(ctx, string(serial), blob)
+		} else {
+			rev, err = t.kv.Update(ctx, string(serial), blob, e.rev)
+		}
+		if err != nil {
+			if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {
+				// Changed elsewhere (another instance, or the owner's
+				// install date through the API): reload it next time.
+				t.log.Info("battery state changed elsewhere; reloading", "serial", serial)
+				delete(t.units, serial)
+				continue
+			}
+			errs = append(errs, fmt.Errorf("save battery state of %s: %w", serial, err))
+			continue
+		}
+		e.rev, e.dirty, e.urgent, e.savedAt = rev, false, false, now
+	}
+	return errors.Join(errs...)
+}
+
+func isWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// publish puts events on the ALERTS stream, with the rule engine's
+// subjects and dedup ids, and keeps the active-alerts bucket.
+func (t *Tracker) publish(ctx context.Context, evs []rules.Event) error {
+	return Publish(ctx, t.js, t.active, evs)
+}
+
+// Publish puts battery events on the ALERTS stream and updates the
+// active-alerts bucket, as the rule engine does for its own.
+func Publish(ctx context.Context, js jetstream.JetStream, active jetstream.KeyValue, evs []rules.Event) error {
+	for i := range evs {
+		ev := &evs[i]
+		body, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encode event: %w", err)
+		}
+		if _, err := js.Publish(ctx, engine.AlertSubject(ev.Serial, ev.Rule), body, jetstream.WithMsgID(ev.DedupID())); err != nil {
+			return fmt.Errorf("publish %s event of %s/%s: %w", ev.Kind, ev.Serial, ev.Rule, err)
+		}
+		key := string(ev.Serial) + "." + ev.Rule
+		switch ev.Kind {
+		case rules.Firing, rules.Updated:
+			if _, err := active.Put(ctx, key, body); err != nil {
+				return fmt.Errorf("mark %s active: %w", key, err)
+			}
+		case rules.Resolved:
+			if err := active.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+				return fmt.Errorf("clear active %s: %w", key, err)
+			}
+		}
+	}
+	return nil
+}

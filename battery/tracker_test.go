@@ -1,0 +1,153 @@
+package battery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/rules"
+	"github.com/upswatch/upswatch/rules/engine"
+	"github.com/upswatch/upswatch/ups"
+)
+
+const testPartitions = 4
+
+func publishReadings(t *testing.T, js jetstream.JetStream, rs ...ups.Reading) {
+	t.Helper()
+	for _, r := range rs {
+		subj := bus.ReadingsSubject(ups.Partition(r.Serial, testPartitions))
+		if _, err := js.Publish(context.Background(), subj, ups.AppendBatch(nil, []ups.Reading{r})); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// startTracker runs a tracker until the returned stop is called; stop
+// waits for Run to return.
+func startTracker(t *testing.T, js jetstream.JetStream) (stop func()) {
+	t.Helper()
+	tr, err := NewTracker(js, TrackerConfig{Now: func() time.Time { return tSim }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx) }()
+	select {
+	case <-tr.Ready():
+	case err := <-done:
+		t.Fatalf("tracker stopped: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("tracker not ready")
+	}
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("tracker: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// nextEvent waits for the next event on the ALERTS stream.
+func nextEvent(t *testing.T, cons jetstream.Consumer) rules.Event {
+	t.Helper()
+	msg, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+	if err != nil {
+		t.Fatalf("no event: %v", err)
+	}
+	var ev rules.Event
+	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// TestTracker runs the tracker on a real in-process JetStream: events
+// reach the ALERTS stream and the active-alerts bucket, the state
+// survives a restart (no alert fires twice), and a deleted unit's state
+// is purged.
+func TestTracker(t *testing.T) {
+	_, _, js := bustest.Server(t)
+	ctx := context.Background()
+	if _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: testPartitions, Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_, active, err := engine.EnsureAlerts(ctx, js, time.Hour, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := js.OrderedConsumer(ctx, engine.AlertsStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	stop := startTracker(t, js)
+	old := *reading(tSim, map[string]string{"battery.date": "2020/01/01"}, nil)
+	publishReadings(t, js, old)
+	ev := nextEvent(t, events)
+	if ev.Rule != RuleAge || ev.Kind != rules.Firing || ev.Serial != "S1" {
+		t.Fatalf("first event %+v", ev)
+	}
+	if _, err := active.Get(ctx, "S1."+RuleAge); err != nil {
+		t.Fatalf("battery_age not in the active bucket: %v", err)
+	}
+	stop()
+
+	kv, err := js.KeyValue(ctx, Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(ctx, "S1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var u Unit
+	if err := u.UnmarshalBinary(e.Value()); err != nil || u.InstallSrc != SourceBatteryDate || u.Alerts[alertAge].Since == 0 {
+		t.Fatalf("stored state %+v, %v", u, err)
+	}
+	t.Logf("stored state after one reading: %d bytes", len(e.Value()))
+
+	// Restarted: the same battery raises no second battery_age; a due
+	// maintenance date raises battery_maintenance, which comes next.
+	startTracker(t, js)
+	publishReadings(t, js,
+		*reading(tSim.Add(time.Hour), map[string]string{"battery.date": "2020/01/01"}, nil),
+		*reading(tSim.Add(2*time.Hour), map[string]string{"battery.date": "2020/01/01", "battery.date.maintenance": "2026/01/15"}, nil))
+	if ev := nextEvent(t, events); ev.Rule != RuleMaintenance || ev.Kind != rules.Firing {
+		t.Fatalf("after the restart: %+v (want battery_maintenance firing, and no battery_age again)", ev)
+	}
+
+	// Deregistered: the state goes.
+	w, err := kv.Watch(ctx, "S1", jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if err := engine.PublishUnitDeleted(ctx, js, testPartitions, "S1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-w.Updates():
+		if e == nil || e.Operation() != jetstream.KeyValuePurge {
+			t.Fatalf("after deletion: %v", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("state not purged")
+	}
+	if _, err := kv.Get(ctx, "S1"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("state after deletion: %v", err)
+	}
+}
