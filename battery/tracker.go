@@ -27,6 +27,13 @@ const (
 	// Bucket holds each unit's state (key: serial, value: the binary
 	// form of Unit).
 	Bucket = "upswatch_battery"
+	// ControlInstallDate is the command (engine.ControlHeader) that sets
+	// the owner's install date of the unit in engine.SerialHeader to the
+	// date in InstallDateHeader (YYYY-MM-DD; empty clears it). It travels
+	// on the unit's readings subject, so the tracker applies it in order
+	// with the readings and remains the only writer of the state.
+	ControlInstallDate = "battery-install-date"
+	InstallDateHeader  = "Upswatch-Install-Date"
 )
 
 // TrackerConfig configures a Tracker.
@@ -184,7 +191,11 @@ func (t *Tracker) Run(ctx context.Context) error {
 // failure it leaves the message for redelivery (events carry dedup ids,
 // and Observe skips readings it has already seen).
 func (t *Tracker) handle(ctx context.Context, msg jetstream.Msg, rs []ups.Reading, evs []rules.Event) ([]ups.Reading, []rules.Event) {
-	if msg.Headers().Get(engine.ControlHeader) == engine.ControlUnitDeleted {
+	switch msg.Headers().Get(engine.ControlHeader) {
+	case "":
+	case ControlInstallDate:
+		return rs, t.installDate(ctx, msg, evs)
+	case engine.ControlUnitDeleted:
 		serial := ups.Serial(msg.Headers().Get(engine.SerialHeader))
 		delete(t.units, serial)
 		if err := t.kv.Purge(ctx, string(serial)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -193,6 +204,9 @@ func (t *Tracker) handle(ctx context.Context, msg jetstream.Msg, rs []ups.Readin
 			return rs, evs
 		}
 		_ = msg.Ack()
+		return rs, evs
+	default:
+		_ = msg.Ack() // another component's command
 		return rs, evs
 	}
 	rs, err := ups.DecodeBatch(msg.Data(), rs)
@@ -219,18 +233,48 @@ func (t *Tracker) handle(ctx context.Context, msg jetstream.Msg, rs []ups.Readin
 			e.urgent = true
 		}
 	}
+	t.finish(ctx, msg, evs)
+	return rs, evs
+}
+
+// installDate applies the owner's install date.
+func (t *Tracker) installDate(ctx context.Context, msg jetstream.Msg, evs []rules.Event) []rules.Event {
+	serial, err := ups.ParseSerial(msg.Headers().Get(engine.SerialHeader))
+	var d time.Time
+	if raw := msg.Headers().Get(InstallDateHeader); err == nil && raw != "" {
+		d, err = time.Parse(time.DateOnly, raw)
+	}
+	if err != nil {
+		t.log.Error("install date command terminated", "err", err)
+		_ = msg.TermWithReason("invalid install date command")
+		return evs
+	}
+	e, err := t.entry(ctx, serial)
+	if err != nil {
+		t.log.Warn("battery state not loaded; command left for redelivery", "serial", serial, "err", err)
+		_ = msg.NakWithDelay(5 * time.Second)
+		return evs
+	}
+	evs = append(evs, e.u.SetOwnerDate(d, t.cfg.Now())...)
+	e.dirty, e.urgent = true, true
+	t.finish(ctx, msg, evs)
+	return evs
+}
+
+// finish publishes a message's events, saves the states that must be,
+// and acks it; on a failure it leaves it for redelivery.
+func (t *Tracker) finish(ctx context.Context, msg jetstream.Msg, evs []rules.Event) {
 	if err := t.publish(ctx, evs); err != nil {
 		t.log.Warn("battery events not published; batch left for redelivery", "err", err)
 		_ = msg.NakWithDelay(5 * time.Second)
-		return rs, evs
+		return
 	}
 	if err := t.save(ctx, false); err != nil {
 		t.log.Warn("battery state not saved; batch left for redelivery", "err", err)
 		_ = msg.NakWithDelay(5 * time.Second)
-		return rs, evs
+		return
 	}
 	_ = msg.Ack()
-	return rs, evs
 }
 
 // entry returns the cached state of serial, loading it from the bucket
@@ -280,8 +324,7 @@ func (t *Tracker) save(ctx context.Context, force bool) error {
 		}
 		if err != nil {
 			if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {
-				// Changed elsewhere (another instance, or the owner's
-				// install date through the API): reload it next time.
+				// Changed by another instance: reload it next time.
 				t.log.Info("battery state changed elsewhere; reloading", "serial", serial)
 				delete(t.units, serial)
 				continue

@@ -151,3 +151,65 @@ func TestTracker(t *testing.T) {
 		t.Fatalf("state after deletion: %v", err)
 	}
 }
+
+// TestStoreInstallDate: the owner's date, sent through the tracker,
+// wins over the unit's; a later one is a new battery (battery_replaced
+// on ALERTS, battery_age resolved), and the tracker's later readings go
+// on from the owner's state.
+func TestStoreInstallDate(t *testing.T) {
+	_, _, js := bustest.Server(t)
+	ctx := context.Background()
+	if _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: testPartitions, Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := engine.EnsureAlerts(ctx, js, time.Hour, 1); err != nil {
+		t.Fatal(err)
+	}
+	events, err := js.OrderedConsumer(ctx, engine.AlertsStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := NewStore(js, func() time.Time { return tSim.Add(time.Hour) })
+	const serial = "110000000077"
+	rep, err := st.Report(ctx, serial)
+	if err != nil || rep.Seen || rep.Install.Source != SourceNone || rep.Alerts == nil || rep.Swaps == nil {
+		t.Fatalf("never seen: %+v, %v", rep, err)
+	}
+
+	startTracker(t, js)
+	r := reading(tSim, map[string]string{"battery.date": "2020/01/01"}, nil)
+	r.Serial = serial
+	publishReadings(t, js, *r)
+	if ev := nextEvent(t, events); ev.Rule != RuleAge {
+		t.Fatalf("first event %+v", ev)
+	}
+	rep, err = st.SetInstallDate(ctx, serial, time.Date(2025, 11, 3, 0, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Install.Date != "2025-11-03" || rep.Install.Source != SourceOwner || rep.Install.BatteryDate != "2020-01-01" || len(rep.Swaps) != 1 {
+		t.Fatalf("after the owner's date: %+v", rep)
+	}
+	for _, want := range []struct {
+		rule string
+		kind rules.EventKind
+	}{{RuleReplaced, rules.Firing}, {RuleReplaced, rules.Resolved}, {RuleAge, rules.Resolved}} {
+		if ev := nextEvent(t, events); ev.Rule != want.rule || ev.Kind != want.kind {
+			t.Fatalf("event %s/%s, want %s/%s", ev.Rule, ev.Kind, want.rule, want.kind)
+		}
+	}
+	for i, m := range []string{"2026/01/10", "2030/01/10"} {
+		r := reading(tSim.Add(time.Duration(2+i)*time.Hour), map[string]string{"battery.date": "2020/01/01", "battery.date.maintenance": m}, nil)
+		r.Serial = serial
+		publishReadings(t, js, *r)
+	}
+	for _, kind := range []rules.EventKind{rules.Firing, rules.Resolved} {
+		if ev := nextEvent(t, events); ev.Rule != RuleMaintenance || ev.Kind != kind {
+			t.Fatalf("event %+v, want battery_maintenance %s", ev, kind)
+		}
+	}
+	rep, err = st.Report(ctx, serial)
+	if err != nil || rep.Install.Source != SourceOwner || !rep.Seen || len(rep.Swaps) != 1 {
+		t.Fatalf("stored: %+v, %v", rep, err)
+	}
+}
