@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/upswatch/upswatch/actions"
+	"github.com/upswatch/upswatch/battery"
 	"github.com/upswatch/upswatch/live"
 
 	"github.com/upswatch/upswatch/bus/bustest"
@@ -256,6 +257,7 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	s.HandleAlertActions(fixedAlerts{ev}, acts)
 	s.HandleOutages(fixedAlerts{ev}, notifier)
 	s.HandleEvents(hub)
+	s.HandleBattery(battery.NewStore(js, nil))
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 
@@ -353,6 +355,9 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 		t.Fatal(err)
 	}
 	do(call{owner, "GET", "/v1/units/{serial}/latest", "/v1/units/110000000077/latest", nil, 200})
+	batteryCalls(t, ctx, js, func(token, method, pattern, path string, body any, code int) map[string]any {
+		return do(call{token, method, pattern, path, body, code})
+	}, owner)
 	do(call{owner, "GET", "/v1/units/{serial}/history", fmt.Sprintf("/v1/units/110000000077/history?from=%d&to=%d&every=1m",
 		t0.Add(-time.Hour).UnixMilli(), t0.Add(time.Hour).UnixMilli()), nil, 200})
 

@@ -25,6 +25,7 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 	s.HandleAlertActions(nil, nil)
 	s.HandleOutages(nil, nil)
 	s.HandleEvents(nil)
+	s.HandleBattery(nil)
 	for _, r := range s.Routes() {
 		method, path, _ := strings.Cut(r, " ")
 		if doc.Paths[path][strings.ToLower(method)] == nil {
