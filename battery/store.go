@@ -82,7 +82,7 @@ func (s *Store) SetInstallDate(ctx context.Context, serial ups.Serial, d time.Ti
 		return Report{}, fmt.Errorf("install date of %s: %w", serial, err)
 	}
 	msg := nats.NewMsg(bus.ReadingsSubject(ups.Partition(serial, partitions)))
-	msg.Header.Set(engine.ControlHeader, ControlInstallDate)
+	msg.Header.Set(CommandHeader, CommandInstallDate)
 	msg.Header.Set(engine.SerialHeader, string(serial))
 	if !d.IsZero() {
 		msg.Header.Set(InstallDateHeader, d.UTC().Format(time.DateOnly))

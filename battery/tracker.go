@@ -27,12 +27,15 @@ const (
 	// Bucket holds each unit's state (key: serial, value: the binary
 	// form of Unit).
 	Bucket = "upswatch_battery"
-	// ControlInstallDate is the command (engine.ControlHeader) that sets
-	// the owner's install date of the unit in engine.SerialHeader to the
-	// date in InstallDateHeader (YYYY-MM-DD; empty clears it). It travels
-	// on the unit's readings subject, so the tracker applies it in order
-	// with the readings and remains the only writer of the state.
-	ControlInstallDate = "battery-install-date"
+	// CommandHeader = CommandInstallDate marks the command that sets the
+	// owner's install date of the unit in engine.SerialHeader to the date
+	// in InstallDateHeader (YYYY-MM-DD; empty clears it). It travels on
+	// the unit's readings subject, so the tracker applies it in order
+	// with the readings and stays the only writer of the state. Its body
+	// is an empty batch and it has no engine.ControlHeader: the rule
+	// engine and the recorder take it as no readings.
+	CommandHeader      = "Upswatch-Battery-Command"
+	CommandInstallDate = "install-date"
 	InstallDateHeader  = "Upswatch-Install-Date"
 )
 
@@ -191,10 +194,11 @@ func (t *Tracker) Run(ctx context.Context) error {
 // failure it leaves the message for redelivery (events carry dedup ids,
 // and Observe skips readings it has already seen).
 func (t *Tracker) handle(ctx context.Context, msg jetstream.Msg, rs []ups.Reading, evs []rules.Event) ([]ups.Reading, []rules.Event) {
+	if msg.Headers().Get(CommandHeader) == CommandInstallDate {
+		return rs, t.installDate(ctx, msg, evs)
+	}
 	switch msg.Headers().Get(engine.ControlHeader) {
 	case "":
-	case ControlInstallDate:
-		return rs, t.installDate(ctx, msg, evs)
 	case engine.ControlUnitDeleted:
 		serial := ups.Serial(msg.Headers().Get(engine.SerialHeader))
 		delete(t.units, serial)
