@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -94,4 +95,60 @@ func (s *Store) SetInstallDate(ctx context.Context, serial ups.Serial, d time.Ti
 	now := s.now()
 	u.SetOwnerDate(d, now)
 	return u.Report(now), nil
+}
+
+// Due is a battery to replace soon.
+type Due struct {
+	Serial           ups.Serial `json:"serial"`
+	At               time.Time  `json:"at"`
+	Reason           string     `json:"reason"`
+	SoH              float64    `json:"soh,omitempty"` // 0: not known
+	EffectiveAgeDays float64    `json:"effective_age_days"`
+}
+
+// Due lists the batteries, among the units keep accepts, whose forecast
+// falls within the next within (or already passed), soonest first. It
+// reads the whole bucket in one pass.
+func (s *Store) Due(ctx context.Context, within time.Duration, keep func(ups.Serial) bool) ([]Due, error) {
+	kv, err := s.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("battery states: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	now := s.now()
+	out := []Due{}
+	for {
+		var e jetstream.KeyValueEntry
+		select {
+		case e = <-w.Updates():
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if e == nil {
+			break // the current values are all read
+		}
+		serial := ups.Serial(e.Key())
+		if !keep(serial) {
+			continue
+		}
+		u := Unit{Serial: serial}
+		if err := u.UnmarshalBinary(e.Value()); err != nil {
+			continue // unreadable: the tracker starts it afresh
+		}
+		f := u.ForecastAt(now)
+		if f.At.IsZero() || f.At.After(now.Add(within)) {
+			continue
+		}
+		d := Due{Serial: serial, At: f.At, Reason: f.Reason, EffectiveAgeDays: u.EffectiveAge(now).Hours() / 24}
+		if h := u.HealthAt(now); h.Known {
+			d.SoH = h.SoH
+		}
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b Due) int { return a.At.Compare(b.At) })
+	return out, nil
 }

@@ -219,3 +219,45 @@ func TestStoreInstallDate(t *testing.T) {
 		t.Fatalf("stored: %+v, %v", rep, err)
 	}
 }
+
+// TestStoreDue lists the batteries due within a window, soonest first,
+// among the units the caller may see.
+func TestStoreDue(t *testing.T) {
+	_, _, js := bustest.Server(t)
+	ctx := context.Background()
+	kv, err := EnsureBucket(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := tSim
+	for serial, date := range map[string]string{
+		"A": "2022/12/01", // 3 years on 2025-11-30: overdue
+		"B": "2023/02/15", // age limit 2026-02-14: due in 44 days
+		"C": "2023/06/01", // 2026-05-31: not within 90 days
+		"D": "2022/01/01", // overdue, but not visible
+	} {
+		u := Unit{}
+		r := reading(now.Add(-time.Hour), map[string]string{"battery.date": date}, nil)
+		r.Serial = ups.Serial(serial)
+		u.Observe(r, nil)
+		blob, _ := u.MarshalBinary()
+		if _, err := kv.Put(ctx, serial, blob); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := NewStore(js, func() time.Time { return now })
+	due, err := st.Due(ctx, 90*day, func(s ups.Serial) bool { return s != "D" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range due {
+		got = append(got, string(d.Serial)+"/"+d.Reason)
+	}
+	if !equal(got, []string{"A/age", "B/age"}) {
+		t.Fatalf("due: %v", got)
+	}
+	if want := time.Date(2026, 2, 14, 0, 0, 0, 0, time.UTC); due[1].At.Sub(want).Abs() > day {
+		t.Fatalf("B due %v, want about %v", due[1].At, want)
+	}
+}
