@@ -105,3 +105,38 @@ func BenchmarkEncode(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(buf)), "bytes")
 }
+
+// BenchmarkTrackerBatch is the tracker's CPU per reading without the
+// bus: decoding a 200-reading batch (its own consumer decodes what the
+// rule engine decodes too), finding each unit's state and observing.
+func BenchmarkTrackerBatch(b *testing.B) {
+	const n = 200
+	rs := make([]ups.Reading, n)
+	units := make(map[ups.Serial]*Unit, n)
+	for i := range rs {
+		rs[i] = *benchReading(ups.Serial(fmt.Sprintf("1100000%05d", i)))
+		units[rs[i].Serial] = &Unit{}
+	}
+	at := tSim
+	var out []ups.Reading
+	var evs []rules.Event
+	var buf []byte
+	for b.Loop() {
+		b.StopTimer()
+		at = at.Add(10 * time.Second)
+		for i := range rs {
+			rs[i].Time = at
+		}
+		buf = ups.AppendBatch(buf[:0], rs)
+		b.StartTimer()
+		var err error
+		out, err = ups.DecodeBatch(buf, out[:0])
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range out {
+			evs = units[out[i].Serial].Observe(&out[i], evs[:0])
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/reading")
+}
