@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -69,10 +70,18 @@ type Tracker struct {
 	ready ready.Signal
 
 	// Owned by Run's goroutine.
-	kv     jetstream.KeyValue
-	active jetstream.KeyValue
-	units  map[ups.Serial]*entry
+	kv      jetstream.KeyValue
+	active  jetstream.KeyValue
+	units   map[ups.Serial]*entry
+	touched []ups.Serial
+	// deleted holds units deregistered within deletedGrace: readings of
+	// theirs still on the bus (redelivered, or accepted just before the
+	// deletion) must not bring the state back.
+	deleted map[ups.Serial]time.Time
 }
+
+// deletedGrace is how long readings of a deleted unit are dropped.
+const deletedGrace = time.Minute
 
 type entry struct {
 	u       Unit
@@ -145,6 +154,7 @@ func (t *Tracker) Run(ctx context.Context) error {
 		return fmt.Errorf("battery consumer: %w", err)
 	}
 	t.units = map[ups.Serial]*entry{}
+	t.deleted = map[ups.Serial]time.Time{}
 	t.ready.Up()
 	defer t.ready.Down()
 	stopped := make(chan struct{})
@@ -202,9 +212,10 @@ func (t *Tracker) handle(ctx context.Context, msg jetstream.Msg, rs []ups.Readin
 	case engine.ControlUnitDeleted:
 		serial := ups.Serial(msg.Headers().Get(engine.SerialHeader))
 		delete(t.units, serial)
-		if err := t.kv.Purge(ctx, string(serial)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.deleted[serial] = t.cfg.Now()
+		if err := t.purge(ctx, serial); err != nil {
 			t.log.Warn("battery state of a deleted unit not purged", "serial", serial, "err", err)
-			_ = msg.Nak()
+			_ = msg.NakWithDelay(time.Second)
 			return rs, evs
 		}
 		_ = msg.Ack()
@@ -219,25 +230,35 @@ func (t *Tracker) handle(ctx context.Context, msg jetstream.Msg, rs []ups.Readin
 		_ = msg.TermWithReason("undecodable reading batch")
 		return rs[:0], evs
 	}
+	// Load every state first, so a failed load leaves no state changed
+	// by half the batch.
+	touched := t.touched[:0]
 	for i := range rs {
-		r := &rs[i]
-		if r.Serial == "" {
+		if rs[i].Serial == "" || t.isDeleted(rs[i].Serial) {
 			continue
 		}
-		e, err := t.entry(ctx, r.Serial)
-		if err != nil {
-			t.log.Warn("battery state not loaded; batch left for redelivery", "serial", r.Serial, "err", err)
+		if _, err := t.entry(ctx, rs[i].Serial); err != nil {
+			t.log.Warn("battery state not loaded; batch left for redelivery", "serial", rs[i].Serial, "err", err)
 			_ = msg.NakWithDelay(5 * time.Second)
 			return rs, evs
+		}
+	}
+	for i := range rs {
+		r := &rs[i]
+		e := t.units[r.Serial]
+		if e == nil {
+			continue
 		}
 		n0 := len(evs)
 		evs = e.u.Observe(r, evs)
 		e.dirty = true
-		if len(evs) > n0 {
+		if len(evs) > n0 && !e.urgent {
 			e.urgent = true
+			touched = append(touched, r.Serial)
 		}
 	}
-	t.finish(ctx, msg, evs)
+	t.touched = touched
+	t.finish(ctx, msg, evs, touched)
 	return rs, evs
 }
 
@@ -261,24 +282,57 @@ func (t *Tracker) installDate(ctx context.Context, msg jetstream.Msg, evs []rule
 	}
 	evs = append(evs, e.u.SetOwnerDate(d, t.cfg.Now())...)
 	e.dirty, e.urgent = true, true
-	t.finish(ctx, msg, evs)
+	t.finish(ctx, msg, evs, []ups.Serial{serial})
 	return evs
 }
 
-// finish publishes a message's events, saves the states that must be,
-// and acks it; on a failure it leaves it for redelivery.
-func (t *Tracker) finish(ctx context.Context, msg jetstream.Msg, evs []rules.Event) {
+// finish publishes a message's events, saves the states whose alerts
+// changed (urgent), and acks it. When the events cannot be published,
+// the urgent states are dropped from memory, so the redelivered batch
+// is applied again to their saved states and raises its events again
+// (the stream drops the duplicates); the message is left for
+// redelivery.
+func (t *Tracker) finish(ctx context.Context, msg jetstream.Msg, evs []rules.Event, urgent []ups.Serial) {
+	// A batch begun is finished even when the tracker is told to stop,
+	// so a stop does not send it round again.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	if err := t.publish(ctx, evs); err != nil {
 		t.log.Warn("battery events not published; batch left for redelivery", "err", err)
+		for _, s := range urgent {
+			delete(t.units, s)
+		}
 		_ = msg.NakWithDelay(5 * time.Second)
 		return
 	}
-	if err := t.save(ctx, false); err != nil {
+	if err := t.saveSome(ctx, urgent); err != nil {
 		t.log.Warn("battery state not saved; batch left for redelivery", "err", err)
 		_ = msg.NakWithDelay(5 * time.Second)
 		return
 	}
 	_ = msg.Ack()
+}
+
+func (t *Tracker) isDeleted(serial ups.Serial) bool {
+	at, ok := t.deleted[serial]
+	if ok && t.cfg.Now().Sub(at) > deletedGrace {
+		delete(t.deleted, serial)
+		return false
+	}
+	return ok
+}
+
+// purge removes a unit's state from the bucket's stream, leaving no
+// delete marker, so a unit registered again is saved as a new key.
+func (t *Tracker) purge(ctx context.Context, serial ups.Serial) error {
+	st, err := t.js.Stream(ctx, "KV_"+Bucket)
+	if err != nil {
+		return fmt.Errorf("battery state stream: %w", err)
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+Bucket+"."+string(serial))); err != nil {
+		return fmt.Errorf("purge the battery state of %s: %w", serial, err)
+	}
+	return nil
 }
 
 // entry returns the cached state of serial, loading it from the bucket
@@ -306,13 +360,35 @@ func (t *Tracker) entry(ctx context.Context, serial ups.Serial) (*entry, error) 
 	return e, nil
 }
 
-// save writes the states that must be saved now (alerts changed), or,
-// at a checkpoint, those unsaved for CheckpointEvery (all when force).
+// save writes, at a checkpoint, the states unsaved for CheckpointEvery
+// (every unsaved one when force).
 func (t *Tracker) save(ctx context.Context, force bool) error {
 	now := t.cfg.Now()
-	var errs []error
+	var due []ups.Serial
 	for serial, e := range t.units {
-		if !e.dirty || !(force || e.urgent || now.Sub(e.savedAt) >= t.cfg.CheckpointEvery) {
+		if e.dirty && (force || e.urgent || now.Sub(e.savedAt) >= t.cfg.CheckpointEvery) {
+			due = append(due, serial)
+		}
+	}
+	return t.saveSome(ctx, due)
+}
+
+// saveSome writes the given states: asynchronous publishes to the
+// bucket's stream with the expected revision (the KV's compare-and-set),
+// then their acks, so a checkpoint of many units is not one round trip
+// each.
+func (t *Tracker) saveSome(ctx context.Context, serials []ups.Serial) error {
+	type pending struct {
+		serial ups.Serial
+		e      *entry
+		ack    jetstream.PubAckFuture
+	}
+	var ps []pending
+	var errs []error
+	now := t.cfg.Now()
+	for _, serial := range serials {
+		e := t.units[serial]
+		if e == nil || !e.dirty {
 			continue
 		}
 		blob, err := e.u.MarshalBinary()
@@ -320,23 +396,31 @@ func (t *Tracker) save(ctx context.Context, force bool) error {
 			errs = append(errs, fmt.Errorf("encode battery state of %s: %w", serial, err))
 			continue
 		}
-		var rev uint64
-		if e.rev == 0 {
-			rev, err = t.kv.Create(ctx, string(serial), blob)
-		} else {
-			rev, err = t.kv.Update(ctx, string(serial), blob, e.rev)
-		}
+		msg := nats.NewMsg("$KV." + Bucket + "." + string(serial))
+		msg.Data = blob
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(e.rev, 10))
+		ack, err := t.js.PublishMsgAsync(msg)
 		if err != nil {
-			if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {
-				// Changed by another instance: reload it next time.
-				t.log.Info("battery state changed elsewhere; reloading", "serial", serial)
-				delete(t.units, serial)
-				continue
-			}
 			errs = append(errs, fmt.Errorf("save battery state of %s: %w", serial, err))
 			continue
 		}
-		e.rev, e.dirty, e.urgent, e.savedAt = rev, false, false, now
+		ps = append(ps, pending{serial, e, ack})
+	}
+	for _, p := range ps {
+		select {
+		case pa := <-p.ack.Ok():
+			p.e.rev, p.e.dirty, p.e.urgent, p.e.savedAt = pa.Sequence, false, false, now
+		case err := <-p.ack.Err():
+			if isWrongSequence(err) {
+				// Changed by another instance: reload it next time.
+				t.log.Info("battery state changed elsewhere; reloading", "serial", p.serial)
+				delete(t.units, p.serial)
+				continue
+			}
+			errs = append(errs, fmt.Errorf("save battery state of %s: %w", p.serial, err))
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	return errors.Join(errs...)
 }

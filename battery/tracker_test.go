@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,9 +31,9 @@ func publishReadings(t *testing.T, js jetstream.JetStream, rs ...ups.Reading) {
 
 // startTracker runs a tracker until the returned stop is called; stop
 // waits for Run to return.
-func startTracker(t *testing.T, js jetstream.JetStream) (stop func()) {
+func startTracker(t *testing.T, js jetstream.JetStream, now func() time.Time) (stop func()) {
 	t.Helper()
-	tr, err := NewTracker(js, TrackerConfig{Now: func() time.Time { return tSim }})
+	tr, err := NewTracker(js, TrackerConfig{Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,17 +95,20 @@ func TestTracker(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	stop := startTracker(t, js)
+	var clock atomic.Int64 // the tracker's wall clock, moved by the test
+	clock.Store(tSim.UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	stop := startTracker(t, js, now)
 	old := *reading(tSim, map[string]string{"battery.date": "2020/01/01"}, nil)
 	publishReadings(t, js, old)
 	ev := nextEvent(t, events)
 	if ev.Rule != RuleAge || ev.Kind != rules.Firing || ev.Serial != "S1" {
 		t.Fatalf("first event %+v", ev)
 	}
+	stop() // Run has returned: the event's bookkeeping is done
 	if _, err := active.Get(ctx, "S1."+RuleAge); err != nil {
 		t.Fatalf("battery_age not in the active bucket: %v", err)
 	}
-	stop()
 
 	kv, err := js.KeyValue(ctx, Bucket)
 	if err != nil {
@@ -122,7 +126,7 @@ func TestTracker(t *testing.T) {
 
 	// Restarted: the same battery raises no second battery_age; a due
 	// maintenance date raises battery_maintenance, which comes next.
-	startTracker(t, js)
+	startTracker(t, js, now)
 	publishReadings(t, js,
 		*reading(tSim.Add(time.Hour), map[string]string{"battery.date": "2020/01/01"}, nil),
 		*reading(tSim.Add(2*time.Hour), map[string]string{"battery.date": "2020/01/01", "battery.date.maintenance": "2026/01/15"}, nil))
@@ -130,31 +134,47 @@ func TestTracker(t *testing.T) {
 		t.Fatalf("after the restart: %+v (want battery_maintenance firing, and no battery_age again)", ev)
 	}
 
-	// Deregistered: the state goes.
-	w, err := kv.Watch(ctx, "S1", jetstream.UpdatesOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
+	// Deregistered: the state goes, and a unit registered again under
+	// the serial is saved afresh.
 	if err := engine.PublishUnitDeleted(ctx, js, testPartitions, "S1"); err != nil {
 		t.Fatal(err)
 	}
-	// The save of the maintenance state may still come (events are
-	// published before the state is saved); the purge follows it.
-	timeout := time.After(10 * time.Second)
-	for purged := false; !purged; {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				t.Fatal("watch ended")
-			}
-			purged = e.Operation() == jetstream.KeyValuePurge
-		case <-timeout:
-			t.Fatal("state not purged")
+	// The tracker handles the stream in order: once a later unit's event
+	// is out, the deletion is applied.
+	marker := func(serial ups.Serial) {
+		t.Helper()
+		r := reading(tSim, map[string]string{"battery.date": "2019/01/01"}, nil)
+		r.Serial = serial
+		publishReadings(t, js, *r)
+		if ev := nextEvent(t, events); ev.Serial != serial || ev.Rule != RuleAge {
+			t.Fatalf("event %+v, want %s's battery_age", ev, serial)
 		}
 	}
+	marker("S2")
 	if _, err := kv.Get(ctx, "S1"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("state after deletion: %v", err)
+	}
+	// Within a minute of the deletion a reading of the serial is dropped
+	// (it was on the bus before); later it is a new unit.
+	publishReadings(t, js, *reading(tSim.Add(3*time.Hour), map[string]string{"battery.date": "2020/01/01"}, nil))
+	marker("S3")
+	clock.Store(tSim.Add(2 * deletedGrace).UnixNano())
+	publishReadings(t, js, *reading(tSim.Add(4*time.Hour), map[string]string{"battery.date": "2020/01/01"}, nil))
+	if ev := nextEvent(t, events); ev.Rule != RuleAge || ev.Kind != rules.Firing || !ev.At.Equal(tSim.Add(4*time.Hour)) {
+		t.Fatalf("after registering again: %+v", ev)
+	}
+	w, err := kv.Watch(ctx, "S1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Stop() }()
+	for e := range w.Updates() {
+		if e != nil && e.Operation() == jetstream.KeyValuePut {
+			if err := (&Unit{}).UnmarshalBinary(e.Value()); err != nil {
+				t.Fatal(err)
+			}
+			break // saved again
+		}
 	}
 }
 
@@ -182,7 +202,7 @@ func TestStoreInstallDate(t *testing.T) {
 		t.Fatalf("never seen: %+v, %v", rep, err)
 	}
 
-	startTracker(t, js)
+	startTracker(t, js, func() time.Time { return tSim })
 	r := reading(tSim, map[string]string{"battery.date": "2020/01/01"}, nil)
 	r.Serial = serial
 	publishReadings(t, js, *r)
