@@ -5,8 +5,9 @@
 // stream and reach recipients like any other alert.
 //
 // Unit holds one unit's state and is pure: Observe(reading) updates it
-// and returns events, with no clock and no I/O. Tracker (tracker.go)
-// feeds it from the bus and keeps the states in a KV bucket.
+// and returns events, with no clock (time is the readings') and no I/O.
+// Tracker (tracker.go) feeds it from the bus and keeps the states in a
+// KV bucket; Store (store.go) answers the API from that bucket.
 package battery
 
 import (
@@ -44,8 +45,8 @@ type alertState struct {
 }
 
 // Unit is the battery state of one unit. Times are unix seconds (0:
-// unknown) so the state stays small; its binary form (codec.go) is what the tracker
-// stores (codec.go). The zero Unit is a unit never seen.
+// unknown) so the state stays small; its binary form (codec.go) is what
+// the tracker stores. The zero Unit is a unit never seen.
 type Unit struct {
 	// Fields every reading touches come first, to share cache lines.
 	Serial    ups.Serial
