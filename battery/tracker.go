@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,10 +23,12 @@ import (
 
 // Names on the bus.
 const (
-	// Durable is the tracker's consumer of the READINGS stream: its own,
-	// so battery tracking costs the rule engine nothing and lags behind
-	// it harmlessly.
-	Durable = "battery"
+	// ConsumerPrefix + partition is the tracker's durable consumer of a
+	// partition of the READINGS stream: its own, so battery tracking
+	// costs the rule engine nothing and lags behind it harmlessly.
+	ConsumerPrefix = "battery-"
+	// PriorityGroup is the consumers' pinned priority group.
+	PriorityGroup = "battery"
 	// Bucket holds each unit's state (key: serial, value: the binary
 	// form of Unit).
 	Bucket = "upswatch_battery"
@@ -47,7 +51,10 @@ type TrackerConfig struct {
 	// A crash loses at most this much of the statistics, never an alert.
 	CheckpointEvery time.Duration
 	Replicas        int
-	Logger          *slog.Logger
+	// PinnedTTL: how long a silent instance keeps its partitions before
+	// another takes them over (default 30s).
+	PinnedTTL time.Duration
+	Logger    *slog.Logger
 	// Now is the clock for checkpoints (tests inject one).
 	Now func() time.Time
 }
@@ -102,6 +109,9 @@ func NewTracker(js jetstream.JetStream, cfg TrackerConfig) (*Tracker, error) {
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
+	if cfg.PinnedTTL <= 0 {
+		cfg.PinnedTTL = 30 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -138,60 +148,112 @@ func (t *Tracker) Run(ctx context.Context) error {
 	if t.active, err = t.js.KeyValue(ctx, engine.ActiveBucket); err != nil {
 		return fmt.Errorf("battery tracker: bucket %s: %w", engine.ActiveBucket, err)
 	}
-	cons, err := t.js.CreateOrUpdateConsumer(ctx, bus.ReadingsStream, jetstream.ConsumerConfig{
-		Durable:       Durable,
-		Description:   "battery lifecycle: age, self-tests, state of health",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       time.Minute,
-		MaxAckPending: 256,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	partitions, err := bus.PartitionsOf(ctx, t.js)
 	if err != nil {
-		return fmt.Errorf("battery consumer: %w", err)
+		return fmt.Errorf("battery tracker: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(128))
-	if err != nil {
-		return fmt.Errorf("battery consumer: %w", err)
+	// One consumer per partition, pinned to one instance at a time (as
+	// the rule engine's), so a unit's readings meet one cached state.
+	conss := make([]jetstream.Consumer, partitions)
+	iters := make([]jetstream.MessagesContext, 0, partitions)
+	defer func() {
+		for _, it := range iters {
+			it.Stop()
+		}
+	}()
+	for p := range partitions {
+		conss[p], err = t.js.CreateOrUpdateConsumer(ctx, bus.ReadingsStream, jetstream.ConsumerConfig{
+			Durable:        ConsumerPrefix + strconv.Itoa(p),
+			Description:    "battery lifecycle of partition " + strconv.Itoa(p),
+			FilterSubject:  bus.ReadingsSubject(p),
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        time.Minute,
+			MaxAckPending:  64,
+			DeliverPolicy:  jetstream.DeliverAllPolicy,
+			PriorityGroups: []string{PriorityGroup},
+			PriorityPolicy: jetstream.PriorityPolicyPinned,
+			PinnedTTL:      t.cfg.PinnedTTL,
+		})
+		if err != nil {
+			return fmt.Errorf("battery consumer %d: %w", p, err)
+		}
+		it, err := conss[p].Messages(jetstream.PullPriorityGroup(PriorityGroup), jetstream.PullMaxMessages(32),
+			jetstream.PullExpiry(min(t.cfg.PinnedTTL/2, 30*time.Second)))
+		if err != nil {
+			return fmt.Errorf("battery consumer %d: %w", p, err)
+		}
+		iters = append(iters, it)
 	}
 	t.units = map[ups.Serial]*entry{}
 	t.deleted = map[ups.Serial]time.Time{}
+
+	// The partitions' messages meet in one loop: the states are the
+	// loop's alone.
+	msgs := make(chan jetstream.Msg)
+	received := make([]atomic.Bool, partitions) // this instance was pinned
+	var wg sync.WaitGroup
+	for p, it := range iters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				msg, err := it.Next()
+				if err != nil {
+					if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+						return
+					}
+					t.log.Warn("battery consumer: next failed", "partition", p, "err", err)
+					continue
+				}
+				received[p].Store(true)
+				select {
+				case msgs <- msg:
+				case <-ctx.Done():
+					return // not acked: redelivered to the next owner
+				}
+			}
+		}()
+	}
 	t.ready.Up()
 	defer t.ready.Down()
-	stopped := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-stopped:
-		}
-		it.Stop()
-	}()
-	defer close(stopped)
 	defer func() {
-		// Save what is unsaved with a context that outlives the stop.
+		for _, it := range iters {
+			it.Stop()
+		}
+		wg.Wait()
+		// Save what is unsaved with a context that outlives the stop,
+		// then hand the partitions over at once rather than after
+		// PinnedTTL.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		if err := t.save(sctx, true); err != nil {
 			t.log.Warn("battery states not saved at stop", "err", err)
 		}
+		st, err := t.js.Stream(sctx, bus.ReadingsStream)
+		if err != nil {
+			return
+		}
+		for p := range conss {
+			if received[p].Load() {
+				if err := st.UnpinConsumer(sctx, ConsumerPrefix+strconv.Itoa(p), PriorityGroup); err != nil {
+					t.log.Debug("battery consumer not unpinned", "partition", p, "err", err)
+				}
+			}
+		}
 	}()
 
 	var rs []ups.Reading
 	var evs []rules.Event
-	lastCheckpoint := t.cfg.Now()
+	checkpoint := time.NewTicker(time.Minute)
+	defer checkpoint.Stop()
 	for {
-		msg, err := it.Next(jetstream.NextMaxWait(time.Second))
-		switch {
-		case errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil:
+		select {
+		case <-ctx.Done():
 			return nil
-		case errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
-		case err != nil:
-			t.log.Warn("battery consumer: next failed", "err", err)
-		default:
+		case msg := <-msgs:
 			rs, evs = t.handle(ctx, msg, rs[:0], evs[:0])
 			clear(rs)
-		}
-		if now := t.cfg.Now(); now.Sub(lastCheckpoint) >= time.Minute {
-			lastCheckpoint = now
+		case <-checkpoint.C:
 			if err := t.save(ctx, false); err != nil {
 				t.log.Warn("battery checkpoint failed", "err", err)
 			}

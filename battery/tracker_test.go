@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -60,6 +61,20 @@ func startTracker(t *testing.T, js jetstream.JetStream, now func() time.Time) (s
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// samePartition returns a serial starting with prefix on the partition
+// of serial.
+func samePartition(t *testing.T, serial, prefix ups.Serial) ups.Serial {
+	t.Helper()
+	for i := range 1000 {
+		s := prefix + ups.Serial(strconv.Itoa(i))
+		if ups.Partition(s, testPartitions) == ups.Partition(serial, testPartitions) {
+			return s
+		}
+	}
+	t.Fatal("no serial on the partition")
+	return ""
 }
 
 // nextEvent waits for the next event on the ALERTS stream.
@@ -139,10 +154,11 @@ func TestTracker(t *testing.T) {
 	if err := engine.PublishUnitDeleted(ctx, js, testPartitions, "S1"); err != nil {
 		t.Fatal(err)
 	}
-	// The tracker handles the stream in order: once a later unit's event
-	// is out, the deletion is applied.
+	// The tracker handles a partition in order: once the event of a
+	// later unit of S1's partition is out, the deletion is applied.
 	marker := func(serial ups.Serial) {
 		t.Helper()
+		serial = samePartition(t, "S1", serial)
 		r := reading(tSim, map[string]string{"battery.date": "2019/01/01"}, nil)
 		r.Serial = serial
 		publishReadings(t, js, *r)
@@ -279,5 +295,76 @@ func TestStoreDue(t *testing.T) {
 	}
 	if want := time.Date(2026, 2, 14, 0, 0, 0, 0, time.UTC); due[1].At.Sub(want).Abs() > day {
 		t.Fatalf("B due %v, want about %v", due[1].At, want)
+	}
+}
+
+// TestTwoTrackers runs two instances on one bus: each partition is
+// pinned to one of them, so every reading of a unit meets the same
+// state and nothing is lost between them (a shared consumer would split
+// a unit's readings and lose the statistics of one side).
+func TestTwoTrackers(t *testing.T) {
+	ns, _, js := bustest.Server(t)
+	ctx := context.Background()
+	if _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: testPartitions, Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := engine.EnsureAlerts(ctx, js, time.Hour, 1); err != nil {
+		t.Fatal(err)
+	}
+	events, err := js.OrderedConsumer(ctx, engine.AlertsStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, js2 := bustest.Connect(t, ns)
+	clock := func() time.Time { return tSim }
+	stopA := startTracker(t, js, clock)
+	stopB := startTracker(t, js2, clock)
+
+	units := []ups.Serial{"U0", "U1", "U2", "U3", "U4", "U5", "U6", "U7"}
+	results := []string{"Done and passed", "In progress"}
+	for i := range 8 {
+		for _, u := range units {
+			r := reading(tSim.Add(time.Duration(i)*time.Minute), map[string]string{"ups.test.result": results[i%2]}, nil)
+			r.Serial = u
+			publishReadings(t, js, *r)
+		}
+	}
+	// A marker per partition, after the readings: its event means the
+	// partition's readings are handled.
+	want := map[ups.Serial]bool{}
+	for p := range testPartitions {
+		for i := range 1000 {
+			s := ups.Serial("M" + strconv.Itoa(i))
+			if ups.Partition(s, testPartitions) == p {
+				want[s] = true
+				r := reading(tSim.Add(time.Hour), map[string]string{"battery.date": "2019/01/01"}, nil)
+				r.Serial = s
+				publishReadings(t, js, *r)
+				break
+			}
+		}
+	}
+	for len(want) > 0 {
+		ev := nextEvent(t, events)
+		delete(want, ev.Serial)
+	}
+	stopA()
+	stopB()
+	kv, err := js.KeyValue(ctx, Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range units {
+		e, err := kv.Get(ctx, string(s))
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		var u Unit
+		if err := u.UnmarshalBinary(e.Value()); err != nil {
+			t.Fatal(err)
+		}
+		if u.T.N != 4 || u.LastAt != tSim.Add(7*time.Minute).Unix() {
+			t.Errorf("%s: %d tests recorded, last reading %v; want 4 and the 8th reading", s, u.T.N, time.Unix(u.LastAt, 0).UTC())
+		}
 	}
 }
