@@ -64,12 +64,12 @@ type TrackerConfig struct {
 // subjects, dedup ids and active-alerts bucket), and keeps the states in
 // the Bucket, so they survive restarts.
 //
-// Several instances share the durable consumer; each state write is
-// compare-and-set on the KV revision, and an instance that finds a unit
-// changed elsewhere reloads it. With one instance (or the embedded
-// default) every reading is counted; with several, a unit's batches may
-// be split between them, and the statistics (not the alerts) of the
-// batches between two reloads are lost.
+// Each partition has its own durable consumer, pinned to one instance at
+// a time, so a unit's readings meet one cached state. Each state write
+// is compare-and-set on the KV revision; an instance that finds a unit
+// changed elsewhere (after a takeover) reloads it. When a partition
+// moves, the new owner starts from the states last saved: at most
+// CheckpointEvery of statistics is lost, never an alert.
 type Tracker struct {
 	js    jetstream.JetStream
 	cfg   TrackerConfig
