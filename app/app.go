@@ -27,6 +27,7 @@ import (
 	"github.com/upswatch/upswatch/actions"
 	"github.com/upswatch/upswatch/api"
 	"github.com/upswatch/upswatch/area"
+	"github.com/upswatch/upswatch/battery"
 	"github.com/upswatch/upswatch/broker"
 	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/config"
@@ -244,6 +245,20 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// Battery lifecycle: its own consumer of the readings, so it costs
+	// the rule engine nothing; its alerts go to ALERTS like the engine's.
+	bat, err := battery.NewTracker(js, battery.TrackerConfig{Replicas: a.cfg.NATS.Replicas, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	goRun("battery", func(ctx context.Context) error {
+		select { // the engine creates the ALERTS stream and bucket it needs
+		case <-eng.Ready():
+		case <-ctx.Done():
+			return nil
+		}
+		return bat.Run(ctx)
+	})
 
 	// Notifications: recipients, templates, providers, and the pipeline
 	// that turns alert events into deliveries.
@@ -312,6 +327,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		{Name: "recipients", Ready: sup.check("recipients", closed(accounts.Ready))},
 		{Name: "history", Ready: sup.check("recorder", closed(rec.Ready))},
 		{Name: "rules", Ready: sup.check("rules", closed(eng.Ready))},
+		{Name: "battery", Ready: sup.check("battery", closed(bat.Ready))},
 		{Name: "notify", Ready: sup.check("notify", closed(notifier.Ready))},
 		{Name: "alert actions", Ready: sup.check("alert actions", closed(acts.Ready))},
 		{Name: "areas", Ready: sup.check("areas", closed(areas.Ready))},
@@ -400,6 +416,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	srv.HandleEvents(hub)
 	srv.HandleDeviceCredentials(deviceCredentials{units, revoked})
 	a.loginLimiter = loginLimiter(reg)
+	srv.HandleBattery(battery.NewStore(js, nil))
 	if err := a.mountConsole(ctx, js, srv, units, hist, alerts, accounts, notifier, acts); err != nil {
 		return err
 	}
