@@ -224,7 +224,9 @@ func compile(lang string, f *file) (*language, error) {
 	if u := f.DurationUnits; u != nil {
 		l.units = [3]string{u.Hour, u.Minute, u.Second}
 	}
-	funcs := template.FuncMap{"duration": l.duration}
+	// percent turns a fraction (a battery's state of health, 0.78) into
+	// the percentage people read (78).
+	funcs := template.FuncMap{"duration": l.duration, "percent": func(x float64) float64 { return x * 100 }}
 	data := NewData(&sample, "Office", "hq", time.UTC, sample.At)
 	one := func(where string, e *entry) (*compiled, error) {
 		if e == nil || e.Title == "" || e.Body == "" {
