@@ -456,9 +456,8 @@ func (s *Store) Run(ctx context.Context) error {
 	return nil
 }
 
-// rulesAlertsStream is rules/engine.AlertsStream (not imported: the
-// engine is the producer side).
-const rulesAlertsStream = "ALERTS"
+// rulesAlertsStream is the rule engine's stream of alert events.
+const rulesAlertsStream = bus.AlertsStream
 
 func (s *Store) handle(ctx context.Context, msg jetstream.Msg) {
 	var ev rules.Event

@@ -124,6 +124,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			return fmt.Errorf("unit %s: %w", uc.UPS, err)
 		}
 		units = append(units, newUnit(a.cfg, uc, serials[i], buf, tlsCfg, a.log))
+		if certFile, keyFile := a.cfg.Certificate(uc); certFile != "" {
+			a.logCertificate(uc.UPS, serials[i], certFile, keyFile)
+		}
 	}
 	a.mu.Lock()
 	a.units = units
@@ -143,6 +146,31 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Wait()
 	a.log.Info("upswatch-agent stopped")
 	return nil
+}
+
+// certWarning: a client certificate expiring sooner than this is worth a
+// warning at start.
+const certWarning = 30 * 24 * time.Hour
+
+// logCertificate says which client certificate a unit presents, and
+// warns of what will make the broker refuse it.
+func (a *Agent) logCertificate(ups, serial, certFile, keyFile string) {
+	log := a.log.With("ups", ups, "serial", serial, "cert_file", certFile)
+	cert, err := LoadCertificate(certFile, keyFile)
+	if err != nil {
+		log.Error("cannot read the unit's client certificate; the broker will refuse the unit", "err", err)
+		return
+	}
+	now := time.Now()
+	switch p := cert.Problem(serial, now); {
+	case p != "":
+		log.Error("the broker will refuse the unit's client certificate", "problem", p)
+	case cert.Leaf.NotAfter.Sub(now) < certWarning:
+		log.Warn("the unit's client certificate expires soon; renew it (the agent reads the new files at the next connection)",
+			"subject", cert.Leaf.Subject.String(), "not_after", cert.Leaf.NotAfter)
+	default:
+		log.Info("client certificate", "subject", cert.Leaf.Subject.String(), "not_after", cert.Leaf.NotAfter)
+	}
 }
 
 // resolveSerials returns each unit's serial: configured, or read from
@@ -210,6 +238,10 @@ type UnitStats struct {
 	Online        bool // as last announced
 	FailedPolls   int  // in a row
 	ReadingsTaken int64
+	// BrokerError: why the last connection to the broker failed (a
+	// refused certificate or password, or the network); empty once
+	// connected.
+	BrokerError string
 }
 
 // Stats returns every unit's counters (empty before Ready).

@@ -50,8 +50,9 @@ func logWriter() io.Writer {
 }
 
 // startServe starts upswatch on dataDir. mqttAddr "" picks a free port;
-// a restart passes the previous one so devices reconnect to it.
-func startServe(t testing.TB, dataDir, mqttAddr, httpAddr string) *serve {
+// a restart passes the previous one so devices reconnect to it. Each
+// option changes the configuration last.
+func startServe(t testing.TB, dataDir, mqttAddr, httpAddr string, options ...func(*config.Config)) *serve {
 	t.Helper()
 	c := config.Default()
 	c.DataDir = dataDir
@@ -70,6 +71,9 @@ func startServe(t testing.TB, dataDir, mqttAddr, httpAddr string) *serve {
 		t.Fatal(err)
 	}
 	c.Rules.File = rules
+	for _, o := range options {
+		o(&c)
+	}
 	a, err := app.New(c, slog.New(slog.NewTextHandler(logWriter(), &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		t.Fatal(err)

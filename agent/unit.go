@@ -67,6 +67,9 @@ type unit struct {
 
 	connMu    sync.Mutex
 	connected bool // since the last OnConnect, not yet lost
+	// brokerErr: why the last connection attempt failed ("" once
+	// connected); logged when it changes.
+	brokerErr string
 }
 
 func newUnit(cfg config.Config, uc config.Unit, serial string, buf *buffer.Buffer, tlsCfg *tls.Config, log *slog.Logger) *unit {
@@ -78,7 +81,8 @@ func newUnit(cfg config.Config, uc config.Unit, serial string, buf *buffer.Buffe
 		log: log.With("ups", uc.UPS, "serial", serial), buf: buf,
 		readings: make(chan reading, 256), wake: make(chan struct{}, 1),
 	}
-	u.client = paho.NewClient(ClientOptions(cfg.Broker, tlsCfg, serial, uc.Password).
+	certFile, keyFile := cfg.Certificate(uc)
+	u.client = paho.NewClient(ClientOptions(cfg.Broker, UnitTLS(tlsCfg, certFile, keyFile), serial, uc.Password).
 		SetClientID("upswatch-agent-"+serial).
 		SetCleanSession(false). // the broker keeps the session's QoS 1 state across a reconnect
 		// The agent's own on-disk buffer is its store: a publish not
@@ -101,8 +105,29 @@ func newUnit(cfg config.Config, uc config.Unit, serial string, buf *buffer.Buffe
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			u.setConnected(false)
 			u.log.Warn("lost the broker; buffering readings on disk", "err", err)
+		}).
+		SetConnectionNotificationHandler(func(_ paho.Client, n paho.ConnectionNotification) {
+			if f, ok := n.(paho.ConnectionNotificationFailed); ok {
+				u.connectFailed(ExplainRefusal(f.Reason, certFile, keyFile, serial, time.Now()))
+			}
 		}))
 	return u
+}
+
+// connectFailed records why a connection attempt failed and logs it when
+// the reason changed: paho retries every few seconds.
+func (u *unit) connectFailed(err error) {
+	u.connMu.Lock()
+	changed := u.brokerErr != err.Error()
+	u.brokerErr = err.Error()
+	u.connMu.Unlock()
+	switch {
+	case !changed:
+	case Refused(err):
+		u.log.Error("the broker refused the unit; buffering readings on disk and retrying", "err", err)
+	default:
+		u.log.Warn("cannot connect to the broker; buffering readings on disk and retrying", "err", err)
+	}
 }
 
 // ClientOptions are the MQTT options every connection of the agent
@@ -138,6 +163,9 @@ func BrokerTLS(b config.Broker) (*tls.Config, error) {
 func (u *unit) setConnected(v bool) {
 	u.connMu.Lock()
 	u.connected = v
+	if v {
+		u.brokerErr = ""
+	}
 	u.connMu.Unlock()
 }
 
@@ -381,8 +409,14 @@ func (u *unit) stats() UnitStats {
 	return UnitStats{
 		UPS: u.cfg.UPS, Serial: u.serial, Published: u.published.Load(), Replayed: u.replayed.Load(),
 		Buffer: u.buf.Stats(), Online: u.announced.Load() == 1, FailedPolls: int(u.failedPolls.Load()),
-		ReadingsTaken: u.taken.Load(),
+		ReadingsTaken: u.taken.Load(), BrokerError: u.brokerError(),
 	}
+}
+
+func (u *unit) brokerError() string {
+	u.connMu.Lock()
+	defer u.connMu.Unlock()
+	return u.brokerErr
 }
 
 // noStore is a paho.Store that keeps nothing (see newUnit).

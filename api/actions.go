@@ -182,7 +182,7 @@ func (h *actionsAPI) alert(w http.ResponseWriter, r *http.Request) (actions.Aler
 		return actions.AlertID{}, registry.Unit{}, false
 	}
 	u, ok := h.s.cfg.Units.Lookup(id.Serial)
-	if !ok || !principalOf(r).CanSee(u) {
+	if !ok || !principalOf(r).CanSeeAlert(id.Rule, u) {
 		alertNotFound(w)
 		return actions.AlertID{}, registry.Unit{}, false
 	}

@@ -70,6 +70,8 @@ func (s *Server) unitAlerts(w http.ResponseWriter, r *http.Request, q AlertQueri
 		s.alertsUnavailable(w, "alert timeline", err)
 		return
 	}
+	p := principalOf(r)
+	events = slices.DeleteFunc(events, func(ev rules.Event) bool { return !p.CanSeeAlert(ev.Rule, u) })
 	writeJSON(w, http.StatusOK, map[string]any{"serial": u.Serial, "events": nonNil(events)})
 }
 
@@ -92,7 +94,7 @@ func (s *Server) activeAlerts(w http.ResponseWriter, r *http.Request, q AlertQue
 		// An account sees the alerts of the units it may see only.
 		events = slices.DeleteFunc(events, func(ev rules.Event) bool {
 			u, ok := s.cfg.Units.Lookup(ev.Serial)
-			return !ok || !p.CanSee(u)
+			return !ok || !p.CanSeeAlert(ev.Rule, u)
 		})
 	}
 	alerts, err := s.withActions(r.Context(), events)

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/upswatch/upswatch/area"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/registry"
 	"github.com/upswatch/upswatch/ups"
@@ -46,6 +47,17 @@ func (p Principal) CanSee(u registry.Unit) bool {
 		return true
 	}
 	return p.Account.Role == recipients.RoleManager && u.Site != "" && slices.Contains(p.Account.Sites, u.Site)
+}
+
+// CanSeeAlert reports whether the principal may read (and act on) an alert
+// of rule on unit u: an area alert (site_outage, site_unreachable), which
+// lists the units of a whole site, only the admin and the site's managers,
+// not the owner of the unit that anchors it; any other alert as CanSee.
+func (p Principal) CanSeeAlert(rule string, u registry.Unit) bool {
+	if area.IsAreaRule(rule) {
+		return p.Admin || (p.Account.Role == recipients.RoleManager && u.Site != "" && slices.Contains(p.Account.Sites, u.Site))
+	}
+	return p.CanSee(u)
 }
 
 // CanChange reports whether the principal may change or remove unit u:

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/upswatch/upswatch/actions"
+	"github.com/upswatch/upswatch/battery"
 	"github.com/upswatch/upswatch/keyring/keyringtest"
 	"github.com/upswatch/upswatch/live"
 
@@ -266,6 +267,7 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	s.HandleOutages(fixedAlerts{ev}, notifier)
 	s.HandleEvents(hub)
 	s.HandleDeviceCredentials(credentials{units})
+	s.HandleBattery(battery.NewStore(js, nil))
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 
@@ -366,6 +368,9 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	do(call{owner, "POST", "/v1/units/{serial}/rotate-password", "/v1/units/110000000077/rotate-password", nil, 200})
 	do(call{owner, "POST", "/v1/units/{serial}/revoke", "/v1/units/110000000077/revoke", nil, 403})
 	do(call{admin, "POST", "/v1/units/{serial}/revoke", "/v1/units/110000000077/revoke", nil, 200})
+	batteryCalls(t, ctx, js, func(token, method, pattern, path string, body any, code int) map[string]any {
+		return do(call{token, method, pattern, path, body, code})
+	}, owner)
 	do(call{owner, "GET", "/v1/units/{serial}/history", fmt.Sprintf("/v1/units/110000000077/history?from=%d&to=%d&every=1m",
 		t0.Add(-time.Hour).UnixMilli(), t0.Add(time.Hour).UnixMilli()), nil, 200})
 

@@ -26,6 +26,7 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 	s.HandleOutages(nil, nil)
 	s.HandleEvents(nil)
 	s.HandleDeviceCredentials(nil)
+	s.HandleBattery(nil)
 	for _, r := range s.Routes() {
 		method, path, _ := strings.Cut(r, " ")
 		if doc.Paths[path][strings.ToLower(method)] == nil {

@@ -26,6 +26,8 @@ import (
 	"github.com/upswatch/upswatch/access"
 	"github.com/upswatch/upswatch/actions"
 	"github.com/upswatch/upswatch/api"
+	"github.com/upswatch/upswatch/area"
+	"github.com/upswatch/upswatch/battery"
 	"github.com/upswatch/upswatch/broker"
 	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/config"
@@ -58,6 +60,7 @@ type App struct {
 
 	started  chan struct{}
 	retry    retryPolicy
+	areaTick time.Duration // the area evaluator's tick (0: its default)
 	httpAddr string
 	mqttURL  string
 	token    string
@@ -224,6 +227,39 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	goRun("rules", eng.Run)
 
+	// Areas: one site_outage (site_unreachable) for many units of an area
+	// going on battery (silent) together; the notifier folds their own
+	// notices into it.
+	rulesCfg := cat.Config()
+	areaCfg, err := area.ParseConfig(&rulesCfg.Areas)
+	if err != nil {
+		return err
+	}
+	areas, err := area.NewEvaluator(js, area.EvaluatorConfig{Areas: areaCfg, Units: units,
+		Replicas: a.cfg.NATS.Replicas, Logger: a.log, TickEvery: a.areaTick})
+	if err != nil {
+		return err
+	}
+	goRun("areas", areas.Run)
+	folds, err := area.NewFolds(js, areaCfg, units, a.log)
+	if err != nil {
+		return err
+	}
+	// Battery lifecycle: its own consumer of the readings, so it costs
+	// the rule engine nothing; its alerts go to ALERTS like the engine's.
+	bat, err := battery.NewTracker(js, battery.TrackerConfig{Replicas: a.cfg.NATS.Replicas, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	goRun("battery", func(ctx context.Context) error {
+		select { // the engine creates the ALERTS stream and bucket it needs
+		case <-eng.Ready():
+		case <-ctx.Done():
+			return nil
+		}
+		return bat.Run(ctx)
+	})
+
 	// Notifications: recipients, templates, providers, and the pipeline
 	// that turns alert events into deliveries.
 	keys, keysPath, err := a.loadKeyring()
@@ -269,7 +305,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		MaxBackoff:     a.cfg.Notify.Retry.MaxBackoff,
 		MaxAttempts:    a.cfg.Notify.Retry.MaxAttempts,
 		Replicas:       a.cfg.NATS.Replicas, Logger: a.log, Registerer: reg,
-		Silences: acts,
+		Silences: acts, Folds: folds,
 	})
 	if err != nil {
 		return err
@@ -291,8 +327,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 		{Name: "recipients", Ready: sup.check("recipients", closed(accounts.Ready))},
 		{Name: "history", Ready: sup.check("recorder", closed(rec.Ready))},
 		{Name: "rules", Ready: sup.check("rules", closed(eng.Ready))},
+		{Name: "battery", Ready: sup.check("battery", closed(bat.Ready))},
 		{Name: "notify", Ready: sup.check("notify", closed(notifier.Ready))},
 		{Name: "alert actions", Ready: sup.check("alert actions", closed(acts.Ready))},
+		{Name: "areas", Ready: sup.check("areas", closed(areas.Ready))},
 		{Name: "ingest", Ready: sup.check("ingest", func() bool {
 			ingMu.Lock()
 			defer ingMu.Unlock()
@@ -378,6 +416,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	srv.HandleEvents(hub)
 	srv.HandleDeviceCredentials(deviceCredentials{units, revoked})
 	a.loginLimiter = loginLimiter(reg)
+	srv.HandleBattery(battery.NewStore(js, nil))
 	if err := a.mountConsole(ctx, js, srv, units, hist, alerts, accounts, notifier, acts); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/upswatch/upswatch/access"
 	"github.com/upswatch/upswatch/api"
+	"github.com/upswatch/upswatch/battery"
 	"github.com/upswatch/upswatch/notify/pipeline"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/registry"
@@ -27,6 +28,7 @@ func (a *App) mountConsole(ctx context.Context, js jetstream.JetStream, srv *api
 	console, err := web.New(web.Config{
 		AdminToken: a.token, Units: units, History: hist, Alerts: alerts, Accounts: accounts,
 		Access: logins, Notifier: notifier, Actions: acts, Logger: a.log, Limiter: a.loginLimiter,
+		Batteries: battery.NewStore(js, nil),
 	})
 	if err != nil {
 		return err

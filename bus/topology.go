@@ -53,6 +53,10 @@ const (
 	// secrets and sessions.
 	LoginsBucket   = "upswatch_logins"
 	SessionsBucket = "upswatch_sessions"
+	// AreasBucket holds the site-outage evaluator's area states and
+	// verdicts; BatteryBucket each unit's battery state.
+	AreasBucket   = "upswatch_areas"
+	BatteryBucket = "upswatch_battery"
 )
 
 // AlertSubject is the subject of an alert event of (serial, rule).

@@ -18,6 +18,15 @@ import (
 // Views built this way never wait on I/O when read.
 func WatchKV(ctx context.Context, kv jetstream.KeyValue, log *slog.Logger,
 	apply func(key string, value []byte, deleted bool), caughtUp func()) error {
+	return WatchKVEntries(ctx, kv, log, func(e jetstream.KeyValueEntry) {
+		apply(e.Key(), e.Value(), e.Operation() != jetstream.KeyValuePut)
+	}, caughtUp)
+}
+
+// WatchKVEntries is WatchKV handing over whole entries (with their
+// revisions, for a view that also applies its own writes at once).
+func WatchKVEntries(ctx context.Context, kv jetstream.KeyValue, log *slog.Logger,
+	apply func(jetstream.KeyValueEntry), caughtUp func()) error {
 	for {
 		err := watchOnce(ctx, kv, apply, caughtUp)
 		if ctx.Err() != nil {
@@ -32,7 +41,7 @@ func WatchKV(ctx context.Context, kv jetstream.KeyValue, log *slog.Logger,
 	}
 }
 
-func watchOnce(ctx context.Context, kv jetstream.KeyValue, apply func(string, []byte, bool), caughtUp func()) error {
+func watchOnce(ctx context.Context, kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry), caughtUp func()) error {
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", kv.Bucket(), err)
@@ -50,7 +59,7 @@ func watchOnce(ctx context.Context, kv jetstream.KeyValue, apply func(string, []
 				caughtUp()
 				continue
 			}
-			apply(e.Key(), e.Value(), e.Operation() != jetstream.KeyValuePut)
+			apply(e)
 		}
 	}
 }

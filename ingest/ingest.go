@@ -454,9 +454,10 @@ type partition struct {
 
 	// status is each unit's last ups.status flags seen by this partition
 	// (its goroutine alone touches it); urgent is set when a held reading
-	// changes them, or is a presence message: such a batch goes out at
-	// once instead of after FlushInterval (the alert fast lane). Status
-	// changes are rare, so batches stay large.
+	// changes them, comes from a unit on battery, or is a presence
+	// message: such a batch goes out at once instead of after
+	// FlushInterval (the alert fast lane). These are rare, so batches
+	// stay large.
 	status map[ups.Serial]ups.Flag
 	urgent bool
 }
@@ -508,6 +509,10 @@ func (p *partition) run(ctx context.Context) {
 const fastLaneFlags = ups.OL | ups.OB | ups.LB | ups.DISCHRG | ups.RB | ups.BYPASS | ups.CAL | ups.OFF |
 	ups.OVER | ups.FSD | ups.ALARM | ups.TEST
 
+// urgentFlags mark a unit in trouble now: its every reading takes the
+// fast lane (a replace-battery or bypass flag can last weeks and does not).
+const urgentFlags = ups.OB | ups.LB | ups.DISCHRG | ups.OFF | ups.OVER | ups.FSD
+
 func (p *partition) add(it item) {
 	p.held = append(p.held, it)
 	p.readings = append(p.readings, it.readings...)
@@ -525,6 +530,11 @@ func (p *partition) add(it item) {
 				p.urgent = p.urgent || known || flags&^ups.OL != 0
 				p.status[r.Serial] = flags
 			}
+			// While a unit is on battery (or worse), each of its readings
+			// may be the one that ends an alert's pending period or
+			// crosses a low-battery threshold: it goes at once too. Few
+			// units are there at a time, and then latency is what counts.
+			p.urgent = p.urgent || flags&urgentFlags != 0
 		}
 	}
 }

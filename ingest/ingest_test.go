@@ -177,45 +177,46 @@ func TestBatchesPerPartitionInOrder(t *testing.T) {
 }
 
 // The alert fast lane: with a flush interval of an hour, only a change of
-// a unit's status flags (or a presence message) gets its partition's
-// batch out; everything before it goes along, in order, and readings that
-// change nothing (or only the charging flag) keep waiting for the batch.
+// a unit's status flags, a reading of a unit on battery, or a presence
+// message gets its partition's batch out; everything before it goes
+// along, in order, and readings that change nothing (or only the
+// charging flag) of a unit on line keep waiting for the batch.
 func TestStatusChangeFlushesAtOnce(t *testing.T) {
 	r := newRigFlush(t, bus.StreamConfig{Partitions: partitions, Replicas: 1, MaxAge: time.Hour, MaxBytes: 64 << 20}, time.Hour)
 	a := r.device("111111111111")
-	pub := func(body string) {
+	send := func(topic, body string) {
 		t.Helper()
-		if tok := a.Publish("ups/111111111111/telemetry", 1, false, body); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-			t.Fatal(tok.Error())
+		if tok := a.Publish("ups/111111111111/"+topic, 1, false, body); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
 		}
 	}
-	counts := func() (batches, fast float64) {
-		return testutil.ToFloat64(r.in.m.batches), testutil.ToFloat64(r.in.m.fastFlushes)
+	expect := func(readings int, batches, fast float64) []ups.Reading {
+		t.Helper()
+		got := r.readAll(readings)
+		if b, f := testutil.ToFloat64(r.in.m.batches), testutil.ToFloat64(r.in.m.fastFlushes); b != batches || f != fast {
+			t.Fatalf("after %d readings: %v batches, %v fast; want %v and %v", readings, b, f, batches, fast)
+		}
+		return got[bus.ReadingsSubject(ups.Partition("111111111111", partitions))]
 	}
-	// First seen on line: no news, held.
-	a.Publish("ups/111111111111/telemetry", 1, false, `{"ts":1764000000000,"ups.status":"OL CHRG","battery.charge":90}`)
-	// Charging ends: still no news. Then the mains fail: out at once,
-	// with the two readings before it.
-	a.Publish("ups/111111111111/telemetry", 1, false, `{"ts":1764000001000,"ups.status":"OL","battery.charge":100}`)
-	pub(`{"ts":1764000002000,"ups.status":"OB DISCHRG","battery.charge":99}`)
-	got := r.readAll(3)
-	if b, f := counts(); b != 1 || f != 1 {
-		t.Fatalf("after the outage: %v batches, %v fast; want 1 and 1", b, f)
-	}
-	sub := bus.ReadingsSubject(ups.Partition("111111111111", partitions))
-	if rs := got[sub]; len(rs) != 3 || rs[2].Status.Raw != "OB DISCHRG" {
+	// First seen on line: no news, held. Charging ends: still no news.
+	// The mains fail: out at once, with the two readings before it.
+	send("telemetry", `{"ts":1764000000000,"ups.status":"OL CHRG","battery.charge":90}`)
+	send("telemetry", `{"ts":1764000001000,"ups.status":"OL","battery.charge":100}`)
+	send("telemetry", `{"ts":1764000002000,"ups.status":"OB DISCHRG","battery.charge":99}`)
+	if rs := expect(3, 1, 1); len(rs) != 3 || rs[2].Status.Raw != "OB DISCHRG" {
 		t.Fatalf("readings on the bus: %+v", rs)
 	}
-	// Still on battery: held. The device's presence message (a sentinel
-	// that is urgent by itself) brings it out in the same batch.
-	a.Publish("ups/111111111111/telemetry", 1, false, `{"ts":1764000003000,"ups.status":"OB DISCHRG","battery.charge":98}`)
-	if tok := a.Publish("ups/111111111111/status", 1, true, "online"); !tok.WaitTimeout(5 * time.Second) {
-		t.Fatal("status publish not acked")
-	}
-	r.readAll(5)
-	if b, f := counts(); b != 2 || f != 2 {
-		t.Fatalf("after the sentinel: %v batches, %v fast; want 2 and 2 (the unchanged reading waited for it)", b, f)
-	}
+	// Still on battery: each reading may end a pending period, out at once.
+	send("telemetry", `{"ts":1764000003000,"ups.status":"OB DISCHRG","battery.charge":98}`)
+	expect(4, 2, 2)
+	// Mains back: a change.
+	send("telemetry", `{"ts":1764000004000,"ups.status":"OL CHRG","battery.charge":98}`)
+	expect(5, 3, 3)
+	// Charging only, on line: held until the device's presence message
+	// (urgent by itself) brings it out in the same batch.
+	send("telemetry", `{"ts":1764000005000,"ups.status":"OL","battery.charge":100}`)
+	send("status", "online")
+	expect(7, 4, 4)
 }
 
 // While the bus refuses batches, messages stay unacked and in flight; once

@@ -223,6 +223,10 @@ type Config struct {
 	// override applies on top of its site's.
 	Sites map[string]RuleSet `yaml:"sites"`
 	Units map[string]RuleSet `yaml:"units"`
+	// Areas is the area grouping of units (site_outage and
+	// site_unreachable), parsed by package area; kept here as written so
+	// the one rules file holds it.
+	Areas yaml.Node `yaml:"areas"`
 
 	// unitNodes keeps the unit overrides as written, to lay them over a
 	// site's rules as well as over the global ones. A Config built in Go
@@ -297,6 +301,7 @@ type fileShape struct {
 	Rules           RuleSet              `yaml:"rules"`
 	Sites           map[string]yaml.Node `yaml:"sites"`
 	Units           map[string]yaml.Node `yaml:"units"`
+	Areas           yaml.Node            `yaml:"areas"`
 }
 
 // ParseConfig parses and validates a rules file. Unknown keys are errors.
@@ -313,7 +318,7 @@ func ParseConfig(data []byte) (Config, error) {
 	if err := decodeStrict(data, &shape); err != nil {
 		return Config{}, err
 	}
-	cfg := Config{HistoricalAfter: shape.HistoricalAfter, Rules: shape.Rules}
+	cfg := Config{HistoricalAfter: shape.HistoricalAfter, Rules: shape.Rules, Areas: shape.Areas}
 	var errs []error
 	if cfg.HistoricalAfter < 0 {
 		errs = append(errs, fmt.Errorf("historical_after: must not be negative"))

@@ -144,6 +144,14 @@ type Event struct {
 	// Message is a short English summary for logs; localised text is the
 	// notifier's job.
 	Message string `json:"message"`
+	// Area is set on the alerts of an area (site_outage,
+	// site_unreachable, package area): the area's id, a site or
+	// "site/area". Serial is then the area's anchor unit (the first unit
+	// of the event), so the alert lists, routes and silences like any.
+	Area string `json:"area,omitempty"`
+	// Units are the units an area alert covers (on Resolved: the units
+	// still affected).
+	Units []ups.Serial `json:"units,omitempty"`
 }
 
 // Value is a named number attached to an event. It has the shape of

@@ -49,6 +49,7 @@ var kindNames = map[EventKind]string{
 // names above.
 var kindAliases = map[string]EventKind{
 	"outage":      Outage,
+	"blackout":    Outage, // an outage of a whole site: blackout@30s+5m:site=hq
 	"lowbattery":  LowBattery,
 	"low-battery": LowBattery,
 	"lb":          LowBattery,
@@ -74,8 +75,11 @@ type Event struct {
 	// For is how long the event lasts; 0 means until the run ends. A
 	// Flicker always lasts FlickerDuration.
 	For time.Duration
-	// Units the event applies to; empty means all.
+	// Units the event applies to; empty means all (of Site, when set).
 	Units []ups.Serial
+	// Site, when set, limits the event to the units of that site (an
+	// area blackout).
+	Site string
 }
 
 // ErrBadEvent is returned (wrapped) by ParseEvent and New for an event that
@@ -85,14 +89,17 @@ var ErrBadEvent = errors.New("invalid event")
 // ParseEvent parses the command-line syntax of an event:
 //
 //	kind@at[+for][:serial[,serial...]]
+//	kind@at[+for]:site=NAME
 //
 // kind is outage, lowbattery (or low-battery, lb), overload, flicker or
 // commloss (or comm-loss); at and for are Go durations (30s, 1m30s, 2h).
 // Without +for the event lasts until the run ends, except flicker, which
 // always lasts 2s and takes no +for. Without serials it applies to every
-// unit. Examples:
+// unit; site=NAME applies it to the units of a site (blackout is outage by
+// another name, for that use). Examples:
 //
 //	outage@30s+10m
+//	blackout@30s+5m:site=hq
 //	overload@0s+2m:123456789012
 //	commloss@1m+30s:123456789012,1234567890123456
 //	flicker@45s
@@ -127,7 +134,11 @@ func ParseEvent(s string) (Event, error) {
 	if k == Flicker {
 		ev.For = FlickerDuration
 	}
-	if hasSerials {
+	if site, ok := strings.CutPrefix(serials, "site="); hasSerials && ok {
+		if ev.Site = strings.TrimSpace(site); ev.Site == "" {
+			return Event{}, fmt.Errorf("%w %q: site= needs a site name", ErrBadEvent, s)
+		}
+	} else if hasSerials {
 		for f := range strings.SplitSeq(serials, ",") {
 			sn, err := ups.ParseSerial(strings.TrimSpace(f))
 			if err != nil {
@@ -167,6 +178,10 @@ func (e Event) String() string {
 		b.WriteByte('+')
 		b.WriteString(e.For.String())
 	}
+	if e.Site != "" {
+		b.WriteString(":site=")
+		b.WriteString(e.Site)
+	}
 	for i, u := range e.Units {
 		if i == 0 {
 			b.WriteByte(':')
@@ -184,7 +199,11 @@ func (e *Event) activeAt(t time.Duration) bool {
 }
 
 // appliesTo reports whether the event concerns the unit.
-func (e *Event) appliesTo(s ups.Serial) bool {
+func (e *Event) appliesTo(u Unit) bool {
+	if e.Site != "" && u.Site != e.Site {
+		return false
+	}
+	s := u.Serial
 	if len(e.Units) == 0 {
 		return true
 	}

@@ -25,6 +25,7 @@ func TestParseEvent(t *testing.T) {
 		{"LB@10s+1m", Event{Kind: LowBattery, At: 10 * time.Second, For: time.Minute}},
 		{"Comm-Loss@0s+5s", Event{Kind: CommLoss, For: 5 * time.Second}},
 		{"outage@0+1m30s: 123456789012 ", Event{Kind: Outage, For: 90 * time.Second, Units: []ups.Serial{"123456789012"}}},
+		{"blackout@30s+5m:site=hq", Event{Kind: Outage, At: 30 * time.Second, For: 5 * time.Minute, Site: "hq"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -50,7 +51,8 @@ func TestParseEventErrors(t *testing.T) {
 		in, want string
 	}{
 		{"outage", `invalid event "outage": want kind@at[+for][:serials]`},
-		{"blackout@1s", `invalid event "blackout@1s": unknown kind "blackout" (want outage, lowbattery, overload, flicker or commloss)`},
+		{"brownout@1s", `invalid event "brownout@1s": unknown kind "brownout" (want outage, lowbattery, overload, flicker or commloss)`},
+		{"blackout@1s:site=", `invalid event "blackout@1s:site=": site= needs a site name`},
 		{"outage@soon", `invalid event "outage@soon": start offset: time: invalid duration "soon"`},
 		{"outage@-1s+1m", `invalid event "outage@-1s+1m": start offset must not be negative`},
 		{"outage@1s+", `invalid event "outage@1s+": duration: time: invalid duration ""`},
@@ -90,6 +92,31 @@ func TestEventActiveAt(t *testing.T) {
 	for _, tt := range tests {
 		if got := tt.ev.activeAt(tt.at); got != tt.want {
 			t.Errorf("%v activeAt(%v) = %v, want %v", tt.ev, tt.at, got, tt.want)
+		}
+	}
+}
+
+func TestEventAppliesTo(t *testing.T) {
+	hq := Unit{Serial: "123456789012", Site: "hq"}
+	branch := Unit{Serial: "123456789013", Site: "branch"}
+	tests := []struct {
+		event      string
+		hq, branch bool
+	}{
+		{"outage@0s", true, true},
+		{"blackout@0s+1m:site=hq", true, false},
+		{"commloss@0s:123456789013", false, true},
+	}
+	for _, tt := range tests {
+		ev, err := ParseEvent(tt.event)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ev.appliesTo(hq); got != tt.hq {
+			t.Errorf("%s applies to the hq unit: %v, want %v", tt.event, got, tt.hq)
+		}
+		if got := ev.appliesTo(branch); got != tt.branch {
+			t.Errorf("%s applies to the branch unit: %v, want %v", tt.event, got, tt.branch)
 		}
 	}
 }

@@ -26,6 +26,8 @@ import (
 type Unit struct {
 	Serial   ups.Serial
 	Password string // issued at registration; never logged
+	// Site is the unit's site, for events of a site (blackout).
+	Site string
 }
 
 // Config describes a simulation run.
@@ -254,7 +256,7 @@ func New(cfg Config) (*Simulator, error) {
 		var evs []Event
 		hasCommLoss := false
 		for _, e := range cfg.Events {
-			if e.appliesTo(cu.Serial) {
+			if e.appliesTo(cu) {
 				evs = append(evs, e)
 				hasCommLoss = hasCommLoss || e.Kind == CommLoss
 			}

@@ -14,7 +14,7 @@ func TestReadUnits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Unit{{"123456789012", "s3cret"}, {"1234567890123456", "p@ss"}}
+	want := []Unit{{Serial: "123456789012", Password: "s3cret"}, {Serial: "1234567890123456", Password: "p@ss"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("ReadUnits = %+v, want %+v", got, want)
 	}

@@ -35,7 +35,7 @@ func (c *Console) alertAction(w http.ResponseWriter, r *http.Request, v *view) {
 		return
 	}
 	u, ok := c.cfg.Units.Lookup(id.Serial)
-	if !ok || !v.Principal.CanSee(u) {
+	if !ok || !v.Principal.CanSeeAlert(id.Rule, u) {
 		c.notFound(w, r, v)
 		return
 	}

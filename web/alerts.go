@@ -51,7 +51,7 @@ func (c *Console) renderAlerts(w http.ResponseWriter, r *http.Request, v *view, 
 	pg := alertsPage{Site: site, SilenceFor: silenceFor, CanAct: c.cfg.Actions != nil}
 	visible := func(ev rules.Event) (registry.Unit, bool) {
 		u, ok := c.cfg.Units.Lookup(ev.Serial)
-		if !ok || !v.Principal.CanSee(u) || (site != "" && u.Site != site) {
+		if !ok || !v.Principal.CanSeeAlert(ev.Rule, u) || (site != "" && u.Site != site) {
 			return u, false
 		}
 		return u, true

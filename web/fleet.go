@@ -125,7 +125,11 @@ func (c *Console) firingBySerial(ctx context.Context) (map[ups.Serial][]string, 
 	}
 	m := map[ups.Serial][]string{}
 	for _, ev := range active {
-		m[ev.Serial] = append(m[ev.Serial], ev.Rule)
+		// An area alert is the site's: it says nothing of the unit it
+		// is anchored on.
+		if ev.Area == "" {
+			m[ev.Serial] = append(m[ev.Serial], ev.Rule)
+		}
 	}
 	return m, active, nil
 }

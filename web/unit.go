@@ -2,12 +2,15 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/upswatch/upswatch/battery"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/store"
 	"github.com/upswatch/upswatch/ups"
@@ -55,6 +58,9 @@ type unitPage struct {
 	Every     time.Duration
 	Timeline  []rules.Event
 	HistoryQS template.URL
+	// Battery is the unit's battery card (nil: no battery store, or it
+	// did not answer).
+	Battery *battery.Report
 }
 
 func (c *Console) unitPage(w http.ResponseWriter, r *http.Request, v *view) {
@@ -113,7 +119,16 @@ func (c *Console) unitPage(w http.ResponseWriter, r *http.Request, v *view) {
 	if pg.Timeline, err = c.cfg.Alerts.Timeline(ctx, u.Serial, pg.From, pg.To, 200); err != nil {
 		c.log.Warn("unit page: alert timeline unavailable", "serial", u.Serial, "err", err)
 	}
+	// An area alert anchored on this unit is the site's, not its owner's.
+	pg.Timeline = slices.DeleteFunc(pg.Timeline, func(ev rules.Event) bool { return !v.Principal.CanSeeAlert(ev.Rule, u) })
 	slices.Reverse(pg.Timeline) // newest first
+	if c.cfg.Batteries != nil {
+		if rep, err := c.cfg.Batteries.Report(ctx, u.Serial); err == nil {
+			pg.Battery = &rep
+		} else {
+			c.log.Warn("unit page: battery report unavailable", "serial", u.Serial, "err", err)
+		}
+	}
 	v.Page = pg
 	c.render(w, http.StatusOK, "unit", v)
 }
@@ -148,3 +163,22 @@ func (v *view) Rule(rule string) string {
 	}
 	return rule
 }
+
+// BatterySource names where an install date comes from.
+func (v *view) BatterySource(s battery.Source) string {
+	return v.T("battery.src." + strings.ReplaceAll(s.String(), ".", "_"))
+}
+
+// Years formats days as years with one decimal.
+func (v *view) Years(days float64) string { return v.T("battery.years", days/365) }
+
+// LastTest is the newest self-test result, if any.
+func (v *view) LastTest(t battery.TestsReport) *battery.TestReport {
+	if len(t.History) == 0 {
+		return nil
+	}
+	return &t.History[len(t.History)-1]
+}
+
+// Percent formats a fraction as a whole percentage.
+func (v *view) Percent(x float64) string { return fmt.Sprintf("%.0f %%", x*100) }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/upswatch/upswatch/access"
 	"github.com/upswatch/upswatch/api"
+	"github.com/upswatch/upswatch/battery"
 	"github.com/upswatch/upswatch/notify/pipeline"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/registry"
@@ -59,6 +60,12 @@ type Alerts interface {
 	Recent(ctx context.Context, since time.Time, limit int, keep func(rules.Event) bool) ([]rules.Event, error)
 }
 
+// Batteries is what the console needs of the battery store
+// (battery.Store).
+type Batteries interface {
+	Report(ctx context.Context, serial ups.Serial) (battery.Report, error)
+}
+
 // Accounts is what the console needs of the recipients store.
 type Accounts interface {
 	Lookup(id string) (recipients.Recipient, bool)
@@ -86,6 +93,8 @@ type Config struct {
 	// Actions acknowledge and silence alerts (nil: the alerts page
 	// offers neither).
 	Actions Actions
+	// Batteries shows a battery card on the unit page (nil: none).
+	Batteries Batteries
 	// Limiter slows password guessing (default: 5 failures per account,
 	// 20 per address, one back every 3 minutes).
 	Limiter *access.FailureLimiter

@@ -11,6 +11,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -59,6 +60,12 @@ type Broker struct {
 	// CAFile verifies the broker's certificate (PEM); empty: the system
 	// roots.
 	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile (PEM) are the client certificate every unit
+	// without its own presents over TLS: the broker takes a unit whose
+	// serial is the certificate's CN or one of its DNS names. They are
+	// read at each connection, so a renewed pair needs no restart.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 	// TopicPrefix is the first topic level: {prefix}/{serial}/telemetry.
 	TopicPrefix string `yaml:"topic_prefix"`
 	// AckTimeout: a publish not acknowledged within it goes to the
@@ -104,8 +111,22 @@ type Unit struct {
 	// Serial at upswatch (12 or 16 digits). Empty: the UPS's own
 	// ups.serial or device.serial when that has 12 or 16 digits.
 	Serial string `yaml:"serial"`
-	// Password of the unit's MQTT account, from registration.
+	// Password of the unit's MQTT account, from registration; optional
+	// when the unit has a client certificate.
 	Password string `yaml:"password"`
+	// CertFile and KeyFile: the unit's own client certificate (see
+	// Broker.CertFile), in place of the broker's.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Certificate returns the client certificate and key files unit u
+// presents: its own, else the broker section's ("" when none).
+func (c *Config) Certificate(u Unit) (certFile, keyFile string) {
+	if u.CertFile != "" || u.KeyFile != "" {
+		return u.CertFile, u.KeyFile
+	}
+	return c.Broker.CertFile, c.Broker.KeyFile
 }
 
 // Default is the configuration with no file and no environment.
@@ -280,8 +301,12 @@ func (c *Config) Validate() error {
 			}
 			seenSerial[u.Serial] = true
 		}
-		if u.Password == "" {
-			bad(key+".password", "is required: the unit's MQTT password from registration (upswatch-agent register writes it)")
+		if u.CertFile != "" || u.KeyFile != "" {
+			errs = append(errs, c.checkPair(key+".cert_file", key+".key_file", u.CertFile, u.KeyFile)...)
+		}
+		if cert, _ := c.Certificate(u); u.Password == "" && cert == "" {
+			bad(key+".password", "is required unless the unit has a client certificate (%s.cert_file or broker.cert_file): "+
+				"the unit's MQTT password from registration (upswatch-agent register writes it)", key)
 		}
 	}
 	return errors.Join(errs...)
@@ -303,6 +328,9 @@ func (c *Config) validateCommon() []error {
 		if _, err := os.Stat(c.Broker.CAFile); err != nil {
 			bad("broker.ca_file", "%v", err)
 		}
+	}
+	if c.Broker.CertFile != "" || c.Broker.KeyFile != "" {
+		errs = append(errs, c.checkPair("broker.cert_file", "broker.key_file", c.Broker.CertFile, c.Broker.KeyFile)...)
 	}
 	if c.Broker.TopicPrefix == "" || strings.ContainsAny(c.Broker.TopicPrefix, "+#") {
 		bad("broker.topic_prefix", "must be a non-empty topic without wildcards, got %q", c.Broker.TopicPrefix)
@@ -358,6 +386,38 @@ func (c *Config) validateCommon() []error {
 		if u, err := url.Parse(c.API); err != nil || u.Host == "" || !oneOf(u.Scheme, "http", "https") {
 			bad("api", "must be an http:// or https:// URL, got %q", c.API)
 		}
+	}
+	return errs
+}
+
+// tlsSchemes are the broker.url schemes of MQTT over TLS.
+var tlsSchemes = []string{"ssl", "tls", "mqtts"}
+
+// TLS reports whether the broker URL asks for TLS.
+func (b Broker) TLS() bool {
+	u, err := url.Parse(b.URL)
+	return err == nil && oneOf(u.Scheme, tlsSchemes...)
+}
+
+// checkPair checks a client certificate and its key: both given, a
+// matching PEM pair, and a TLS broker to present it to.
+func (c *Config) checkPair(certKey, keyKey, certFile, keyFile string) []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	switch {
+	case certFile == "":
+		bad(certKey, "is required with %s", keyKey)
+	case keyFile == "":
+		bad(keyKey, "is required with %s", certKey)
+	default:
+		if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+			bad(certKey, "not a usable certificate and key (%s): %v", keyKey, err)
+		}
+	}
+	if !c.Broker.TLS() {
+		bad(certKey, "a client certificate needs TLS: broker.url must be ssl://, tls:// or mqtts://, got %q", c.Broker.URL)
 	}
 	return errs
 }
@@ -431,6 +491,12 @@ func SaveUnit(path string, u Unit) error {
 		for j := 0; j+1 < len(n.Content); j += 2 {
 			if n.Content[j].Value == "ups" && n.Content[j+1].Value == u.UPS {
 				entry.HeadComment = n.HeadComment
+				// Keys register does not write (cert_file, key_file) stay.
+				for k := 0; k+1 < len(n.Content); k += 2 {
+					if !oneOf(n.Content[k].Value, "ups", "serial", "password") {
+						entry.Content = append(entry.Content, n.Content[k], n.Content[k+1])
+					}
+				}
 				units.Content[i] = entry
 				replaced = true
 			}

@@ -33,8 +33,9 @@ Usage:
   upswatch-agent register --api URL --token TOKEN --ups NAME [--serial S] [--name N] [--site S] [--config FILE]
                                           register a UPS with upswatch and add it,
                                           with its MQTT password, to the config (mode 0600)
-  upswatch-agent check [--config FILE]    show what upsd reports for each unit and
-                                          whether the broker accepts its credentials
+  upswatch-agent check [--config FILE]    show what upsd reports for each unit, its client
+                                          certificate if any, and whether the broker
+                                          accepts its credentials
   upswatch-agent config keys              list every config key and its env variable
 
 The configuration is FILE (default ` + config.DefaultPath + `), then
@@ -296,7 +297,16 @@ func checkCmd(args []string, stdout io.Writer) error {
 				continue
 			}
 		}
-		cl := paho.NewClient(agent.ClientOptions(c.Broker, tlsCfg, serial, u.Password).
+		certFile, keyFile := c.Certificate(u)
+		how := "password"
+		if certFile != "" {
+			how = "certificate"
+			if err := showCertificate(stdout, certFile, keyFile, serial); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", u.UPS, err))
+				continue
+			}
+		}
+		cl := paho.NewClient(agent.ClientOptions(c.Broker, agent.UnitTLS(tlsCfg, certFile, keyFile), serial, u.Password).
 			SetClientID(fmt.Sprintf("upswatch-agent-check-%s-%d", serial, time.Now().UnixNano())).
 			SetCleanSession(true).SetAutoReconnect(false))
 		tok := cl.Connect()
@@ -304,15 +314,33 @@ func checkCmd(args []string, stdout io.Writer) error {
 		case !tok.WaitTimeout(15 * time.Second):
 			err = errors.New("no answer within 15s")
 		default:
-			err = tok.Error()
+			err = agent.ExplainRefusal(tok.Error(), certFile, keyFile, serial, time.Now())
 		}
 		if err != nil {
-			fmt.Fprintf(stdout, "broker %s as %s: FAILED: %v\n", c.Broker.URL, serial, err)
+			fmt.Fprintf(stdout, "broker %s as %s: FAILED (%s): %v\n", c.Broker.URL, serial, how, err)
 			errs = append(errs, fmt.Errorf("%s: broker: %w", u.UPS, err))
 			continue
 		}
 		cl.Disconnect(250)
-		fmt.Fprintf(stdout, "broker %s as %s: accepted\n", c.Broker.URL, serial)
+		fmt.Fprintf(stdout, "broker %s as %s: accepted (%s)\n", c.Broker.URL, serial, how)
 	}
 	return errors.Join(errs...)
+}
+
+// showCertificate prints a unit's client certificate: subject, names,
+// issuer, expiry, and what the agent sees wrong with it for serial.
+func showCertificate(w io.Writer, certFile, keyFile, serial string) error {
+	cert, err := agent.LoadCertificate(certFile, keyFile)
+	if err != nil {
+		fmt.Fprintf(w, "certificate: FAILED: %v\n", err)
+		return err
+	}
+	now := time.Now()
+	fmt.Fprintf(w, "certificate %s: subject %s (names %s), issuer %s, expires %s (in %s)\n", certFile,
+		cert.Leaf.Subject, strings.Join(cert.Names(), ", "), cert.Leaf.Issuer,
+		cert.Leaf.NotAfter.UTC().Format(time.RFC3339), cert.Leaf.NotAfter.Sub(now).Round(time.Hour))
+	if p := cert.Problem(serial, now); p != "" {
+		fmt.Fprintf(w, "certificate: WARNING: %s\n", p)
+	}
+	return nil
 }

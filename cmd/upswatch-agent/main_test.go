@@ -15,15 +15,20 @@ import (
 	agentconfig "github.com/upswatch/upswatch/agent/config"
 	"github.com/upswatch/upswatch/app"
 	"github.com/upswatch/upswatch/config"
+	"github.com/upswatch/upswatch/internal/testcerts"
 	"github.com/upswatch/upswatch/internal/testenv"
 )
 
-// startServe runs upswatch in-process on free ports until the test ends.
-func startServe(t *testing.T) *app.App {
+// startServe runs upswatch in-process on free ports until the test ends;
+// each option changes the configuration last.
+func startServe(t *testing.T, options ...func(*config.Config)) *app.App {
 	t.Helper()
 	c := config.Default()
 	c.DataDir = filepath.Join(t.TempDir(), "data")
 	c.HTTP.Addr, c.MQTT.Listen, c.MQTT.ClientID, c.NATS.Partitions = "127.0.0.1:0", "127.0.0.1:0", "upswatch-test", 1
+	for _, o := range options {
+		o(&c)
+	}
 	a, err := app.New(c, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +143,7 @@ func TestRegisterAndCheck(t *testing.T) {
 
 	code, out, errOut = runCLI("check", "--config", path)
 	if code != 0 || !strings.Contains(out, "upsd: ok (TLS: false)") || !strings.Contains(out, "ups.status: OL") || !strings.Contains(out, "battery.charge: 97") ||
-		!strings.Contains(out, "as 210987654321: accepted") {
+		!strings.Contains(out, "as 210987654321: accepted (password)") {
 		t.Fatalf("check: %d\n%s\n%s", code, out, errOut)
 	}
 
@@ -166,6 +171,54 @@ func TestUsage(t *testing.T) {
 		code, out, errOut := runCLI(tc.args...)
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
 			t.Errorf("%v: exit %d, output %q %q; want %d and %q", tc.args, code, out, errOut, tc.code, tc.want)
+		}
+	}
+}
+
+// check shows a unit's client certificate (subject, expiry) and whether
+// the broker, under mqtt.device_auth: certificate, accepts it; a
+// certificate for another serial fails, and check says why.
+func TestCheckCertificate(t *testing.T) {
+	dir := t.TempDir()
+	serverCA := testcerts.NewCA(t, "server CA")
+	caFile := testcerts.Write(t, dir, "server-ca.crt", serverCA.CertPEM)
+	serverCert, serverKey := testcerts.WritePair(t, dir, "server", serverCA.Server(t, "upswatch"))
+	factory := testcerts.NewCA(t, "factory CA")
+	factoryFile := testcerts.Write(t, dir, "factory.crt", factory.CertPEM)
+	a := startServe(t, func(c *config.Config) {
+		c.MQTT.TLSListen = "127.0.0.1:0"
+		c.MQTT.CertFile, c.MQTT.KeyFile = serverCert, serverKey
+		c.MQTT.ClientCA, c.MQTT.DeviceAuth = factoryFile, "certificate"
+	})
+	body := strings.NewReader(`{"serial":"210987654321","name":"rack 1"}`)
+	req, _ := http.NewRequest("POST", "http://"+a.HTTPAddr()+"/v1/units", body)
+	req.Header.Set("Authorization", "Bearer "+a.AdminToken())
+	if r, err := http.DefaultClient.Do(req); err != nil || r.StatusCode != http.StatusCreated {
+		t.Fatalf("register: %v %v", r, err)
+	} else {
+		r.Body.Close()
+	}
+	n := testenv.NUT(t, testenv.NUTUnit{Name: "ups1", Dump: []byte(dump)})
+	now := time.Now()
+	notAfter := now.Add(48 * time.Hour).Truncate(time.Second)
+	certFile, keyFile := testcerts.WritePair(t, dir, "unit", factory.Client(t, "210987654321", now.Add(-time.Hour), notAfter))
+	path := testcerts.Write(t, dir, "agent.yaml", []byte("broker:\n  url: ssl://"+a.MQTTTLSAddr()+"\n  ca_file: "+caFile+
+		"\nnut:\n  addr: "+n.Addr+"\nunits:\n  - ups: ups1\n    serial: \"210987654321\"\n    cert_file: "+certFile+"\n    key_file: "+keyFile+"\n"))
+
+	code, out, errOut := runCLI("check", "--config", path)
+	for _, w := range []string{"subject CN=210987654321", "issuer CN=factory CA", "expires " + notAfter.UTC().Format(time.RFC3339), "as 210987654321: accepted (certificate)"} {
+		if code != 0 || !strings.Contains(out, w) {
+			t.Errorf("check: exit %d, output lacks %q:\n%s%s", code, w, out, errOut)
+		}
+	}
+
+	// The files now hold another unit's certificate.
+	testcerts.WritePair(t, dir, "unit", factory.Client(t, "123456789099", now.Add(-time.Hour), notAfter))
+	code, out, errOut = runCLI("check", "--config", path)
+	for _, w := range []string{"WARNING: the certificate names 123456789099, not the unit's serial 210987654321",
+		"as 210987654321: FAILED (certificate): the broker refused the unit's certificate", "not Authorized"} {
+		if code == 0 || !strings.Contains(out, w) {
+			t.Errorf("check with another serial's certificate: exit %d, output lacks %q:\n%s%s", code, w, out, errOut)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,8 +43,9 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 	qos := fs.Int("qos", 1, "MQTT QoS of telemetry")
 	format := fs.String("format", "json", "payload form: json or upsc")
 	seed := fs.Int64("seed", 1, "random seed (same seed, same readings)")
+	site := fs.String("site", "sim", "site of the units this run registers")
 	var events, dumps multiFlag
-	fs.Var(&events, "event", "scripted event kind@at[+for][:serial,...], e.g. outage@30s+10m, flicker@45s, overload@0s+2m, lowbattery@1m, commloss@2m+30s (repeatable)")
+	fs.Var(&events, "event", "scripted event kind@at[+for][:serial,...|:site=NAME], e.g. outage@30s+10m, flicker@45s, overload@0s+2m, lowbattery@1m, commloss@2m+30s, blackout@30s+5m:site=hq (repeatable)")
 	fs.Var(&dumps, "dump", "upsc dump file (or directory of them) to model units on (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -59,7 +61,7 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 	if path == "" {
 		path = filepath.Join(cfg.DataDir, "sim-units.txt")
 	}
-	units, err := simUnits(c, path, *n, *first, *credsFile != "", stdout)
+	units, err := simUnits(c, path, *n, *first, *credsFile != "", *site, stdout)
 	if err != nil {
 		return err
 	}
@@ -70,6 +72,25 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		evs = append(evs, ev)
+	}
+	if slices.ContainsFunc(evs, func(e sim.Event) bool { return e.Site != "" }) {
+		// An event of a site: the API knows each unit's site.
+		if c == nil {
+			return errors.New("an event of a site needs the API to learn the units' sites")
+		}
+		var out struct {
+			Units []unitInfo `json:"units"`
+		}
+		if err := c.do("GET", "/v1/units", nil, &out); err != nil {
+			return fmt.Errorf("units' sites: %w", err)
+		}
+		sites := make(map[ups.Serial]string, len(out.Units))
+		for _, u := range out.Units {
+			sites[ups.Serial(u.Serial)] = u.Site
+		}
+		for i := range units {
+			units[i].Site = sites[units[i].Serial]
+		}
 	}
 	files, err := expandDumps(dumps)
 	if err != nil {
@@ -100,7 +121,7 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 
 // simUnits loads unit credentials from path, registering (through the API)
 // and appending whatever units are missing unless fixed is set.
-func simUnits(c *apiClient, path string, n int, first uint64, fixed bool, stdout io.Writer) ([]sim.Unit, error) {
+func simUnits(c *apiClient, path string, n int, first uint64, fixed bool, site string, stdout io.Writer) ([]sim.Unit, error) {
 	var units []sim.Unit
 	if f, err := os.Open(path); err == nil {
 		sc := bufio.NewScanner(f)
@@ -142,7 +163,7 @@ func simUnits(c *apiClient, path string, n int, first uint64, fixed bool, stdout
 			continue
 		}
 		var u unitInfo
-		err := c.do("POST", "/v1/units", map[string]string{"serial": string(serial), "name": "simulated " + strconv.Itoa(len(units)+1), "site": "sim"}, &u)
+		err := c.do("POST", "/v1/units", map[string]string{"serial": string(serial), "name": "simulated " + strconv.Itoa(len(units)+1), "site": site}, &u)
 		if err != nil {
 			if strings.Contains(err.Error(), "already_registered") {
 				continue // registered earlier without saving the password: skip it

@@ -119,7 +119,27 @@ func (p *Pipeline) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
-	n, err := p.process(ctx, &ev)
+	folded, later := false, time.Duration(0)
+	if p.cfg.Folds != nil {
+		var waited time.Duration
+		if md, err := msg.Metadata(); err == nil {
+			waited = max(p.cfg.Now().Sub(md.Timestamp), 0)
+		}
+		fold, wait, err := p.cfg.Folds.Fold(ctx, &ev, waited)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				p.log.Warn("area verdict unavailable; will retry", "alert", ev.Fingerprint, "err", err)
+			}
+			_ = msg.NakWithDelay(time.Second)
+			return
+		case wait > 0 && !fold:
+			_ = msg.NakWithDelay(wait) // no verdict yet
+			return
+		}
+		folded, later = fold, wait
+	}
+	n, err := p.processEvent(ctx, &ev, folded)
 	if err != nil {
 		if ctx.Err() == nil {
 			p.log.Warn("alert event not processed; will retry", "alert", ev.Fingerprint, "kind", ev.Kind.String(), "err", err)
@@ -127,7 +147,18 @@ func (p *Pipeline) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	p.m.events.WithLabelValues(outcomeOf(n)).Inc()
+	if later > 0 {
+		// Held for the site's managers: their part comes back (what
+		// was queued now is in the log and not queued twice).
+		_ = msg.NakWithDelay(later)
+		return
+	}
+	outcome := outcomeOf(n)
+	if folded {
+		p.log.Debug("unit alert folded into its area alert for the site's managers", "alert", ev.Fingerprint, "kind", ev.Kind.String())
+		outcome = "folded"
+	}
+	p.m.events.WithLabelValues(outcome).Inc()
 	if err := msg.Ack(); err != nil && ctx.Err() == nil {
 		p.log.Warn("alert ack failed (the event will come again and find its log entries)", "err", err)
 	}
@@ -143,6 +174,13 @@ func outcomeOf(n int) string {
 // process runs one event through route and the stages and returns how many
 // notifications it queued.
 func (p *Pipeline) process(ctx context.Context, ev *rules.Event) (int, error) {
+	return p.processEvent(ctx, ev, false)
+}
+
+// processEvent is process of an event that is folded, or not, into an
+// area alert: folded, the managers of the unit's site (who get the area
+// alert) are not notified of it; its owners still are.
+func (p *Pipeline) processEvent(ctx context.Context, ev *rules.Event, folded bool) (int, error) {
 	if ev.Historical || ev.Silent {
 		return 0, nil
 	}
@@ -153,6 +191,9 @@ func (p *Pipeline) process(ctx context.Context, ev *rules.Event) (int, error) {
 	ns, err := p.route(ctx, ev)
 	if err != nil {
 		return 0, err
+	}
+	if folded {
+		ns = slices.DeleteFunc(ns, func(n Notification) bool { return slices.Contains(n.Recipient.Sites, n.Unit.Site) })
 	}
 	ns, err = p.stages.Exec(ctx, ns)
 	return len(ns), err
@@ -168,6 +209,11 @@ func (p *Pipeline) route(ctx context.Context, ev *rules.Event) ([]Notification, 
 	rs, err := p.cfg.Recipients.For(ctx, ev.Serial, unit.Site)
 	if err != nil {
 		return nil, fmt.Errorf("route: %w", err)
+	}
+	if ev.Area != "" {
+		// An area alert goes to the managers of the site, not to the
+		// owner of the unit that anchors it.
+		rs = slices.DeleteFunc(rs, func(r recipients.Recipient) bool { return !slices.Contains(r.Sites, unit.Site) })
 	}
 	var ns []Notification
 	for _, r := range rs {
@@ -264,8 +310,12 @@ func (p *Pipeline) enqueue(ctx context.Context, ns []Notification) ([]Notificati
 	now := p.cfg.Now()
 	for _, n := range ns {
 		ev := n.Event
+		site := n.Unit.Site
+		if ev.Area != "" {
+			site = ev.Area
+		}
 		text, err := p.cfg.Templates.Render(n.Recipient.Language,
-			templates.NewData(ev, n.Unit.Name, n.Unit.Site, n.Recipient.Location(), now))
+			templates.NewData(ev, n.Unit.Name, site, n.Recipient.Location(), now))
 		if err != nil {
 			return nil, err
 		}

@@ -16,7 +16,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "upswatch_notify_events_total",
-			Help: "Alert events taken in, by result (queued: at least one notification; none)."}, []string{"result"}),
+			Help: "Alert events taken in, by result (queued: at least one notification; none; folded into an area alert)."}, []string{"result"}),
 		queued: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "upswatch_notify_queued_total",
 			Help: "Notifications put in the outbox, by channel."}, []string{"channel"}),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "upswatch_notify_attempts_total",

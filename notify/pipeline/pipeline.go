@@ -50,6 +50,7 @@ import (
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/notify/templates"
 	"github.com/upswatch/upswatch/registry"
+	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/ups"
 )
 
@@ -122,6 +123,20 @@ type Config struct {
 	// the log and the audit for each notification it would have made,
 	// and sent to nobody, critical or not.
 	Silences Silences
+	// Folds, when set, tells whether a unit alert's notice is folded into
+	// an area alert (package area). Folded, the managers of the unit's
+	// site (who get the area alert) are not notified of it, its owners
+	// are. With a wait and no fold, the event comes back after the wait;
+	// with both, it is notified to the owners now and comes back after
+	// the wait for the managers (a hold).
+	Folds Folds
+}
+
+// Folds decides the folding of unit alerts into area alerts.
+type Folds interface {
+	// Fold is asked each time the event is delivered; waited is how long
+	// it has been in the stream.
+	Fold(ctx context.Context, ev *rules.Event, waited time.Duration) (fold bool, wait time.Duration, err error)
 }
 
 // Silences tells whether the notifications of a unit's rule are silenced

@@ -65,6 +65,8 @@ type env struct {
 	tmpl  *templates.Set
 	// silences, when set, is given to the pipelines started.
 	silences Silences
+	// folds, when set, too.
+	folds Folds
 }
 
 // newEnv starts NATS, the recipients view and the three fakes; channels
@@ -129,7 +131,7 @@ func (e *env) start(t testing.TB) (*Pipeline, func()) {
 	}
 	p, err := New(e.js, Config{Units: e.units, Recipients: e.store, Templates: e.tmpl, FCM: s.FCM, APNS: s.APNS,
 		Logger: testLogger(), APNSTopic: s.APNSTopic, SMS: s.SMS, InitialBackoff: e.cfg.Retry.InitialBackoff, MaxBackoff: e.cfg.Retry.MaxBackoff,
-		Silences: e.silences})
+		Silences: e.silences, Folds: e.folds})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,7 +120,8 @@ func (s *Store) CreateToken(ctx context.Context, id, name string) (string, Token
 	hash := hashToken(tok)
 	now := s.now().UTC().Truncate(time.Second)
 	rec, _ := json.Marshal(tokenRecord{Account: id, Name: name, CreatedAt: now})
-	if _, err := s.kv.Create(ctx, tokenPrefix+hash, rec); err != nil {
+	tokRev, err := s.kv.Create(ctx, tokenPrefix+hash, rec)
+	if err != nil {
 		return "", TokenInfo{}, fmt.Errorf("store token: %w", err)
 	}
 	info := TokenInfo{ID: hash[:12], Name: name, CreatedAt: now}
@@ -131,7 +132,7 @@ func (s *Store) CreateToken(ctx context.Context, id, name string) (string, Token
 		_ = s.kv.Purge(ctx, tokenPrefix+hash)
 		return "", TokenInfo{}, err
 	}
-	s.apply(tokenPrefix+hash, rec, false)
+	s.applyAt(tokenPrefix+hash, rec, false, tokRev)
 	return tok, info, nil
 }
 
@@ -149,7 +150,7 @@ func (s *Store) RevokeToken(ctx context.Context, id, tokenID string) error {
 	if err := s.kv.Purge(ctx, tokenPrefix+hash); err != nil {
 		return fmt.Errorf("remove token: %w", err)
 	}
-	s.apply(tokenPrefix+hash, nil, true)
+	s.applyAt(tokenPrefix+hash, nil, true, 0)
 	_, err := s.updateAccount(ctx, id, func(a *Account) error {
 		a.Tokens = slices.DeleteFunc(a.Tokens, func(t TokenInfo) bool { return t.ID == tokenID })
 		return nil

@@ -2,6 +2,7 @@ package recipients
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -220,5 +221,33 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A write applies its result to the view at once; the watch delivers the
+// same key's older revisions later, and they must not roll it back.
+func TestViewIgnoresOlderRevisions(t *testing.T) {
+	ctx := context.Background()
+	s, _ := open(t)
+	r, err := s.Create(ctx, Recipient{Account: Account{Language: "en", TimeZone: "UTC"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := accountPrefix + r.ID
+	e, err := s.kv.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := r.Account
+	newer.Language = "vi"
+	b, _ := json.Marshal(newer)
+	s.applyAt(key, b, false, e.Revision()+10)
+	s.applyAt(key, e.Value(), false, e.Revision()) // the watch, late
+	if got, _ := s.Lookup(r.ID); got.Language != "vi" {
+		t.Fatalf("language %q: an older revision rolled the view back", got.Language)
+	}
+	s.applyAt(key, e.Value(), false, e.Revision()+11)
+	if got, _ := s.Lookup(r.ID); got.Language != "en" {
+		t.Fatalf("language %q: a newer revision was not applied", got.Language)
 	}
 }

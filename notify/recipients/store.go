@@ -74,6 +74,13 @@ type Store struct {
 
 	ready     chan struct{}
 	readyOnce sync.Once
+
+	// revMu orders applies by revision: a write applies its result to
+	// the view at once, and the watch delivers it (and older writes of
+	// the same key) later; revs holds the newest revision applied per key,
+	// so a late, older one never rolls the view back.
+	revMu sync.Mutex
+	revs  map[string]uint64
 }
 
 // Open creates the bucket if needed. It starts nothing: Run keeps the view.
@@ -105,13 +112,30 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 		return nil, fmt.Errorf("recipients bucket %s: %w", Bucket, err)
 	}
 	return &Store{kv: kv, log: o.Logger.With("component", "recipients"), sealer: o.Sealer, index: o.Index, now: o.Now,
-		accounts: map[string]*Account{}, personal: map[string]*Personal{}, tokens: map[string]string{}, unreadable: map[string]error{},
+		accounts: map[string]*Account{}, personal: map[string]*Personal{}, tokens: map[string]string{}, unreadable: map[string]error{}, revs: map[string]uint64{},
 		byUnit: map[ups.Serial][]string{}, bySite: map[string][]string{}, ready: make(chan struct{})}, nil
 }
 
 // Run watches the bucket and keeps the view current until ctx is done.
 func (s *Store) Run(ctx context.Context) error {
-	return bus.WatchKV(ctx, s.kv, s.log, s.apply, func() { s.readyOnce.Do(func() { close(s.ready) }) })
+	return bus.WatchKVEntries(ctx, s.kv, s.log, func(e jetstream.KeyValueEntry) {
+		s.applyAt(e.Key(), e.Value(), e.Operation() != jetstream.KeyValuePut, e.Revision())
+	}, func() { s.readyOnce.Do(func() { close(s.ready) }) })
+}
+
+// applyAt applies a record at revision rev unless the view already holds
+// that key at rev or newer. rev 0 (a local delete, whose revision the
+// client is not told) always applies.
+func (s *Store) applyAt(key string, value []byte, deleted bool, rev uint64) {
+	s.revMu.Lock()
+	defer s.revMu.Unlock()
+	if rev != 0 {
+		if rev <= s.revs[key] {
+			return
+		}
+		s.revs[key] = rev
+	}
+	s.apply(key, value, deleted)
 }
 
 // Ready is closed when the view has caught up with the bucket.
@@ -333,7 +357,8 @@ func (s *Store) Create(ctx context.Context, r Recipient) (Recipient, error) {
 	if err != nil {
 		return Recipient{}, err
 	}
-	if _, err := s.kv.Put(ctx, personalPrefix+r.ID, pb); err != nil {
+	pRev, err := s.kv.Put(ctx, personalPrefix+r.ID, pb)
+	if err != nil {
 		s.releaseEmail(ctx, r.Email)
 		return Recipient{}, fmt.Errorf("store personal record: %w", err)
 	}
@@ -341,14 +366,15 @@ func (s *Store) Create(ctx context.Context, r Recipient) (Recipient, error) {
 	if err != nil {
 		return Recipient{}, fmt.Errorf("encode account: %w", err)
 	}
-	if _, err := s.kv.Create(ctx, accountPrefix+r.ID, ab); err != nil {
+	aRev, err := s.kv.Create(ctx, accountPrefix+r.ID, ab)
+	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return Recipient{}, fmt.Errorf("%w: %s", ErrExists, r.ID)
 		}
 		return Recipient{}, fmt.Errorf("store account: %w", err)
 	}
-	s.apply(personalPrefix+r.ID, pb, false)
-	s.apply(accountPrefix+r.ID, ab, false)
+	s.applyAt(personalPrefix+r.ID, pb, false, pRev)
+	s.applyAt(accountPrefix+r.ID, ab, false, aRev)
 	return s.mustLookup(r.ID)
 }
 
@@ -428,13 +454,14 @@ func (s *Store) updateAccount(ctx context.Context, id string, fn func(*Account) 
 		if err != nil {
 			return Recipient{}, fmt.Errorf("encode account: %w", err)
 		}
-		if _, err := s.kv.Update(ctx, key, b, e.Revision()); err != nil {
+		newRev, err := s.kv.Update(ctx, key, b, e.Revision())
+		if err != nil {
 			if attempt < 10 && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) {
 				continue // a concurrent write won; reapply on its result
 			}
 			return Recipient{}, fmt.Errorf("store account: %w", err)
 		}
-		s.apply(key, b, false)
+		s.applyAt(key, b, false, newRev)
 		return s.mustLookup(id)
 	}
 }
@@ -474,10 +501,11 @@ func (s *Store) updatePersonal(ctx context.Context, id string, fn func(*Personal
 		if err != nil {
 			return Recipient{}, false, err
 		}
+		var newRev uint64
 		if rev == 0 {
-			_, err = s.kv.Create(ctx, key, b)
+			newRev, err = s.kv.Create(ctx, key, b)
 		} else {
-			_, err = s.kv.Update(ctx, key, b, rev)
+			newRev, err = s.kv.Update(ctx, key, b, rev)
 		}
 		if err != nil {
 			if attempt < 10 && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) {
@@ -485,7 +513,7 @@ func (s *Store) updatePersonal(ctx context.Context, id string, fn func(*Personal
 			}
 			return Recipient{}, false, fmt.Errorf("store personal record: %w", err)
 		}
-		s.apply(key, b, false)
+		s.applyAt(key, b, false, newRev)
 		r, err := s.mustLookup(id)
 		return r, true, err
 	}
@@ -601,7 +629,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 		if err := s.kv.Purge(ctx, tokenPrefix+t); err != nil {
 			return fmt.Errorf("remove token: %w", err)
 		}
-		s.apply(tokenPrefix+t, nil, true)
+		s.applyAt(tokenPrefix+t, nil, true, 0)
 	}
 	if r.Email != "" {
 		if err := s.kv.Purge(ctx, emailPrefix+s.index("email", r.Email)); err != nil {
@@ -614,8 +642,8 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if err := s.kv.Purge(ctx, personalPrefix+id); err != nil {
 		return fmt.Errorf("remove personal record: %w", err)
 	}
-	s.apply(accountPrefix+id, nil, true)
-	s.apply(personalPrefix+id, nil, true)
+	s.applyAt(accountPrefix+id, nil, true, 0)
+	s.applyAt(personalPrefix+id, nil, true, 0)
 	return nil
 }
 

@@ -62,6 +62,12 @@ type Data struct {
 	Interruptions  int
 	// Message is the engine's English summary.
 	Message string
+	// Units and Affected are an area alert's (site_outage,
+	// site_unreachable): how many units it covers, and how many are still
+	// affected; Since is when it began, formatted like Time.
+	Units    int
+	Affected int
+	Since    string
 }
 
 // NewData fills Data from an event, for a unit named name (empty: the
@@ -73,11 +79,15 @@ func NewData(ev *rules.Event, name, site string, loc *time.Location, now time.Ti
 	if loc == nil {
 		loc = time.UTC
 	}
-	at := ev.At.In(loc)
-	clock := at.Format("15:04")
-	if y, m, d := now.In(loc).Date(); at.Year() != y || at.Month() != m || at.Day() != d {
-		clock = at.Format("02/01 15:04")
+	clockOf := func(t time.Time) string {
+		t = t.In(loc)
+		if y, m, d := now.In(loc).Date(); t.Year() != y || t.Month() != m || t.Day() != d {
+			return t.Format("02/01 15:04")
+		}
+		return t.Format("15:04")
 	}
+	at := ev.At.In(loc)
+	clock := clockOf(ev.At)
 	d := Data{Name: name, Serial: string(ev.Serial), Site: site, Rule: ev.Rule, Severity: ev.Severity.String(),
 		Kind: ev.Kind.String(), At: at, Time: clock, Duration: ev.Duration, Message: ev.Message,
 		Values: make(map[string]float64, len(ev.Values))}
@@ -85,6 +95,7 @@ func NewData(ev *rules.Event, name, site string, loc *time.Location, now time.Ti
 		d.Values[v.Name] = v.Value
 	}
 	round := func(name string) int { return int(math.Round(d.Values[name])) }
+	d.Units, d.Affected, d.Since = round("area.units"), round("area.units_affected"), clockOf(ev.StartedAt)
 	if s, ok := d.Values["battery.runtime"]; ok {
 		d.RuntimeMinutes = int(s / 60)
 	}
@@ -213,7 +224,9 @@ func compile(lang string, f *file) (*language, error) {
 	if u := f.DurationUnits; u != nil {
 		l.units = [3]string{u.Hour, u.Minute, u.Second}
 	}
-	funcs := template.FuncMap{"duration": l.duration}
+	// percent turns a fraction (a battery's state of health, 0.78) into
+	// the percentage people read (78).
+	funcs := template.FuncMap{"duration": l.duration, "percent": func(x float64) float64 { return x * 100 }}
 	data := NewData(&sample, "Office", "hq", time.UTC, sample.At)
 	one := func(where string, e *entry) (*compiled, error) {
 		if e == nil || e.Title == "" || e.Body == "" {

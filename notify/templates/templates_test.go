@@ -24,6 +24,12 @@ func TestRender(t *testing.T) {
 	low := &rules.Event{Kind: rules.Firing, Rule: "low_battery", Serial: "123456789012", At: at, Values: []rules.Value{{Name: "battery.runtime", Value: 170}}}
 	lost := &rules.Event{Kind: rules.Firing, Rule: "comm_lost", Serial: "123456789012", At: at}
 	unknown := &rules.Event{Kind: rules.Reminder, Rule: "bypass", Serial: "123456789012", At: at, Message: "UPS on bypass"}
+	health := &rules.Event{Kind: rules.Firing, Rule: "battery_health", Severity: rules.Warning, Serial: "123456789012", At: at,
+		Values: []rules.Value{{Name: "battery.soh", Value: 0.776}}}
+	aged := &rules.Event{Kind: rules.Firing, Rule: "battery_age", Severity: rules.Warning, Serial: "123456789012", At: at,
+		Values: []rules.Value{{Name: "battery.age.effective_days", Value: 1190}}}
+	aborted := &rules.Event{Kind: rules.Firing, Rule: "battery_test_aborted", Severity: rules.Warning, Serial: "123456789012", At: at,
+		Values: []rules.Value{{Name: "aborted", Value: 2}}}
 	tests := []struct {
 		lang      string
 		ev        *rules.Event
@@ -38,6 +44,10 @@ func TestRender(t *testing.T) {
 		{"en", low, "🪫 Office: battery low", "About 2 min of runtime left. Save your work and shut down.", "Office: battery low, about 2 min left."},
 		{"en", lost, "📡 Office is not reporting", "No data from the UPS since 16:05. Check its network connection.", "Office is not reporting No data"},
 		{"en", unknown, "⚠️ Office: UPS on bypass", "Alert bypass (info) since 16:05.", "Office: UPS on bypass Alert"},
+		{"en", health, "🔋 Office: battery wearing out", "The battery holds about 78 % of its first runtime; plan its replacement.", "Office: battery wearing out The battery holds about 78 %"},
+		{"vi", health, "🔋 Office: pin đang xuống cấp", "Pin chỉ còn giữ khoảng 78 % thời gian chạy ban đầu; hãy lên kế hoạch thay pin.", "Office: pin dang xuong cap"},
+		{"en", aged, "🔋 Office: battery getting old", "The battery's effective age, counting heat, is 1190 days. Batteries in UPS service last 3 to 5 years.", "Office: battery getting old"},
+		{"vi", aborted, "🔋 Office: tự kiểm tra liên tục bị hủy", "2 lần tự kiểm tra bị hủy trong 30 ngày: pin yếu thường lộ ra như vậy trước tiên.", "Office: tu kiem tra"},
 		{"fr", firing, "⚡ Office is on battery", "Mains power lost at 16:05. About 25 min of battery left.", "Office is on battery"},
 	}
 	for _, tt := range tests {

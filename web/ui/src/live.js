@@ -142,7 +142,7 @@ export function startLive() {
   es.addEventListener('alert', (e) => {
     const ev = JSON.parse(e.data);
     const row = document.getElementById(`u-${ev.serial}`);
-    if (!row) return;
+    if (!row || ev.area) return; // an area alert is the site's, not its anchor unit's
     const firing = new Set((row.dataset.firing || '').split(' ').filter(Boolean));
     if (ev.kind === 'resolved') firing.delete(ev.rule);
     else firing.add(ev.rule);
