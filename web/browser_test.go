@@ -289,8 +289,25 @@ func cookies(t testing.TB, ctx context.Context) []*http.Cookie {
 	return out
 }
 
+// needAssets stops a browser test early and clearly when the console's
+// scripts were not built (a plain `go test` without `make assets`): the
+// pages then have no live updates or charts to test.
+func needAssets(t testing.TB, base string) {
+	t.Helper()
+	resp, err := http.Get(base + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "/static/dist/app.js") {
+		t.Fatal("the console's scripts are not built: run `make assets` (make test does) before these tests")
+	}
+}
+
 func TestConsole(t *testing.T) {
 	s := startServer(t)
+	needAssets(t, s.base)
 	b := newBrowser(t)
 	now := time.Now().UTC().Truncate(time.Minute)
 
@@ -608,6 +625,7 @@ func TestConsole(t *testing.T) {
 // the history from the API. Target: drawing within 300 ms.
 func BenchmarkUnitPageCharts(b *testing.B) {
 	s := startServer(b)
+	needAssets(b, s.base)
 	br := newBrowser(b)
 	u := s.register("900400000001", "Bench", "hq")
 	now := time.Now().UTC().Truncate(time.Minute)
