@@ -193,6 +193,11 @@ func TestStatusChangeFlushesAtOnce(t *testing.T) {
 	expect := func(readings int, batches, fast float64) []ups.Reading {
 		t.Helper()
 		got := r.readAll(readings)
+		// The counters move just after the bus has the batch.
+		deadline := time.Now().Add(5 * time.Second)
+		for testutil.ToFloat64(r.in.m.batches) < batches && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
 		if b, f := testutil.ToFloat64(r.in.m.batches), testutil.ToFloat64(r.in.m.fastFlushes); b != batches || f != fast {
 			t.Fatalf("after %d readings: %v batches, %v fast; want %v and %v", readings, b, f, batches, fast)
 		}
