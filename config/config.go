@@ -8,10 +8,8 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -21,7 +19,7 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/upswatch/upswatch/internal/yamlenv"
 )
 
 // DefaultPath is read when --config is not given and the file exists.
@@ -328,28 +326,18 @@ func Load(path string, lookup func(string) (string, bool)) (Config, error) {
 	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:
-		if err := decodeYAML(data, &c); err != nil {
+		if err := yamlenv.Decode(data, &c); err != nil {
 			return c, fmt.Errorf("config %s: %w", path, err)
 		}
 	case explicit || !errors.Is(err, os.ErrNotExist):
 		return c, fmt.Errorf("config: %w", err)
 	}
 	if lookup != nil {
-		if err := applyEnv(reflect.ValueOf(&c).Elem(), lookup); err != nil {
+		if err := envScheme.Apply(&c, lookup); err != nil {
 			return c, err
 		}
 	}
 	return c, c.Validate()
-}
-
-func decodeYAML(data []byte, c *Config) error {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true) // a misspelt key is an error, not a silent default
-	// An empty file (io.EOF) is fine: defaults apply.
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	return nil
 }
 
 // KeysEnv, when set, holds the whole keyring (see keyring.FromEnv) in
@@ -363,89 +351,16 @@ func EnvOnly() [][2]string {
 	return [][2]string{{KeysEnv, "the whole keyring, in place of keys.file; environment only"}}
 }
 
+// envScheme is the one-key-one-variable scheme (internal/yamlenv, shared with
+// the agent).
+var envScheme = yamlenv.Scheme{Prefix: EnvPrefix}
+
 // Keys lists every configuration key with its environment variable, in
 // declaration order (for `upswatch config keys` and the docs).
-func Keys() [][2]string {
-	var out [][2]string
-	walk(reflect.TypeOf(Config{}), "", func(key string, _ []int) {
-		out = append(out, [2]string{key, EnvName(key)})
-	}, nil)
-	return out
-}
+func Keys() [][2]string { return envScheme.Keys(reflect.TypeOf(Config{})) }
 
 // EnvName is the environment variable of a key.
-func EnvName(key string) string {
-	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
-}
-
-func walk(t reflect.Type, prefix string, leaf func(key string, index []int), index []int) {
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
-		if tag == "" || tag == "-" {
-			continue
-		}
-		key := tag
-		if prefix != "" {
-			key = prefix + "." + tag
-		}
-		idx := append(append([]int{}, index...), i)
-		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
-			walk(f.Type, key, leaf, idx)
-			continue
-		}
-		leaf(key, idx)
-	}
-}
-
-func applyEnv(v reflect.Value, lookup func(string) (string, bool)) error {
-	var errs []error
-	walk(v.Type(), "", func(key string, index []int) {
-		s, ok := lookup(EnvName(key))
-		if !ok {
-			return
-		}
-		if err := setString(v.FieldByIndex(index), s); err != nil {
-			errs = append(errs, fmt.Errorf("config: %s (from %s): %w", key, EnvName(key), err))
-		}
-	}, nil)
-	return errors.Join(errs...)
-}
-
-func setString(f reflect.Value, s string) error {
-	s = strings.TrimSpace(s)
-	switch {
-	case f.Type() == reflect.TypeOf(time.Duration(0)):
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return fmt.Errorf("not a duration like 10s or 5m: %q", s)
-		}
-		f.SetInt(int64(d))
-	case f.Kind() == reflect.String:
-		f.SetString(s)
-	case f.Kind() == reflect.Int || f.Kind() == reflect.Int64:
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return fmt.Errorf("not an integer: %q", s)
-		}
-		f.SetInt(n)
-	case f.Kind() == reflect.Float64:
-		x, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return fmt.Errorf("not a number: %q", s)
-		}
-		f.SetFloat(x)
-	case f.Kind() == reflect.Bool:
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return fmt.Errorf("not a boolean: %q", s)
-		}
-		f.SetBool(b)
-	default:
-		return fmt.Errorf("unsupported type %s", f.Type())
-	}
-	return nil
-}
+func EnvName(key string) string { return envScheme.Name(key) }
 
 // Validate checks every key and reports all problems at once, each naming
 // its key.

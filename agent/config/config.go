@@ -14,18 +14,18 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/upswatch/upswatch/internal/yamlenv"
 )
 
 // DefaultPath is read when --config is not given.
@@ -152,14 +152,14 @@ func Read(path string, explicit bool, lookup func(string) (string, bool)) (Confi
 	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:
-		if err := decodeYAML(data, &c); err != nil {
+		if err := yamlenv.Decode(data, &c); err != nil {
 			return c, fmt.Errorf("config %s: %w", path, err)
 		}
 	case explicit || !errors.Is(err, os.ErrNotExist):
 		return c, fmt.Errorf("config: %w", err)
 	}
 	if lookup != nil {
-		if err := applyEnv(&c, lookup); err != nil {
+		if err := envScheme.Apply(&c, lookup); err != nil {
 			return c, err
 		}
 	}
@@ -175,97 +175,15 @@ func Load(path string, explicit bool, lookup func(string) (string, bool)) (Confi
 	return c, c.Validate()
 }
 
-func decodeYAML(data []byte, c *Config) error {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true) // a misspelt key is an error, not a silent default
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	return nil
-}
+// envScheme is the one-key-one-variable scheme (internal/yamlenv, shared with
+// the server's configuration).
+var envScheme = yamlenv.Scheme{Prefix: EnvPrefix}
 
 // EnvName is the environment variable of a key.
-func EnvName(key string) string {
-	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
-}
-
-var durationType = reflect.TypeOf(time.Duration(0))
+func EnvName(key string) string { return envScheme.Name(key) }
 
 // Keys lists every key with its environment variable.
-func Keys() [][2]string {
-	var out [][2]string
-	walk(reflect.TypeOf(Config{}), "", func(key string, _ []int) {
-		out = append(out, [2]string{key, EnvName(key)})
-	}, nil)
-	return out
-}
-
-func walk(t reflect.Type, prefix string, leaf func(key string, index []int), index []int) {
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
-		if tag == "" || tag == "-" {
-			continue
-		}
-		key := tag
-		if prefix != "" {
-			key = prefix + "." + tag
-		}
-		idx := append(append([]int{}, index...), i)
-		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
-			walk(f.Type, key, leaf, idx)
-			continue
-		}
-		leaf(key, idx)
-	}
-}
-
-func applyEnv(c *Config, lookup func(string) (string, bool)) error {
-	v := reflect.ValueOf(c).Elem()
-	var errs []error
-	walk(v.Type(), "", func(key string, index []int) {
-		s, ok := lookup(EnvName(key))
-		if !ok {
-			return
-		}
-		if err := setString(v.FieldByIndex(index), s); err != nil {
-			errs = append(errs, fmt.Errorf("config: %s (from %s): %w", key, EnvName(key), err))
-		}
-	}, nil)
-	return errors.Join(errs...)
-}
-
-func setString(f reflect.Value, s string) error {
-	s = strings.TrimSpace(s)
-	switch {
-	case f.Type() == durationType:
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return fmt.Errorf("not a duration like 10s or 5m: %q", s)
-		}
-		f.SetInt(int64(d))
-	case f.Kind() == reflect.String:
-		f.SetString(s)
-	case f.Kind() == reflect.Int || f.Kind() == reflect.Int64:
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return fmt.Errorf("not an integer: %q", s)
-		}
-		f.SetInt(n)
-	case f.Kind() == reflect.Slice:
-		// The units list, in YAML.
-		p := reflect.New(f.Type())
-		dec := yaml.NewDecoder(strings.NewReader(s))
-		dec.KnownFields(true)
-		if err := dec.Decode(p.Interface()); err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("not a YAML list of units: %w", err)
-		}
-		f.Set(p.Elem())
-	default:
-		return fmt.Errorf("unsupported type %s", f.Type())
-	}
-	return nil
-}
+func Keys() [][2]string { return envScheme.Keys(reflect.TypeOf(Config{})) }
 
 var serialRe = regexp.MustCompile(`^(\d{12}|\d{16})$`)
 
