@@ -26,6 +26,7 @@ import (
 	"github.com/upswatch/upswatch/live"
 	"github.com/upswatch/upswatch/notify/pipeline"
 	"github.com/upswatch/upswatch/notify/recipients"
+	"github.com/upswatch/upswatch/notify/senders"
 	"github.com/upswatch/upswatch/notify/templates"
 	"github.com/upswatch/upswatch/registry"
 	"github.com/upswatch/upswatch/rules"
@@ -234,13 +235,13 @@ func (a *App) startNotify(ctx context.Context, g *group, b busPhase, dev devices
 		return notifyPhase{}, err
 	}
 	g.goRun("alert actions", acts.Run)
-	senders, err := pipeline.NewSenders(ctx, a.cfg.Notify, a.log, reg)
+	snd, err := senders.New(ctx, sendersConfig(a.cfg.Notify), a.log, reg)
 	if err != nil {
 		return notifyPhase{}, err
 	}
 	notifier, err := pipeline.New(b.js, pipeline.Config{
 		Units: dev.units, Recipients: accounts, Templates: tmpl,
-		FCM: senders.FCM, APNS: senders.APNS, APNSTopic: senders.APNSTopic, SMS: senders.SMS,
+		FCM: snd.FCM, APNS: snd.APNS, APNSTopic: snd.APNSTopic, SMS: snd.SMS,
 		ExpireAfter:    a.cfg.Notify.ExpireAfter,
 		InitialBackoff: a.cfg.Notify.Retry.InitialBackoff,
 		MaxBackoff:     a.cfg.Notify.Retry.MaxBackoff,
