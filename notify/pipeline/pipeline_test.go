@@ -24,13 +24,16 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upswatch/upswatch/bus/bustest"
-	"github.com/upswatch/upswatch/config"
 	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/keyring/keyringtest"
 	"github.com/upswatch/upswatch/notify"
+	"github.com/upswatch/upswatch/notify/apns"
 	"github.com/upswatch/upswatch/notify/apns/apnsfake"
+	"github.com/upswatch/upswatch/notify/fcm"
 	"github.com/upswatch/upswatch/notify/fcm/fcmfake"
 	"github.com/upswatch/upswatch/notify/recipients"
+	"github.com/upswatch/upswatch/notify/senders"
+	"github.com/upswatch/upswatch/notify/sms"
 	"github.com/upswatch/upswatch/notify/sms/smsfake"
 	"github.com/upswatch/upswatch/notify/templates"
 	"github.com/upswatch/upswatch/registry"
@@ -61,8 +64,11 @@ type env struct {
 	fcm   *fcmfake.Server
 	apns  *apnsfake.Server
 	sms   *smsfake.Server
-	cfg   config.Notify
-	tmpl  *templates.Set
+	// senders configures the providers started; backoff is the retry's
+	// initial and maximum backoff.
+	senders             senders.Config
+	backoff, maxBackoff time.Duration
+	tmpl                *templates.Set
 	// silences, when set, is given to the pipelines started.
 	silences Silences
 	// folds, when set, too.
@@ -74,7 +80,7 @@ type env struct {
 func newEnv(t testing.TB, channels ...string) *env {
 	t.Helper()
 	ns, _, js := bustest.Server(t)
-	e := &env{ns: ns, js: js, units: units{serial: {Serial: serial, Name: "Office", Site: "hq"}}, cfg: config.Default().Notify}
+	e := &env{ns: ns, js: js, units: units{serial: {Serial: serial, Name: "Office", Site: "hq"}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var err error
 	if e.store, err = recipients.Open(ctx, js, recipients.Options{Sealer: keyringtest.Records(t)}); err != nil {
@@ -93,7 +99,7 @@ func newEnv(t testing.TB, channels ...string) *env {
 		case recipients.FCM:
 			e.fcm = fcmfake.New()
 			t.Cleanup(e.fcm.Close)
-			e.cfg.FCM = config.NotifyFCM{ProjectID: "upswatch-test", Endpoint: e.fcm.URL(), ParallelBatches: 4}
+			e.senders.FCM = &fcm.Config{ProjectID: "upswatch-test", Endpoint: e.fcm.URL(), ParallelBatches: 4}
 		case recipients.APNS:
 			e.apns = apnsfake.New()
 			t.Cleanup(e.apns.Close)
@@ -108,16 +114,16 @@ func newEnv(t testing.TB, channels ...string) *env {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e.cfg.APNS = config.NotifyAPNS{KeyFile: keyFile, KeyID: "KEY1234567", TeamID: "TEAM123456", Topic: topic,
+			e.senders.APNS = &apns.Config{KeyFile: keyFile, KeyID: "KEY1234567", TeamID: "TEAM123456", Topic: topic,
 				Endpoint: e.apns.URL(), CAFile: caFile}
 		case recipients.SMS:
 			e.sms = smsfake.New(smsSID, smsToken)
 			t.Cleanup(e.sms.Close)
-			e.cfg.SMS = config.NotifySMS{Endpoint: e.sms.URL(), AccountSID: smsSID, AuthToken: smsToken, From: "+15550001111",
-				SegmentsPerSecond: 50, Burst: 5}
+			e.senders.SMS = []sms.Config{{Endpoint: e.sms.URL(), AccountSID: smsSID, AuthToken: smsToken, From: "+15550001111",
+				SegmentsPerSecond: 50, Burst: 5}}
 		}
 	}
-	e.cfg.Retry = config.NotifyRetry{InitialBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}
+	e.backoff, e.maxBackoff = 100*time.Millisecond, time.Second
 	return e
 }
 
@@ -125,12 +131,12 @@ func newEnv(t testing.TB, channels ...string) *env {
 // ends).
 func (e *env) start(t testing.TB) (*Pipeline, func()) {
 	t.Helper()
-	s, err := NewSenders(context.Background(), e.cfg, nil, nil)
+	s, err := senders.New(context.Background(), e.senders, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p, err := New(e.js, Config{Units: e.units, Recipients: e.store, Templates: e.tmpl, FCM: s.FCM, APNS: s.APNS,
-		Logger: testLogger(), APNSTopic: s.APNSTopic, SMS: s.SMS, InitialBackoff: e.cfg.Retry.InitialBackoff, MaxBackoff: e.cfg.Retry.MaxBackoff,
+		Logger: testLogger(), APNSTopic: s.APNSTopic, SMS: s.SMS, InitialBackoff: e.backoff, MaxBackoff: e.maxBackoff,
 		Silences: e.silences, Folds: e.folds})
 	if err != nil {
 		t.Fatal(err)

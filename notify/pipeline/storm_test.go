@@ -106,7 +106,7 @@ func BenchmarkStorm(b *testing.B) {
 func TestSMSDrainsAtRate(t *testing.T) {
 	const n = 40
 	e := newEnv(t, recipients.SMS)
-	e.cfg.SMS.SegmentsPerSecond, e.cfg.SMS.Burst = 20, 1
+	e.senders.SMS[0].SegmentsPerSecond, e.senders.SMS[0].Burst = 20, 1
 	createOwners(t, e, n, func(int) ups.Serial { return serial }, func(i int) recipients.Contacts {
 		return recipients.Contacts{Phones: []string{fmt.Sprintf("+8490%07d", i)}}
 	})

@@ -3,18 +3,10 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/upswatch/upswatch/config"
 	"github.com/upswatch/upswatch/notify"
-	"github.com/upswatch/upswatch/notify/apns"
-	"github.com/upswatch/upswatch/notify/fcm"
 	"github.com/upswatch/upswatch/notify/recipients"
-	"github.com/upswatch/upswatch/notify/sms"
 )
 
 // TestResult is the outcome of a test notification on one address.
@@ -78,54 +70,4 @@ func (p *Pipeline) SendTest(ctx context.Context, accountID string) ([]TestResult
 		}
 	}
 	return out, nil
-}
-
-// Senders are the providers built from the configuration.
-type Senders struct {
-	FCM       notify.Sender
-	APNS      notify.Sender
-	APNSTopic string
-	SMS       []notify.Sender
-}
-
-// NewSenders builds the providers configured in cfg (none: dev mode).
-// It opens no connection.
-func NewSenders(ctx context.Context, cfg config.Notify, log *slog.Logger, reg prometheus.Registerer) (Senders, error) {
-	var s Senders
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if cfg.FCM.ProjectID != "" {
-		f, err := fcm.New(ctx, fcm.Config{ProjectID: cfg.FCM.ProjectID, CredentialsFile: cfg.FCM.CredentialsFile,
-			Endpoint: cfg.FCM.Endpoint, ParallelBatches: cfg.FCM.ParallelBatches},
-			fcm.WithLogger(log), fcm.WithRegisterer(reg))
-		if err != nil {
-			return Senders{}, err
-		}
-		s.FCM = f
-	}
-	if cfg.APNS.KeyFile != "" {
-		a, err := apns.New(apns.Config{KeyFile: cfg.APNS.KeyFile, KeyID: cfg.APNS.KeyID, TeamID: cfg.APNS.TeamID,
-			Topic: cfg.APNS.Topic, Endpoint: cfg.APNS.Endpoint, CAFile: cfg.APNS.CAFile},
-			apns.WithLogger(log), apns.WithRegisterer(reg))
-		if err != nil {
-			return Senders{}, err
-		}
-		s.APNS, s.APNSTopic = a, cfg.APNS.Topic
-	}
-	if cfg.SMS.AccountSID != "" {
-		for _, from := range strings.Split(cfg.SMS.From, ",") {
-			if from = strings.TrimSpace(from); from == "" {
-				continue
-			}
-			snd, err := sms.New(sms.Config{Endpoint: cfg.SMS.Endpoint, AccountSID: cfg.SMS.AccountSID, AuthToken: cfg.SMS.AuthToken,
-				From: from, SegmentsPerSecond: cfg.SMS.SegmentsPerSecond, Burst: cfg.SMS.Burst},
-				sms.WithLogger(log), sms.WithRegisterer(reg))
-			if err != nil {
-				return Senders{}, err
-			}
-			s.SMS = append(s.SMS, snd)
-		}
-	}
-	return s, nil
 }
