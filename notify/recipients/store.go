@@ -65,9 +65,8 @@ type Store struct {
 	mu       sync.RWMutex
 	accounts map[string]*Account
 	personal map[string]*Personal
-	byUnit   map[ups.Serial][]string
-	bySite   map[string][]string
-	tokens   map[string]string // token hash (hex) -> account id
+	routes   routes     // who an alert goes to (routing.go)
+	tokens   tokenIndex // which account an API token belongs to (tokens.go)
 	// unreadable holds the personal records the Sealer could not open,
 	// by account id, with the cause (see CheckSealer).
 	unreadable map[string]error
@@ -112,8 +111,8 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 		return nil, fmt.Errorf("recipients bucket %s: %w", Bucket, err)
 	}
 	return &Store{kv: kv, log: o.Logger.With("component", "recipients"), sealer: o.Sealer, index: o.Index, now: o.Now,
-		accounts: map[string]*Account{}, personal: map[string]*Personal{}, tokens: map[string]string{}, unreadable: map[string]error{}, revs: map[string]uint64{},
-		byUnit: map[ups.Serial][]string{}, bySite: map[string][]string{}, ready: make(chan struct{})}, nil
+		accounts: map[string]*Account{}, personal: map[string]*Personal{}, routes: newRoutes(), tokens: tokenIndex{}, unreadable: map[string]error{}, revs: map[string]uint64{},
+		ready: make(chan struct{})}, nil
 }
 
 // Run watches the bucket and keeps the view current until ctx is done.
@@ -182,54 +181,23 @@ func (s *Store) apply(key string, value []byte, deleted bool) {
 		}
 		s.mu.Unlock()
 	case strings.HasPrefix(key, tokenPrefix):
-		hash := strings.TrimPrefix(key, tokenPrefix)
 		s.mu.Lock()
-		if deleted {
-			delete(s.tokens, hash)
-		} else {
-			var t tokenRecord
-			if err := json.Unmarshal(value, &t); err != nil {
-				s.mu.Unlock()
-				s.log.Error("token record unreadable; ignored", "err", err)
-				return
-			}
-			s.tokens[hash] = t.Account
-		}
+		err := s.tokens.apply(strings.TrimPrefix(key, tokenPrefix), value, deleted)
 		s.mu.Unlock()
+		if err != nil {
+			s.log.Error("token record unreadable; ignored", "err", err)
+		}
 	}
 }
 
 // setAccountLocked replaces (a nil: removes) an account and re-indexes it.
 func (s *Store) setAccountLocked(id string, a *Account) {
-	if old := s.accounts[id]; old != nil {
-		for _, u := range old.Units {
-			s.byUnit[u] = without(s.byUnit[u], id)
-			if len(s.byUnit[u]) == 0 {
-				delete(s.byUnit, u)
-			}
-		}
-		for _, st := range old.Sites {
-			s.bySite[st] = without(s.bySite[st], id)
-			if len(s.bySite[st]) == 0 {
-				delete(s.bySite, st)
-			}
-		}
-	}
+	s.routes.set(id, s.accounts[id], a)
 	if a == nil {
 		delete(s.accounts, id)
 		return
 	}
 	s.accounts[id] = a
-	for _, u := range a.Units {
-		s.byUnit[u] = append(s.byUnit[u], id)
-	}
-	for _, st := range a.Sites {
-		s.bySite[st] = append(s.bySite[st], id)
-	}
-}
-
-func without(ids []string, id string) []string {
-	return slices.DeleteFunc(slices.Clone(ids), func(x string) bool { return x == id })
 }
 
 func (s *Store) decodePersonal(key string, value []byte) (*Personal, error) {
@@ -242,29 +210,6 @@ func (s *Store) decodePersonal(key string, value []byte) (*Personal, error) {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
 	return p, nil
-}
-
-// For returns the recipients of an alert of unit serial at site: its
-// owners and the site's managers, each once. It reads the in-memory view
-// only; ctx is for a future remote lookup.
-func (s *Store) For(_ context.Context, serial ups.Serial, site string) ([]Recipient, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	ids := slices.Clone(s.byUnit[serial])
-	if site != "" {
-		for _, id := range s.bySite[site] {
-			if !slices.Contains(ids, id) {
-				ids = append(ids, id)
-			}
-		}
-	}
-	out := make([]Recipient, 0, len(ids))
-	for _, id := range ids {
-		if r, ok := s.lookupLocked(id); ok {
-			out = append(out, r)
-		}
-	}
-	return out, nil
 }
 
 // Lookup returns an account from the view.
