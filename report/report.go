@@ -9,6 +9,7 @@ package report
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -38,6 +39,10 @@ const (
 	// outage, not a sag; windows holding one are left out of the shares.
 	interruption = 0.05
 )
+
+// ErrTimeline wraps the errors of the alert timeline, so a caller can
+// tell them from the history store's.
+var ErrTimeline = errors.New("alert timeline")
 
 // Timeline is the alert timeline of a unit (rules/engine.Alerts).
 type Timeline interface {
@@ -145,16 +150,26 @@ func (r *Reporter) Units(ctx context.Context, serials []ups.Serial, from, to tim
 	if !to.After(from) {
 		return Report{}, fmt.Errorf("report: %w: to (%s) must be after from (%s)", store.ErrBadQuery, to.Format(time.RFC3339), from.Format(time.RFC3339))
 	}
-	total := empty(from, to)
+	each := make([]Report, 0, len(serials))
 	for _, s := range serials {
 		u, err := r.Unit(ctx, s, from, to)
 		if err != nil {
 			return Report{}, err
 		}
+		each = append(each, u)
+	}
+	return Sum(from, to, each), nil
+}
+
+// Sum sums the reports of units over [from, to): counts and durations
+// add up, the shares are those of all the windows together.
+func Sum(from, to time.Time, reports []Report) Report {
+	total := empty(from, to)
+	for _, u := range reports {
 		total.add(u)
 	}
 	total.finish()
-	return total, nil
+	return total
 }
 
 func empty(from, to time.Time) Report {
@@ -232,7 +247,7 @@ func (r *Reporter) Unit(ctx context.Context, serial ups.Serial, from, to time.Ti
 	// is seen whole.
 	events, err := r.alerts.Timeline(ctx, serial, time.Time{}, to.Add(time.Hour), 0)
 	if err != nil {
-		return Report{}, fmt.Errorf("report: alert timeline of %s: %w", serial, err)
+		return Report{}, fmt.Errorf("report: %w of %s: %w", ErrTimeline, serial, err)
 	}
 	now := r.now().UTC()
 	if err := r.outages(ctx, &rep, serial, events, from, to, now); err != nil {
