@@ -39,6 +39,7 @@ import (
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/notify/templates"
 	"github.com/upswatch/upswatch/registry"
+	"github.com/upswatch/upswatch/report"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/rules/engine"
 	"github.com/upswatch/upswatch/store"
@@ -413,6 +414,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 	srv.HandleAlerts(alerts)
 	srv.HandleAlertActions(alerts, acts)
 	srv.HandleOutages(alerts, notifier)
+	reporter, err := report.New(hist, alerts)
+	if err != nil {
+		return fmt.Errorf("reports: %w", err)
+	}
+	srv.HandleReports(reporter)
 	srv.HandleEvents(hub)
 	srv.HandleDeviceCredentials(deviceCredentials{units, revoked})
 	a.loginLimiter = loginLimiter(reg)
