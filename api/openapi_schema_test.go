@@ -29,6 +29,7 @@ import (
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/notify/templates"
 	"github.com/upswatch/upswatch/registry"
+	"github.com/upswatch/upswatch/report"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/store/sqlite"
 	"github.com/upswatch/upswatch/ups"
@@ -268,6 +269,11 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	s.HandleEvents(hub)
 	s.HandleDeviceCredentials(credentials{units})
 	s.HandleBattery(battery.NewStore(js, nil))
+	reporter, err := report.New(hist, fixedAlerts{ev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.HandleReports(reporter)
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 
@@ -412,6 +418,9 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	}
 	do(call{owner, "GET", "/v1/units/{serial}/alert-actions", "/v1/units/110000000077/alert-actions", nil, 200})
 	do(call{owner, "GET", "/v1/units/{serial}/outages", "/v1/units/110000000077/outages", nil, 200})
+	do(call{owner, "GET", "/v1/reports", "/v1/reports?scope=unit&id=110000000077", nil, 200})
+	do(call{owner, "GET", "/v1/reports", "/v1/reports?scope=account&id=lan", nil, 200})
+	do(call{owner, "GET", "/v1/reports", "/v1/reports?scope=site&id=nowhere", nil, 404})
 	do(call{owner, "DELETE", "/v1/alerts/{id}/ack", alertPath + "/ack?reason=done", nil, 204})
 	do(call{owner, "DELETE", "/v1/alerts/{id}/silence", alertPath + "/silence", nil, 204})
 	do(call{owner, "DELETE", "/v1/alerts/{id}/silence", alertPath + "/silence", nil, 404})
@@ -541,6 +550,16 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"TestResult", pipeline.TestResult{Channel: "sms", Contact: "**67", Outcome: "retry", Response: "503", Error: "down"}},
 		{"AlertActionEvent", actions.Record{Action: actions.Silenced, AlertID: "a", Serial: "110000000001", Rule: "on_battery",
 			By: actions.Actor{Account: "lan", Admin: true, Erased: true}, At: at, Reason: "r", Until: at}},
+		{"Report", func() reportJSON {
+			v, n := 42.0, 0.99
+			ex := []report.Excursion{{Serial: "110000000001", Start: at, DurationS: 60, Extreme: 200, Nominal: 230}}
+			return reportJSON{Scope: "site", ID: "hq", Report: report.Report{From: at, To: at.Add(time.Hour), Units: []ups.Serial{"110000000001"},
+				Outages: report.Outages{Count: 1, TotalS: 60, LongestS: 60, LongestUnit: "110000000001", Under1m: 0, From1To5m: 1,
+					LowestCharge: &v, LowestRuntime: &v, List: []report.Outage{{Serial: "110000000001", Start: at, End: at, DurationS: 60, Ongoing: true}}},
+				Mains: report.Mains{VoltageWindows: 6, VoltageInBand: 5, VoltageInBandShare: &n, Sags: ex, Swells: ex,
+					FrequencyWindows: 60, FrequencyInBand: 59, FrequencyInBandShare: &n, FrequencyExcursions: ex},
+				Alerts: map[string]int{"on_battery": 1}, OutOfContactS: 5, OutOfContact: []report.UnitTime{{Serial: "110000000001", S: 5}}}}
+		}()},
 		{"MQTTCredentials", Credentials{Broker: "tcp://b:1883", Username: "u", Password: "p", TelemetryTopic: "t", StatusTopic: "s"}},
 	}
 	for _, tt := range tests {

@@ -27,6 +27,7 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 	s.HandleEvents(nil)
 	s.HandleDeviceCredentials(nil)
 	s.HandleBattery(nil)
+	s.HandleReports(nil)
 	for _, r := range s.Routes() {
 		method, path, _ := strings.Cut(r, " ")
 		if doc.Paths[path][strings.ToLower(method)] == nil {

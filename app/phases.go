@@ -29,6 +29,7 @@ import (
 	"github.com/upswatch/upswatch/notify/senders"
 	"github.com/upswatch/upswatch/notify/templates"
 	"github.com/upswatch/upswatch/registry"
+	"github.com/upswatch/upswatch/report"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/rules/engine"
 	"github.com/upswatch/upswatch/store"
@@ -389,6 +390,11 @@ func (a *App) startHTTP(ctx context.Context, g *group, reg *prometheus.Registry,
 	srv.HandleAlerts(alerts)
 	srv.HandleAlertActions(alerts, nt.acts)
 	srv.HandleOutages(alerts, nt.notifier)
+	reporter, err := report.New(hist.hist, alerts)
+	if err != nil {
+		return fmt.Errorf("reports: %w", err)
+	}
+	srv.HandleReports(reporter)
 	srv.HandleEvents(hub)
 	srv.HandleDeviceCredentials(deviceCredentials{dev.units, dev.revoked})
 	a.loginLimiter = loginLimiter(reg)
