@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -28,10 +29,21 @@ func TestNATSClusterSurvivesANode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sent := 0
 	publish := func(n int) {
 		for range n {
+			sent++
+			// A message id makes a retry after a lost ack a duplicate the
+			// stream drops, so the count below stays exact.
+			id := jetstream.WithMsgID("m-" + strconv.Itoa(sent))
 			for {
-				if _, err := js.Publish(ctx, "t.x", []byte("m")); err == nil {
+				// Each try has its own short deadline: a publish whose
+				// ack is lost in a leader election would otherwise wait
+				// out the whole test's.
+				pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err := js.Publish(pctx, "t.x", []byte("m"), id)
+				pcancel()
+				if err == nil {
 					break
 				} else if ctx.Err() != nil {
 					t.Fatalf("publish: %v", err)
