@@ -365,9 +365,13 @@ func (s *Store) Live(ctx context.Context) (map[string]Ack, map[string]Silence, e
 // to), oldest first.
 func (s *Store) History(ctx context.Context, serial ups.Serial, from, to time.Time) ([]Record, error) {
 	cons, err := s.js.OrderedConsumer(ctx, bus.AlertActionsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{bus.AlertActionsSubjectPrefix + string(serial) + ".>"},
-		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
-		OptStartTime:   &from,
+		// A reader, done in moments: the server drops it soon after (the
+		// default keeps each for 5 minutes, and a busy console or a polling
+		// test would pile them up to the consumer limit).
+		InactiveThreshold: 10 * time.Second,
+		FilterSubjects:    []string{bus.AlertActionsSubjectPrefix + string(serial) + ".>"},
+		DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
+		OptStartTime:      &from,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("alert actions of %s: %w", serial, err)
@@ -581,7 +585,7 @@ func (s *Store) recordsBy(ctx context.Context, accountID string) (jetstream.Stre
 	if err != nil || info.State.Msgs == 0 {
 		return st, nil, err
 	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: 10 * time.Second})
 	if err != nil {
 		return nil, nil, err
 	}

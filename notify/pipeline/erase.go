@@ -223,7 +223,7 @@ func (p *Pipeline) scanStream(ctx context.Context, name, accountID string) ([]ui
 		}
 		return seqs, datas, nil
 	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: 10 * time.Second})
 	if err != nil {
 		return nil, nil, fmt.Errorf("stream %s: %w", name, err)
 	}

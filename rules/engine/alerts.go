@@ -34,8 +34,12 @@ func NewAlerts(js jetstream.JetStream, units Units) *Alerts {
 // the ALERTS stream yet, gives an empty list.
 func (a *Alerts) Timeline(ctx context.Context, serial ups.Serial, from, to time.Time, limit int) ([]rules.Event, error) {
 	cons, err := a.js.OrderedConsumer(ctx, AlertsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{AlertsSubjectPrefix + string(serial) + ".>"},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		// A reader, done in moments: the server drops it soon after (the
+		// default keeps each for 5 minutes, and a busy console or a polling
+		// test would pile them up to the consumer limit).
+		InactiveThreshold: 10 * time.Second,
+		FilterSubjects:    []string{AlertsSubjectPrefix + string(serial) + ".>"},
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
 	})
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return []rules.Event{}, nil

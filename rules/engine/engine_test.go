@@ -180,7 +180,7 @@ func (env *env) outage(from, to time.Duration, serials ...ups.Serial) {
 func (env *env) events() []rules.Event {
 	t := env.t
 	ctx := context.Background()
-	cons, err := env.js.OrderedConsumer(ctx, AlertsStream, jetstream.OrderedConsumerConfig{})
+	cons, err := env.js.OrderedConsumer(ctx, AlertsStream, jetstream.OrderedConsumerConfig{InactiveThreshold: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,11 @@ import (
 // not of the whole history.
 func (a *Alerts) Recent(ctx context.Context, since time.Time, limit int, keep func(rules.Event) bool) ([]rules.Event, error) {
 	cons, err := a.js.OrderedConsumer(ctx, AlertsStream, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
+		// A reader, done in moments: the server drops it soon after (the
+		// default keeps each for 5 minutes, and a busy console or a polling
+		// test would pile them up to the consumer limit).
+		InactiveThreshold: 10 * time.Second,
+		DeliverPolicy:     jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
 	})
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return []rules.Event{}, nil
