@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/upswatch/upswatch/internal/wire"
 )
 
 // The stored form of a Unit: a version byte, then every field in a fixed
@@ -25,68 +27,21 @@ func (e *enc) f(v float64) { e.b = binary.LittleEndian.AppendUint64(e.b, math.Fl
 func (e *enc) g(v float32) { e.b = binary.LittleEndian.AppendUint32(e.b, math.Float32bits(v)) }
 func (e *enc) p(v point)   { e.g(v.R); e.g(v.L) }
 
-type dec struct {
-	b   []byte
-	err error
-}
+// dec reads the stored form with internal/wire's decoder (shared with the
+// bus batches and the rule state), in the short names enc writes with.
+type dec struct{ *wire.Decoder }
 
-func (d *dec) fail() {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: truncated", ErrBadState)
-	}
-	d.b = nil
-}
-
-func (d *dec) i() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *dec) u() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *dec) f() float64 {
-	if len(d.b) < 8 {
-		d.fail()
-		return 0
-	}
-	v := math.Float64frombits(binary.LittleEndian.Uint64(d.b))
-	d.b = d.b[8:]
-	return v
-}
-
-func (d *dec) g() float32 {
-	if len(d.b) < 4 {
-		d.fail()
-		return 0
-	}
-	v := math.Float32frombits(binary.LittleEndian.Uint32(d.b))
-	d.b = d.b[4:]
-	return v
-}
-
-func (d *dec) p() point { return point{d.g(), d.g()} }
+func (d dec) i() int64   { return d.Varint() }
+func (d dec) u() uint64  { return d.Uvarint() }
+func (d dec) f() float64 { return math.Float64frombits(d.U64()) }
+func (d dec) g() float32 { return math.Float32frombits(d.U32()) }
+func (d dec) p() point   { return point{d.g(), d.g()} }
 
 // n reads a count bounded by limit.
-func (d *dec) n(limit int) int {
+func (d dec) n(limit int) int {
 	v := d.u()
 	if v > uint64(limit) {
-		if d.err == nil {
-			d.err = fmt.Errorf("%w: count %d over %d", ErrBadState, v, limit)
-		}
-		d.b = nil
+		d.Failf("count %d over %d", v, limit)
 		return 0
 	}
 	return int(v)
@@ -194,7 +149,7 @@ func (u *Unit) UnmarshalBinary(b []byte) error {
 	if len(b) == 0 || b[0] != codecVersion {
 		return fmt.Errorf("%w: unknown version", ErrBadState)
 	}
-	d := dec{b: b[1:]}
+	d := dec{wire.NewDecoder(b[1:], ErrBadState)}
 	v := Unit{Serial: u.Serial}
 	v.FirstSeen = d.i()
 	v.LastAt = d.i()
@@ -267,11 +222,11 @@ func (u *Unit) UnmarshalBinary(b []byte) error {
 	for i := range v.Alerts {
 		v.Alerts[i] = alertState{d.i(), uint8(d.n(2))}
 	}
-	if d.err != nil {
-		return d.err
+	if err := d.Err(); err != nil {
+		return err
 	}
-	if len(d.b) != 0 {
-		return fmt.Errorf("%w: %d trailing bytes", ErrBadState, len(d.b))
+	if d.Len() != 0 {
+		return fmt.Errorf("%w: %d trailing bytes", ErrBadState, d.Len())
 	}
 	*u = v
 	return nil
