@@ -106,7 +106,8 @@ type activeAlertJSON struct {
 	Silence *silenceJSON `json:"silence,omitempty"`
 }
 
-func actorOf(p Principal) actions.Actor {
+// Actor is who the principal is in the acknowledgement and silence records.
+func (p Principal) Actor() actions.Actor {
 	return actions.Actor{Account: p.Account.ID, Admin: p.Admin}
 }
 
@@ -243,7 +244,7 @@ func (h *actionsAPI) ack(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "not_firing", "this alert is not firing; only a firing alert can be acknowledged")
 		return
 	}
-	a, err := h.a.Ack(r.Context(), id, actorOf(principalOf(r)), b.Reason)
+	a, err := h.a.Ack(r.Context(), id, principalOf(r).Actor(), b.Reason)
 	if err != nil {
 		h.fail(w, "acknowledge", err)
 		return
@@ -257,7 +258,7 @@ func (h *actionsAPI) unack(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := h.a.Unack(r.Context(), id, actorOf(principalOf(r)), r.URL.Query().Get("reason")); err != nil {
+	if err := h.a.Unack(r.Context(), id, principalOf(r).Actor(), r.URL.Query().Get("reason")); err != nil {
 		h.fail(w, "withdraw acknowledgement", err)
 		return
 	}
@@ -294,7 +295,7 @@ func (h *actionsAPI) silence(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_field", "duration: a positive duration like 30m, 2h or 1d, at most 30d")
 		return
 	}
-	sl, err := h.a.Silence(r.Context(), id, actorOf(principalOf(r)), d, b.Reason)
+	sl, err := h.a.Silence(r.Context(), id, principalOf(r).Actor(), d, b.Reason)
 	if err != nil {
 		h.fail(w, "silence", err)
 		return
@@ -308,7 +309,7 @@ func (h *actionsAPI) unsilence(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := h.a.Unsilence(r.Context(), id, actorOf(principalOf(r)), r.URL.Query().Get("reason")); err != nil {
+	if err := h.a.Unsilence(r.Context(), id, principalOf(r).Actor(), r.URL.Query().Get("reason")); err != nil {
 		h.fail(w, "lift silence", err)
 		return
 	}

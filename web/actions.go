@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/upswatch/upswatch/actions"
-	"github.com/upswatch/upswatch/api"
 	"github.com/upswatch/upswatch/rules"
 )
 
@@ -50,7 +49,7 @@ func (c *Console) alertAction(w http.ResponseWriter, r *http.Request, v *view) {
 	}
 	what := r.PathValue("action")
 	reason := strings.TrimSpace(r.PostFormValue("reason"))
-	by := actorOf(v.Principal)
+	by := v.Principal.Actor()
 	switch {
 	case !firing && (what == "ack" || what == "silence"):
 		c.notFound(w, r, v)
@@ -93,10 +92,6 @@ func (c *Console) alertAction(w http.ResponseWriter, r *http.Request, v *view) {
 		return
 	}
 	http.Redirect(w, r, "/alerts", http.StatusSeeOther)
-}
-
-func actorOf(p api.Principal) actions.Actor {
-	return actions.Actor{Account: p.Account.ID, Admin: p.Admin}
 }
 
 // actorName names who acted, as the other recipients see it.
