@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,8 +89,22 @@ func alertsStreamConfig(maxAge time.Duration, replicas int) jetstream.StreamConf
 
 // EnsureAlertsStream creates ALERTS or updates its limits (maxAge 0:
 // DefaultAlertsMaxAge). The rule engine, its owner, calls it.
+//
+// A stream already as wanted is left alone: every retry of its owner
+// would otherwise send an update, and an update racing with a consumer
+// being created on the stream is a data race inside nats-server (seen
+// under -race in the embedded server).
 func EnsureAlertsStream(ctx context.Context, js jetstream.JetStream, maxAge time.Duration, replicas int) (jetstream.Stream, error) {
-	s, err := js.CreateOrUpdateStream(ctx, alertsStreamConfig(maxAge, replicas))
+	want := alertsStreamConfig(maxAge, replicas)
+	if s, err := js.Stream(ctx, AlertsStream); err == nil {
+		c := s.CachedInfo().Config
+		if c.Description == want.Description && slices.Equal(c.Subjects, want.Subjects) && c.Storage == want.Storage &&
+			c.Retention == want.Retention && c.MaxAge == want.MaxAge && c.Duplicates == want.Duplicates &&
+			c.Replicas == want.Replicas {
+			return s, nil
+		}
+	}
+	s, err := js.CreateOrUpdateStream(ctx, want)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", AlertsStream, err)
 	}
