@@ -28,6 +28,81 @@ func (s *Server) HandleReports(rep *report.Reporter) {
 	s.handle("GET /v1/reports", s.auth(func(w http.ResponseWriter, r *http.Request) { s.report(w, r, rep) }))
 }
 
+// Errors of ReportUnits: a malformed scope or id, and a scope the caller
+// may not see (or that does not exist: the two answer alike).
+var (
+	ErrReportQuery    = errors.New("bad report scope")
+	ErrReportNotFound = errors.New("no such report scope")
+)
+
+// scopeError is an error of ReportUnits: its message is for the caller as
+// it is, its kind for errors.Is.
+type scopeError struct {
+	kind error
+	msg  string
+}
+
+func (e scopeError) Error() string { return e.msg }
+func (e scopeError) Unwrap() error { return e.kind }
+
+// ReportUnits resolves a report's scope (unit, site or account) and id to
+// the units p may see a report of, by serial. It is the one rule for who
+// sees which report, shared by the API and the console's report page:
+// owners their units, managers their sites, an account its own fleet (the
+// units it owns and those of the sites it manages), the admin everything.
+// accounts looks an account up for the admin (nil: the admin sees only
+// scopes of units and sites). A site managed but empty is an empty report,
+// not a 404: the manager may see it.
+func ReportUnits(p Principal, units interface {
+	Lookup(ups.Serial) (registry.Unit, bool)
+	List() []registry.Unit
+}, accounts func(id string) (recipients.Recipient, bool), scope, id string) ([]ups.Serial, error) {
+	if id == "" {
+		return nil, scopeError{ErrReportQuery, "id is required"}
+	}
+	match := func(keep func(registry.Unit) bool) []ups.Serial {
+		var out []ups.Serial
+		for _, u := range units.List() {
+			if keep(u) {
+				out = append(out, u.Serial)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	switch scope {
+	case "unit":
+		u, found := units.Lookup(ups.Serial(id))
+		if !ups.ValidSerial(id) || !found || !p.CanSee(u) {
+			return nil, scopeError{ErrReportNotFound, "no unit with this serial number is registered"}
+		}
+		return []ups.Serial{u.Serial}, nil
+	case "site":
+		var serials []ups.Serial
+		manages := p.Account.Role == recipients.RoleManager && slices.Contains(p.Account.Sites, id)
+		if p.Admin || manages {
+			serials = match(func(u registry.Unit) bool { return u.Site == id })
+		}
+		if len(serials) == 0 && !manages {
+			return nil, scopeError{ErrReportNotFound, "no site with this name"}
+		}
+		return serials, nil
+	case "account":
+		acct, found := p.Account, p.Account.ID == id
+		if !found && p.Admin && accounts != nil {
+			acct, found = accounts(id)
+		}
+		if !found {
+			return nil, scopeError{ErrReportNotFound, "no account with this id"}
+		}
+		return match(func(u registry.Unit) bool {
+			return slices.Contains(acct.Units, u.Serial) ||
+				acct.Role == recipients.RoleManager && u.Site != "" && slices.Contains(acct.Sites, u.Site)
+		}), nil
+	}
+	return nil, scopeError{ErrReportQuery, "scope: unit, site or account"}
+}
+
 type reportJSON struct {
 	Scope string `json:"scope"`
 	ID    string `json:"id"`
@@ -48,44 +123,17 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, rep *report.Repo
 		return
 	}
 	scope, id := r.URL.Query().Get("scope"), r.URL.Query().Get("id")
-	if id == "" {
-		writeError(w, http.StatusBadRequest, "invalid_query", "id is required")
-		return
+	var accounts func(string) (recipients.Recipient, bool)
+	if s.owners != nil {
+		accounts = s.owners.Lookup
 	}
-	p := principalOf(r)
-	var serials []ups.Serial
-	switch scope {
-	case "unit":
-		u, found := s.cfg.Units.Lookup(ups.Serial(id))
-		if !ups.ValidSerial(id) || !found || !p.CanSee(u) {
-			writeError(w, http.StatusNotFound, "not_found", "no unit with this serial number is registered")
-			return
-		}
-		serials = []ups.Serial{u.Serial}
-	case "site":
-		manages := p.Account.Role == recipients.RoleManager && slices.Contains(p.Account.Sites, id)
-		if p.Admin || manages {
-			serials = s.siteUnits(func(u registry.Unit) bool { return u.Site == id })
-		}
-		if len(serials) == 0 && !manages {
-			writeError(w, http.StatusNotFound, "not_found", "no site with this name")
-			return
-		}
-	case "account":
-		acct, found := p.Account, p.Account.ID == id
-		if !found && p.Admin && s.owners != nil {
-			acct, found = s.owners.Lookup(id)
-		}
-		if !found {
-			writeError(w, http.StatusNotFound, "not_found", "no account with this id")
-			return
-		}
-		serials = s.siteUnits(func(u registry.Unit) bool {
-			return slices.Contains(acct.Units, u.Serial) ||
-				acct.Role == recipients.RoleManager && u.Site != "" && slices.Contains(acct.Sites, u.Site)
-		})
-	default:
-		writeError(w, http.StatusBadRequest, "invalid_query", "scope: unit, site or account")
+	serials, err := ReportUnits(principalOf(r), s.cfg.Units, accounts, scope, id)
+	switch {
+	case errors.Is(err, ErrReportQuery):
+		writeError(w, http.StatusBadRequest, "invalid_query", err.Error())
+		return
+	case errors.Is(err, ErrReportNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
 		return
 	}
 	each := make([]report.Report, 0, len(serials))
@@ -107,18 +155,6 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, rep *report.Repo
 		return
 	}
 	writeJSON(w, http.StatusOK, reportJSON{Scope: scope, ID: id, Report: total})
-}
-
-// siteUnits lists the registered units keep says yes to, by serial.
-func (s *Server) siteUnits(keep func(registry.Unit) bool) []ups.Serial {
-	var out []ups.Serial
-	for _, u := range s.cfg.Units.List() {
-		if keep(u) {
-			out = append(out, u.Serial)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // writeReportCSV writes one row per unit, then the total ("unit" empty).
