@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -577,6 +578,142 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	t.Run("the power report shows the API's numbers", func(t *testing.T) {
+		// Lan's whole fleet (hq: A1 and A2), the last 7 days by default.
+		loaded := time.Now()
+		do(t, lan, 30*time.Second,
+			chromedp.Navigate(s.base+"/"),
+			chromedp.Click(chromedp.CSS(`nav a[href="/reports"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#report`)),
+		)
+		if of := text(t, lan, "#report-of"); of != "My whole fleet" {
+			t.Fatalf("the report is of %q, want My whole fleet", of)
+		}
+		from, to := reportRangeShown(t, lan)
+		if d := to.Sub(from); d != 7*24*time.Hour {
+			t.Fatalf("default range %s to %s, want 7 days", from, to)
+		}
+		page := reportFigures(t, lan)
+		api := apiReport(t, s, lan, "account", "lan", from, to)
+		compareReport(t, page, api, time.Since(loaded))
+		// A1's 20-minute outage and A2's of the acknowledgement subtest.
+		if n, _ := strconv.Atoi(page["outages.count"]); n < 2 || page["outages.over_5m"] != "1" {
+			t.Fatalf("outages %s (over 5 min %s), want A1's and A2's at least, one over 5 min", page["outages.count"], page["outages.over_5m"])
+		}
+		if rows := texts(t, lan, `#report-units tbody th`); len(rows) != 2 {
+			t.Fatalf("per-unit rows %q, want A1 and A2", rows)
+		}
+
+		// The CSV link is the API's CSV of the same scope and range.
+		href := attr(t, lan, "#report-csv", "href")
+		want := "/v1/reports?" + url.Values{"scope": {"account"}, "id": {"lan"}, "format": {"csv"},
+			"from": {from.UTC().Format(time.RFC3339)}, "to": {to.UTC().Format(time.RFC3339)}}.Encode()
+		if href != want {
+			t.Fatalf("CSV link %q, want %q", href, want)
+		}
+		code, raw := getAs(t, lan, s.base+href)
+		rows, err := csv.NewReader(bytes.NewReader(raw)).ReadAll()
+		if err != nil || code != http.StatusOK || len(rows) != 4 { // header, A1, A2, total
+			t.Fatalf("CSV %d %q (%v), want a header, two units and a total", code, raw, err)
+		}
+		if total := rows[3]; total[2] != "" || total[5] != page["outages.count"] || total[6] != page["outages.total_s"] {
+			t.Fatalf("CSV total row %q, the page says %s outages, %s s", total, page["outages.count"], page["outages.total_s"])
+		}
+	})
+
+	t.Run("a unit's report from its page, worked out by hand", func(t *testing.T) {
+		do(t, lan, 30*time.Second,
+			chromedp.Navigate(s.base+"/units/"+a1.Serial),
+			chromedp.Click(chromedp.CSS(`#unit-report`)),
+			chromedp.WaitVisible(chromedp.CSS(`#report[data-scope="unit"]`)),
+		)
+		page := reportFigures(t, lan)
+		// A1's replayed outage: on battery from minute 7200 of the week
+		// to minute 7220, when it reads OL again: 1,200 s. Its charge is
+		// 90 - i%10 (i = 7200..7219: down to 81 %), its runtime 2400 -
+		// i%60 (i%60 = 0..19: down to 2,381 s). No other outage, so the
+		// longest is that one and the only one is over 5 minutes.
+		want := map[string]string{"outages.count": "1", "outages.total_s": "1200", "outages.longest_s": "1200",
+			"outages.under_1m": "0", "outages.from_1_to_5m": "0", "outages.over_5m": "1",
+			"outages.lowest_charge": "81", "outages.lowest_runtime": "2381"}
+		for k, w := range want {
+			if page[k] != w {
+				t.Errorf("%s = %q, want %q", k, page[k], w)
+			}
+		}
+		if got := text(t, lan, `[data-k="outages.longest_s"]`); got != "20m00s" {
+			t.Errorf("longest reads %q, want 20m00s", got)
+		}
+		from, to := reportRangeShown(t, lan)
+		compareReport(t, page, apiReport(t, s, lan, "unit", a1.Serial, from, to), time.Minute)
+	})
+
+	t.Run("the site report, last week Monday to Monday, from the fleet page", func(t *testing.T) {
+		do(t, lan, 30*time.Second,
+			chromedp.Navigate(s.base+"/"),
+			chromedp.Click(chromedp.CSS(`a[data-site-report]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#report[data-scope="site"][data-id="hq"]`)),
+			chromedp.Click(chromedp.CSS(`.ranges a[href$="range=lastweek"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`.ranges a[href$="range=lastweek"][aria-current="true"]`)),
+		)
+		from, to := reportRangeShown(t, lan)
+		hcm, _ := time.LoadLocation("Asia/Ho_Chi_Minh") // Lan's zone
+		lf, lt := from.In(hcm), to.In(hcm)
+		if lf.Weekday() != time.Monday || lf.Format("15:04") != "00:00" || lt.Sub(lf) != 7*24*time.Hour || !lt.After(time.Now().AddDate(0, 0, -7)) || lt.After(time.Now()) {
+			t.Fatalf("last week is %s to %s in Lan's zone, want the last whole Monday-to-Monday week", lf, lt)
+		}
+		compareReport(t, reportFigures(t, lan), apiReport(t, s, lan, "site", "hq", from, to), time.Minute)
+	})
+
+	t.Run("a report outside the person's scope is 404", func(t *testing.T) {
+		for _, path := range []string{"/reports?of=site:branch", "/reports?of=unit:" + b1.Serial, "/reports?of=account:minh",
+			"/v1/reports?scope=site&id=branch", "/v1/reports?scope=unit&id=" + b1.Serial} {
+			if code, body := getAs(t, lan, s.base+path); code != http.StatusNotFound {
+				t.Errorf("GET %s with lan's session: %d %.80s, want 404", path, code, body)
+			}
+		}
+		do(t, lan, 15*time.Second, chromedp.Navigate(s.base+"/reports?of=site:branch"))
+		if h1 := text(t, lan, "h1"); h1 != "Not found" {
+			t.Fatalf("h1 %q, want Not found", h1)
+		}
+		b.forget("/reports?of=site:branch")
+		// The scope menu offers only hq's: the fleet, the site, its units.
+		do(t, lan, 15*time.Second, chromedp.Navigate(s.base+"/reports"), chromedp.WaitVisible(chromedp.CSS(`#report`)))
+		opts := get(t, lan, chromedp.Evaluate[[]string](`[...document.querySelectorAll("select[name=of] option")].map(o => o.value)`))
+		want := []string{"account:lan", "site:hq", "unit:" + a1.Serial, "unit:" + a2.Serial}
+		if !slices.Equal(opts, want) {
+			t.Fatalf("scopes offered %q, want %q", opts, want)
+		}
+	})
+
+	t.Run("the report in Vietnamese, and on a phone", func(t *testing.T) {
+		do(t, lan, 20*time.Second,
+			chromedp.Navigate(s.base+"/lang/vi?next=/reports"),
+			chromedp.WaitVisible(chromedp.CSS(`#report`)),
+		)
+		h1, of, lang := text(t, lan, "h1"), text(t, lan, "#report-of"), attr(t, lan, "html", "lang")
+		label := text(t, lan, `#r-out-h`)
+		if h1 != "Báo cáo điện" || of != "Tất cả thiết bị của tôi" || lang != "vi" || label != "Mất điện" {
+			t.Fatalf("h1 %q, scope %q, lang %q, outages heading %q", h1, of, lang, label)
+		}
+		do(t, lan, 20*time.Second,
+			chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+			chromedp.Navigate(s.base+"/reports?of=site:hq"),
+			chromedp.WaitVisible(chromedp.CSS(`#report-units`)),
+		)
+		png := get(t, lan, chromedp.FullScreenshot(100))
+		if get(t, lan, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > 390`)) {
+			t.Error("the report page is wider than a 390 px screen")
+		}
+		path := filepath.Join(t.ArtifactDir(), "report-390px-vi.png")
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s (%d bytes)", path, len(png))
+		do(t, lan, 20*time.Second, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(s.base+"/lang/en?next=/reports"),
+			chromedp.WaitVisible(chromedp.CSS(`#report`)))
+	})
+
 	t.Run("the Vietnamese console", func(t *testing.T) {
 		minh := b.person(t)
 		acceptInvite(t, minh, s.invite("minh"), "mật khẩu thật dài")
@@ -609,7 +746,7 @@ func TestConsole(t *testing.T) {
 	})
 
 	t.Run("no errors in the browser console", func(t *testing.T) {
-		for _, page := range []string{"/", "/alerts", "/account", "/units/" + a2.Serial + "?range=1h", "/units/" + a1.Serial} {
+		for _, page := range []string{"/", "/alerts", "/account", "/reports?of=site:hq", "/units/" + a2.Serial + "?range=1h", "/units/" + a1.Serial} {
 			do(t, lan, 20*time.Second, chromedp.Navigate(s.base+page), chromedp.WaitReady(chromedp.CSS(`body`)))
 		}
 		do(t, lan, 20*time.Second, chromedp.WaitReady(chromedp.CSS(`#charts[data-charts]`)))
@@ -680,4 +817,103 @@ func BenchmarkUnitPageCharts(b *testing.B) {
 	b.ReportMetric(draw/float64(b.N), "draw_ms")
 	b.ReportMetric(total/float64(b.N), "total_ms")
 	b.ReportMetric(points, "points")
+}
+
+// reportRangeShown is the range of the report page on screen.
+func reportRangeShown(t testing.TB, ctx context.Context) (time.Time, time.Time) {
+	t.Helper()
+	from, err1 := time.Parse(time.RFC3339, attr(t, ctx, "#report", "data-from"))
+	to, err2 := time.Parse(time.RFC3339, attr(t, ctx, "#report", "data-to"))
+	if err1 != nil || err2 != nil {
+		t.Fatalf("the report's range: %v %v", err1, err2)
+	}
+	return from, to
+}
+
+// reportFigures reads the report page's figures (its data[data-k]
+// elements) by key.
+func reportFigures(t testing.TB, ctx context.Context) map[string]string {
+	t.Helper()
+	return get(t, ctx, chromedp.Evaluate[map[string]string](
+		`Object.fromEntries([...document.querySelectorAll("data[data-k]")].map(e => [e.dataset.k, e.value]))`))
+}
+
+// getAs makes a GET with the tab's session cookie.
+func getAs(t testing.TB, ctx context.Context, u string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", u, nil)
+	for _, c := range cookies(t, ctx) {
+		req.AddCookie(c)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// apiReport is GET /v1/reports of the same scope and range, as the same
+// person, in the page's keys.
+func apiReport(t testing.TB, s *server, ctx context.Context, scope, id string, from, to time.Time) map[string]string {
+	t.Helper()
+	q := url.Values{"scope": {scope}, "id": {id}, "from": {from.UTC().Format(time.RFC3339)}, "to": {to.UTC().Format(time.RFC3339)}}
+	code, raw := getAs(t, ctx, s.base+"/v1/reports?"+q.Encode())
+	if code != http.StatusOK {
+		t.Fatalf("GET /v1/reports?%s: %d %s", q.Encode(), code, raw)
+	}
+	var r struct {
+		Outages map[string]any `json:"outages"`
+		Mains   map[string]any `json:"mains"`
+		Alerts  map[string]int `json:"alerts_by_rule"`
+		Contact float64        `json:"out_of_contact_s"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatal(err)
+	}
+	f := func(v any) string {
+		switch x := v.(type) {
+		case float64:
+			return strconv.FormatFloat(x, 'f', -1, 64)
+		case []any:
+			return strconv.Itoa(len(x))
+		}
+		return "" // null: nothing measured
+	}
+	out := map[string]string{"out_of_contact_s": f(r.Contact)}
+	for _, k := range []string{"count", "total_s", "longest_s", "under_1m", "from_1_to_5m", "over_5m", "lowest_charge", "lowest_runtime"} {
+		out["outages."+k] = f(r.Outages[k])
+	}
+	for _, k := range []string{"voltage_in_band_share", "sags", "swells", "frequency_in_band_share", "frequency_excursions"} {
+		out["mains."+k] = f(r.Mains[k])
+	}
+	for rule, n := range r.Alerts {
+		out["alerts."+rule] = strconv.Itoa(n)
+	}
+	return out
+}
+
+// compareReport checks the page's figures are the API's. Time out of
+// contact may differ by the time between the two requests: an open
+// comm_lost counts until now.
+func compareReport(t testing.TB, page, api map[string]string, apart time.Duration) {
+	t.Helper()
+	if len(page) != len(api) {
+		t.Errorf("the page has %d figures, the API %d:\npage %v\napi  %v", len(page), len(api), page, api)
+	}
+	for k, want := range api {
+		got, ok := page[k]
+		if k == "out_of_contact_s" {
+			g, _ := strconv.ParseFloat(got, 64)
+			w, _ := strconv.ParseFloat(want, 64)
+			if g > w || w-g > apart.Seconds()+1 {
+				t.Errorf("out of contact: page %s s, API %s s (%s apart)", got, want, apart)
+			}
+			continue
+		}
+		if !ok || got != want {
+			t.Errorf("%s: page %q, API %q", k, got, want)
+		}
+	}
 }

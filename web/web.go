@@ -32,6 +32,7 @@ import (
 	"github.com/upswatch/upswatch/notify/pipeline"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/registry"
+	"github.com/upswatch/upswatch/report"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/store"
 	"github.com/upswatch/upswatch/ups"
@@ -112,6 +113,9 @@ type Console struct {
 	texts catalog
 	pages map[string]*template.Template
 	mux   *http.ServeMux
+	// reports computes the report page from History and Alerts, as the
+	// API's /v1/reports does.
+	reports *report.Reporter
 	// assetVersion is a hash of the built assets, appended to their URLs
 	// so a new build is fetched despite the long cache lifetime.
 	assetVersion string
@@ -143,6 +147,9 @@ func New(cfg Config) (*Console, error) {
 	if c.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
+	if c.reports, err = report.New(cfg.History, cfg.Alerts); err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
 	c.static, _ = fs.Sub(staticFS, "static")
 	c.assetVersion = hashAssets(c.static)
 	if c.assetVersion == "" {
@@ -165,6 +172,7 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET /units/{serial}", c.signedIn(c.unitPage))
 	c.mux.HandleFunc("GET /alerts", c.signedIn(c.alertsPage))
 	c.mux.HandleFunc("POST /alerts/{id}/{action}", c.signedIn(c.alertAction))
+	c.mux.HandleFunc("GET /reports", c.signedIn(c.reportPage))
 	c.mux.HandleFunc("GET /account", c.signedIn(c.accountPage))
 	c.mux.HandleFunc("POST /account/profile", c.signedIn(c.saveProfile))
 	c.mux.HandleFunc("POST /account/contacts", c.signedIn(c.saveContacts))
