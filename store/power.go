@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/upswatch/upswatch/ups"
@@ -22,3 +23,67 @@ type PowerHistory interface {
 	// each from its first such reading to the next reading that did not.
 	OnBattery(ctx context.Context, serial ups.Serial, from, to time.Time) ([]Span, error)
 }
+
+// StatusChange is a reading at which a unit's ups.status flags, or one of
+// the text variables asked for, took a new value. It carries the state
+// after that reading.
+type StatusChange struct {
+	Time  time.Time
+	Flags ups.Flag
+	// Texts are the values of the text variables asked for, in the
+	// order asked ("" for one not reported yet).
+	Texts []string
+}
+
+// StatusHistory is implemented by backends that keep each reading's
+// ups.status and text variables (store/sqlite and store/influx do): the
+// report reads from it the time spent boosting or trimming, self-tests
+// and their results, and why units went on battery.
+type StatusHistory interface {
+	// StatusChanges returns, oldest first, the first reading of
+	// [from, to) that has ups.status or one of texts, then each reading
+	// at which the status flags or one of texts changed. A reading
+	// without ups.status, or without a text, leaves it as it was:
+	// devices send a status change alone, and some texts only in their
+	// full readings.
+	StatusChanges(ctx context.Context, serial ups.Serial, from, to time.Time, texts ...string) ([]StatusChange, error)
+}
+
+// Changes turns readings, fed in time order, into StatusChanges: the one
+// definition of a change for every backend.
+type Changes struct {
+	names   []string
+	cur     StatusChange
+	started bool
+	out     []StatusChange
+}
+
+// NewChanges follows the text variables names.
+func NewChanges(names []string) *Changes {
+	return &Changes{names: names, cur: StatusChange{Texts: make([]string, len(names))}}
+}
+
+// Add records a reading at t: its status flags when hasStatus, and the
+// value text(i) of names[i] when it has one.
+func (c *Changes) Add(t time.Time, flags ups.Flag, hasStatus bool, text func(i int) (string, bool)) {
+	seen, changed := hasStatus, false
+	if hasStatus && flags != c.cur.Flags {
+		c.cur.Flags, changed = flags, true
+	}
+	for i := range c.names {
+		if v, ok := text(i); ok {
+			seen = true
+			if v != c.cur.Texts[i] {
+				c.cur.Texts[i], changed = v, true
+			}
+		}
+	}
+	if !seen || (c.started && !changed) {
+		return
+	}
+	c.started = true
+	c.out = append(c.out, StatusChange{Time: t.UTC(), Flags: c.cur.Flags, Texts: slices.Clone(c.cur.Texts)})
+}
+
+// Result is the changes recorded.
+func (c *Changes) Result() []StatusChange { return c.out }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/upswatch/upswatch/internal/testenv"
 	"github.com/upswatch/upswatch/store"
+	"github.com/upswatch/upswatch/store/storetest"
 	"github.com/upswatch/upswatch/ups"
 )
 
@@ -467,4 +468,9 @@ func gatherCount(t *testing.T, reg *prometheus.Registry, name string) int {
 		}
 	}
 	return 0
+}
+
+func TestStatusChanges(t *testing.T) {
+	s, _ := newStore(t, testenv.Influxd(t), "status", nil)
+	storetest.StatusChanges(t, s)
 }

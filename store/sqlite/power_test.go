@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/upswatch/upswatch/store"
+	"github.com/upswatch/upswatch/store/storetest"
 	"github.com/upswatch/upswatch/ups"
 )
 
@@ -62,4 +63,9 @@ func TestOnBattery(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestStatusChanges(t *testing.T) {
+	s, _ := openStore(t, Options{})
+	storetest.StatusChanges(t, s)
 }
