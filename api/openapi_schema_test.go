@@ -558,7 +558,9 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 					LowestCharge: &v, LowestRuntime: &v, List: []report.Outage{{Serial: "110000000001", Start: at, End: at, DurationS: 60, Ongoing: true}}},
 				Mains: report.Mains{VoltageWindows: 6, VoltageInBand: 5, VoltageInBandShare: &n, Sags: ex, Swells: ex,
 					FrequencyWindows: 60, FrequencyInBand: 59, FrequencyInBandShare: &n, FrequencyExcursions: ex},
-				Alerts: map[string]int{"on_battery": 1}, OutOfContactS: 5, OutOfContact: []report.UnitTime{{Serial: "110000000001", S: 5}}}}
+				Alerts: map[string]int{"on_battery": 1}, OutOfContactS: 5, OutOfContact: []report.UnitTime{{Serial: "110000000001", S: 5}},
+				Transfers: map[string]int{"blackout": 1}, BoostS: 60, TrimS: 30,
+				SelfTests: report.SelfTests{Tests: 1, TestS: 10, Calibrations: 1, CalibrationS: 600, Results: map[string]int{"passed": 1}}}}
 		}()},
 		{"MQTTCredentials", Credentials{Broker: "tcp://b:1883", Username: "u", Password: "p", TelemetryTopic: "t", StatusTopic: "s"}},
 	}

@@ -3,9 +3,11 @@ package api
 import (
 	"encoding/csv"
 	"errors"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/upswatch/upswatch/notify/recipients"
@@ -166,7 +168,9 @@ func writeReportCSV(w http.ResponseWriter, scope, id string, each []report.Repor
 	_ = cw.Write([]string{"scope", "id", "unit", "from", "to", "outages", "on_battery_s", "longest_outage_s",
 		"outages_under_1m", "outages_1_to_5m", "outages_over_5m", "lowest_charge", "lowest_runtime",
 		"voltage_in_band_share", "sags", "sags_s", "swells", "swells_s", "frequency_in_band_share",
-		"frequency_excursions", "alerts", "out_of_contact_s"})
+		"frequency_excursions", "alerts", "out_of_contact_s",
+		"boost_s", "trim_s", "self_tests", "self_test_s", "calibrations", "calibration_s",
+		"test_results_passed", "test_results_warning", "test_results_failed", "test_results_aborted", "transfers_by_reason"})
 	num := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 	opt := func(v *float64) string {
 		if v == nil {
@@ -186,16 +190,30 @@ func writeReportCSV(w http.ResponseWriter, scope, id string, each []report.Repor
 		for _, n := range rp.Alerts {
 			alerts += n
 		}
-		o, m := rp.Outages, rp.Mains
+		o, m, st := rp.Outages, rp.Mains, rp.SelfTests
 		_ = cw.Write([]string{scope, id, unit, rp.From.Format(time.RFC3339), rp.To.Format(time.RFC3339),
 			strconv.Itoa(o.Count), num(o.TotalS), num(o.LongestS),
 			strconv.Itoa(o.Under1m), strconv.Itoa(o.From1To5m), strconv.Itoa(o.Over5m), opt(o.LowestCharge), opt(o.LowestRuntime),
 			opt(m.VoltageInBandShare), strconv.Itoa(len(m.Sags)), secs(m.Sags), strconv.Itoa(len(m.Swells)), secs(m.Swells),
-			opt(m.FrequencyInBandShare), strconv.Itoa(len(m.FrequencyExcursions)), strconv.Itoa(alerts), num(rp.OutOfContactS)})
+			opt(m.FrequencyInBandShare), strconv.Itoa(len(m.FrequencyExcursions)), strconv.Itoa(alerts), num(rp.OutOfContactS),
+			num(rp.BoostS), num(rp.TrimS), strconv.Itoa(st.Tests), num(st.TestS), strconv.Itoa(st.Calibrations), num(st.CalibrationS),
+			strconv.Itoa(st.Results["passed"]), strconv.Itoa(st.Results["warning"]), strconv.Itoa(st.Results["failed"]), strconv.Itoa(st.Results["aborted"]),
+			reasons(rp.Transfers)})
 	}
 	for _, rp := range each {
 		row(string(rp.Units[0]), rp)
 	}
 	row("", total)
 	cw.Flush()
+}
+
+// reasons writes transfers by reason in one cell, "reason=n" by reason
+// separated by "; " (a reason is the unit's own text: the CSV quotes it).
+func reasons(byReason map[string]int) string {
+	keys := slices.Sorted(maps.Keys(byReason))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + strconv.Itoa(byReason[k])
+	}
+	return strings.Join(parts, "; ")
 }

@@ -87,6 +87,9 @@ func TestReportScopeAndAccess(t *testing.T) {
 				status, volts = "OB DISCHRG", 0
 			}
 			r := ups.Reading{Serial: serial, Time: ts, Status: ups.ParseStatus(status), HasStatus: true}
+			if status != "OL" {
+				r.SetText("input.transfer.reason", "blackout")
+			}
 			r.SetNum("input.voltage", volts)
 			r.SetNum("input.voltage.nominal", 230)
 			rs = append(rs, r)
@@ -209,10 +212,11 @@ func TestReportScopeAndAccess(t *testing.T) {
 			}
 			col := slices.Index(rows[0], "on_battery_s")
 			unit := slices.Index(rows[0], "unit")
-			want := [][2]string{{"100000000001", "60"}, {"100000000002", "120"}, {"", "180"}}
+			reason := slices.Index(rows[0], "transfers_by_reason")
+			want := [][3]string{{"100000000001", "60", "blackout=1"}, {"100000000002", "120", "blackout=1"}, {"", "180", "blackout=2"}}
 			for i, w := range want {
-				if rows[i+1][unit] != w[0] || rows[i+1][col] != w[1] {
-					t.Errorf("row %d: unit %q on battery %q, want %q %q", i+1, rows[i+1][unit], rows[i+1][col], w[0], w[1])
+				if rows[i+1][unit] != w[0] || rows[i+1][col] != w[1] || rows[i+1][reason] != w[2] {
+					t.Errorf("row %d: unit %q on battery %q transfers %q, want %q %q %q", i+1, rows[i+1][unit], rows[i+1][col], rows[i+1][reason], w[0], w[1], w[2])
 				}
 			}
 		})

@@ -13,8 +13,10 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sort"
 	"time"
 
+	"github.com/upswatch/upswatch/battery"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/store"
 	"github.com/upswatch/upswatch/ups"
@@ -77,6 +79,36 @@ type Report struct {
 	OutOfContactS float64 `json:"out_of_contact_s"`
 	// OutOfContact lists the units that were, with their time.
 	OutOfContact []UnitTime `json:"out_of_contact_units"`
+	// Transfers counts the outages by the input.transfer.reason their
+	// unit reported (the value in effect at the outage's last reading;
+	// units that report none are left out). Empty without a store that
+	// keeps texts (store.StatusHistory).
+	Transfers map[string]int `json:"transfers_by_reason"`
+	// BoostS and TrimS are the times the units spent boosting low input
+	// voltage and trimming high (the BOOST and TRIM flags of
+	// ups.status), summed, in seconds.
+	BoostS float64 `json:"boost_s"`
+	TrimS  float64 `json:"trim_s"`
+	// SelfTests are the units' self-tests, calibrations and test results.
+	SelfTests SelfTests `json:"self_tests"`
+}
+
+// SelfTests are the battery self-tests and runtime calibrations seen, and
+// the results the units reported. They are never outages (see Outages).
+type SelfTests struct {
+	// Tests counts the stretches of readings with TEST in ups.status,
+	// TestS their time in seconds; Calibrations and CalibrationS the
+	// same for CAL.
+	Tests        int     `json:"tests"`
+	TestS        float64 `json:"test_s"`
+	Calibrations int     `json:"calibrations"`
+	CalibrationS float64 `json:"calibration_s"`
+	// Results counts the new ups.test.result values (a new result is a
+	// change of the text, as for the battery tracker) by outcome:
+	// passed, warning, failed, aborted (battery.ParseTestResult; "in
+	// progress" and "no test initiated" are none and not counted). A
+	// test too short for any reading to show TEST still has its result.
+	Results map[string]int `json:"results"`
 }
 
 // UnitTime is a time a unit spent in some state, in seconds.
@@ -174,7 +206,7 @@ func Sum(from, to time.Time, reports []Report) Report {
 
 func empty(from, to time.Time) Report {
 	return Report{From: from.UTC(), To: to.UTC(), Units: []ups.Serial{}, Alerts: map[string]int{},
-		OutOfContact: []UnitTime{},
+		OutOfContact: []UnitTime{}, Transfers: map[string]int{}, SelfTests: SelfTests{Results: map[string]int{}},
 		Outages:      Outages{List: []Outage{}},
 		Mains:        Mains{Sags: []Excursion{}, Swells: []Excursion{}, FrequencyExcursions: []Excursion{}}}
 }
@@ -207,6 +239,19 @@ func (t *Report) add(u Report) {
 	}
 	t.OutOfContactS += u.OutOfContactS
 	t.OutOfContact = append(t.OutOfContact, u.OutOfContact...)
+	for reason, n := range u.Transfers {
+		t.Transfers[reason] += n
+	}
+	t.BoostS += u.BoostS
+	t.TrimS += u.TrimS
+	st, ust := &t.SelfTests, u.SelfTests
+	st.Tests += ust.Tests
+	st.TestS += ust.TestS
+	st.Calibrations += ust.Calibrations
+	st.CalibrationS += ust.CalibrationS
+	for res, n := range ust.Results {
+		st.Results[res] += n
+	}
 }
 
 // finish computes the shares and orders the lists by time.
@@ -255,6 +300,11 @@ func (r *Reporter) Unit(ctx context.Context, serial ups.Serial, from, to time.Ti
 	}
 	if err := r.mains(ctx, &rep.Mains, serial, from, to); err != nil {
 		return Report{}, err
+	}
+	if sh, ok := r.history.(store.StatusHistory); ok {
+		if err := r.status(ctx, &rep, sh, serial, from, to, now); err != nil {
+			return Report{}, err
+		}
 	}
 	for _, ev := range events {
 		if ev.Kind == rules.Firing && !ev.At.Before(from) && ev.At.Before(to) {
@@ -313,6 +363,90 @@ func clipped(sp store.Span, from, to, now time.Time) time.Duration {
 		return 0
 	}
 	return end.Sub(start)
+}
+
+// Text variables the report reads, and how far before a range it looks
+// for their values then: a unit's state at the start of a range (boosting
+// since before it, the test result in force, the transfer reason of an
+// outage begun before it) is that of its last reading. Units send full
+// readings every few seconds to a minute; an hour covers any of them.
+const (
+	textTestResult     = "ups.test.result"
+	textTransferReason = "input.transfer.reason"
+	statusLookback     = time.Hour
+)
+
+// status fills the report's boost and trim times, self-tests and
+// transfers by reason from the unit's status changes (outages must be
+// filled: their reasons are looked up).
+func (r *Reporter) status(ctx context.Context, rep *Report, sh store.StatusHistory, serial ups.Serial, from, to, now time.Time) error {
+	changes, err := sh.StatusChanges(ctx, serial, from.Add(-statusLookback), to, textTestResult, textTransferReason)
+	if err != nil {
+		return fmt.Errorf("report: status changes of %s: %w", serial, err)
+	}
+	for _, f := range []struct {
+		flag  ups.Flag
+		time  *float64
+		count *int
+	}{
+		{ups.BOOST, &rep.BoostS, nil},
+		{ups.TRIM, &rep.TrimS, nil},
+		{ups.TEST, &rep.SelfTests.TestS, &rep.SelfTests.Tests},
+		{ups.CAL, &rep.SelfTests.CalibrationS, &rep.SelfTests.Calibrations},
+	} {
+		for _, sp := range flagSpans(changes, f.flag) {
+			d := clipped(sp, from, to, now)
+			if d <= 0 {
+				continue
+			}
+			*f.time += d.Seconds()
+			if f.count != nil {
+				*f.count++
+			}
+		}
+	}
+	// The first change is the state the unit was in, not a new result.
+	for i := 1; i < len(changes); i++ {
+		res := changes[i].Texts[0]
+		if changes[i].Time.Before(from) || res == changes[i-1].Texts[0] {
+			continue
+		}
+		if outcome := battery.ParseTestResult(res); outcome != battery.TestNone {
+			rep.SelfTests.Results[outcome.String()]++
+		}
+	}
+	for _, o := range rep.Outages.List {
+		// The reason in force at the outage's last reading (NUT sets
+		// it on the transfer; a unit may report it a reading late).
+		i := sort.Search(len(changes), func(i int) bool { return changes[i].Time.After(o.End) }) - 1
+		if i >= 0 && changes[i].Texts[1] != "" {
+			rep.Transfers[changes[i].Texts[1]]++
+		}
+	}
+	return nil
+}
+
+// flagSpans are the stretches of changes with flag set: each from the
+// change that set it to the one that cleared it (a zero End: still set at
+// the last change).
+func flagSpans(changes []store.StatusChange, flag ups.Flag) []store.Span {
+	var out []store.Span
+	var cur *store.Span
+	for _, c := range changes {
+		on := c.Flags&flag != 0
+		switch {
+		case on && cur == nil:
+			cur = &store.Span{Start: c.Time}
+		case !on && cur != nil:
+			cur.End = c.Time
+			out = append(out, *cur)
+			cur = nil
+		}
+	}
+	if cur != nil {
+		out = append(out, *cur)
+	}
+	return out
 }
 
 // outages fills rep.Outages from the on_battery alerts and, where the

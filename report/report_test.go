@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"testing"
 	"time"
@@ -63,7 +64,41 @@ var (
 	// before, 23:30, so not counted among the week's alerts).
 	silentSun = [2]time.Time{at(6, 20, 0, 0), at(6, 20, 45, 0)}
 	silentMon = [2]time.Time{monday.Add(-30 * time.Minute), at(0, 0, 15, 0)}
+	// A second self-test: Friday 15:00:00-15:01:00, "OL TEST", two
+	// readings. ups.test.result reads "No test initiated" until the
+	// first test's end (Wednesday 12:00:30), "Done and passed" until the
+	// second's (Friday 15:01:00), then "Done and error".
+	selfTest2 = [2]time.Time{at(4, 15, 0, 0), at(4, 15, 1, 0)}
+	// Boost: Thursday 09:00:00-09:20:00, "OL BOOST" at 212 V (in band:
+	// neither a sag nor out of band). Trim: Thursday 18:00-18:05, "OL
+	// TRIM" at 245 V.
+	boost = [2]time.Time{at(3, 9, 0, 0), at(3, 9, 20, 0)}
+	trim  = [2]time.Time{at(3, 18, 0, 0), at(3, 18, 5, 0)}
 )
+
+// The transfer reason the unit reports at ts: none before outage A,
+// "blackout" from A's start, "input voltage out of range" from B's (and
+// still at the blip, which is why transfers are counted per outage, not
+// per change of the text).
+func transferReason(ts time.Time) string {
+	switch {
+	case ts.Before(outageA[0]):
+		return ""
+	case ts.Before(outageB[0]):
+		return "blackout"
+	}
+	return "input voltage out of range"
+}
+
+func testResult(ts time.Time) string {
+	switch {
+	case ts.Before(selfTest[1]):
+		return "No test initiated"
+	case ts.Before(selfTest2[1]):
+		return "Done and passed"
+	}
+	return "Done and error"
+}
 
 func weekReadings() []ups.Reading {
 	var rs []ups.Reading
@@ -84,6 +119,12 @@ func weekReadings() []ups.Reading {
 			status, volts, hz, charge, runtime = "OB DISCHRG", 0, 0, 99, 2900
 		case in(ts, selfTest[0], selfTest[1]):
 			status, charge, runtime = "OB TEST", 35, 300
+		case in(ts, selfTest2[0], selfTest2[1]):
+			status = "OL TEST"
+		case in(ts, boost[0], boost[1]):
+			status, volts = "OL BOOST", 212
+		case in(ts, trim[0], trim[1]):
+			status, volts = "OL TRIM", 245
 		case in(ts, shortSag[0], shortSag[1]), in(ts, longSag[0], longSag[1]):
 			volts = 200
 		case in(ts, swell[0], swell[1]):
@@ -98,6 +139,10 @@ func weekReadings() []ups.Reading {
 		r.SetNum("input.frequency", hz)
 		r.SetNum("battery.charge", charge)
 		r.SetNum("battery.runtime", runtime)
+		r.SetText("ups.test.result", testResult(ts))
+		if reason := transferReason(ts); reason != "" {
+			r.SetText("input.transfer.reason", reason)
+		}
 		rs = append(rs, r)
 	}
 	return rs
@@ -219,6 +264,28 @@ func checkWeek(t *testing.T, h store.History, blips bool) {
 		t.Errorf("out of contact: %gs %v, want 3600s", got.OutOfContactS, got.OutOfContact)
 	}
 
+	// Boost 09:00-09:20 = 1,200 s; trim 18:00-18:05 = 300 s.
+	if got.BoostS != 1200 || got.TrimS != 300 {
+		t.Errorf("boost %gs trim %gs, want 1200s and 300s", got.BoostS, got.TrimS)
+	}
+	// Wednesday's test, one "OB TEST" reading until the next at +30 s,
+	// and Friday's, two "OL TEST" readings until 15:01:00: 2 tests, 90 s.
+	// Results: the first reading's "No test initiated" is the state the
+	// week began in; then "Done and passed" and "Done and error".
+	wantTests := SelfTests{Tests: 2, TestS: 90, Results: map[string]int{"passed": 1, "failed": 1}}
+	if !sameTests(got.SelfTests, wantTests) {
+		t.Errorf("self-tests %+v, want %+v", got.SelfTests, wantTests)
+	}
+	// A (10:00-10:31) in "blackout"; B and, where seen, the blip in
+	// "input voltage out of range".
+	wantTransfers := map[string]int{"blackout": 1, "input voltage out of range": 1}
+	if blips {
+		wantTransfers["input voltage out of range"] = 2
+	}
+	if !maps.Equal(got.Transfers, wantTransfers) {
+		t.Errorf("transfers %v, want %v", got.Transfers, wantTransfers)
+	}
+
 	// Two units: the second has no history at all. Sums stay, the
 	// shares are the first's.
 	other := ups.Serial("210987654321")
@@ -226,7 +293,8 @@ func checkWeek(t *testing.T, h store.History, blips bool) {
 	if err != nil {
 		t.Fatalf("Units: %v", err)
 	}
-	if len(sum.Units) != 2 || sum.Outages.Count != wantCount || sum.Mains.VoltageWindows != 997 || *sum.Mains.VoltageInBandShare != 991.0/997 {
+	if len(sum.Units) != 2 || sum.Outages.Count != wantCount || sum.Mains.VoltageWindows != 997 || *sum.Mains.VoltageInBandShare != 991.0/997 ||
+		sum.BoostS != 1200 || !sameTests(sum.SelfTests, wantTests) || !maps.Equal(sum.Transfers, wantTransfers) {
 		t.Errorf("two units: %+v", sum)
 	}
 	// A range of Saturday only: the long sag alone, all 6 windows of its
@@ -238,6 +306,36 @@ func checkWeek(t *testing.T, h store.History, blips bool) {
 	if sat.Outages.Count != 0 || sat.Mains.VoltageWindows != 144 || sat.Mains.VoltageInBand != 138 || len(sat.Mains.Sags) != 1 {
 		t.Errorf("Saturday: outages %d, voltage %d of %d, sags %v", sat.Outages.Count, sat.Mains.VoltageInBand, sat.Mains.VoltageWindows, sat.Mains.Sags)
 	}
+
+	// Ranges that begin inside a state take it from the readings before.
+	for _, tt := range []struct {
+		name     string
+		from, to time.Time
+		boost    float64
+		tests    SelfTests
+	}{
+		// Thursday 09:10-12:00: boosting since 09:00, so 600 s of it.
+		{"inside the boost", at(3, 9, 10, 0), at(3, 12, 0, 0), 600, SelfTests{Results: map[string]int{}}},
+		// Friday 15:00:30-16:00: the second test's last 30 s, and its
+		// result: "Done and passed" was in force before, so "Done and
+		// error" is new.
+		{"inside the second test", at(4, 15, 0, 30), at(4, 16, 0, 0), 0, SelfTests{Tests: 1, TestS: 30, Results: map[string]int{"failed": 1}}},
+		// Friday 15:01:30-16:00: the result came before: nothing new.
+		{"after the second test", at(4, 15, 1, 30), at(4, 16, 0, 0), 0, SelfTests{Results: map[string]int{}}},
+	} {
+		part, err := r.Unit(t.Context(), serial, tt.from, tt.to)
+		if err != nil {
+			t.Fatalf("Unit (%s): %v", tt.name, err)
+		}
+		if part.BoostS != tt.boost || !sameTests(part.SelfTests, tt.tests) || len(part.Transfers) != 0 {
+			t.Errorf("%s: boost %gs, self-tests %+v, transfers %v; want %gs, %+v, none", tt.name, part.BoostS, part.SelfTests, part.Transfers, tt.boost, tt.tests)
+		}
+	}
+}
+
+func sameTests(a, b SelfTests) bool {
+	return a.Tests == b.Tests && a.TestS == b.TestS && a.Calibrations == b.Calibrations &&
+		a.CalibrationS == b.CalibrationS && maps.Equal(a.Results, b.Results)
 }
 
 func sameExcursions(a, b []Excursion) bool {
