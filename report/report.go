@@ -675,18 +675,21 @@ func meanOf(ps []store.Point) float64 {
 }
 
 // guessNominal is the standard nominal nearest the median of the
-// windows' means, for a unit that does not report its nominal (0 without
-// points).
+// windows' highest values, for a unit that does not report its nominal (0
+// without points). Not their means: a window holding an interruption
+// averages the supply with zeros (a 230 V unit with a few readings, one
+// of them an outage, looked like a 100 V one, its normal readings all
+// swells), while its highest value is the supply's.
 func guessNominal(ps []store.Point, standards []float64) float64 {
 	if len(ps) == 0 {
 		return 0
 	}
-	means := make([]float64, len(ps))
+	highs := make([]float64, len(ps))
 	for i, p := range ps {
-		means[i] = p.Mean
+		highs[i] = p.Max
 	}
-	slices.Sort(means)
-	med := means[len(means)/2]
+	slices.Sort(highs)
+	med := highs[len(highs)/2]
 	best := standards[0]
 	for _, s := range standards {
 		if math.Abs(s-med) < math.Abs(best-med) {

@@ -392,3 +392,23 @@ func TestNewRequiresStoreAndTimeline(t *testing.T) {
 		t.Fatal("New without a store succeeded")
 	}
 }
+
+func TestGuessNominal(t *testing.T) {
+	volts := []float64{100, 110, 115, 120, 127, 200, 208, 220, 230, 240}
+	pt := func(mean, max float64) store.Point { return store.Point{Mean: mean, Max: max, Count: 1} }
+	for _, tt := range []struct {
+		name string
+		ps   []store.Point
+		want float64
+	}{
+		{"no windows", nil, 0},
+		{"steady", []store.Point{pt(230, 232), pt(229, 231), pt(231, 233)}, 230},
+		// (230 + 0 + 0 + 0 + 231) / 5 = 92.2 V: the mean says 100 V.
+		{"one window holding an outage", []store.Point{pt(92.2, 231)}, 230},
+		{"120 V with a swell", []store.Point{pt(120, 121), pt(125, 140), pt(119, 120)}, 120},
+	} {
+		if got := guessNominal(tt.ps, volts); got != tt.want {
+			t.Errorf("%s: %g, want %g", tt.name, got, tt.want)
+		}
+	}
+}
