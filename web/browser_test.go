@@ -328,7 +328,16 @@ func TestConsole(t *testing.T) {
 	var batch []map[string]any
 	for i := range week {
 		ts := now.Add(time.Duration(i-week+1) * time.Minute)
-		batch = append(batch, reading(ts, i, i >= outageFrom && i < outageTo))
+		r := reading(ts, i, i >= outageFrom && i < outageTo)
+		// Half an hour boosting a low input, an hour before the outage;
+		// the outage's reason, reported from its start on.
+		if i >= outageFrom-60 && i < outageFrom-30 {
+			r["ups.status"] = "OL BOOST"
+		}
+		if i >= outageFrom {
+			r["input.transfer.reason"] = "input voltage out of range"
+		}
+		batch = append(batch, r)
 		if len(batch) == 1000 || i == week-1 {
 			a1.publish(t, batch)
 			batch = nil
@@ -632,10 +641,13 @@ func TestConsole(t *testing.T) {
 		// to minute 7220, when it reads OL again: 1,200 s. Its charge is
 		// 90 - i%10 (i = 7200..7219: down to 81 %), its runtime 2400 -
 		// i%60 (i%60 = 0..19: down to 2,381 s). No other outage, so the
-		// longest is that one and the only one is over 5 minutes.
+		// longest is that one and the only one is over 5 minutes. Its
+		// reason is the one A1 reported; it boosted for 30 minutes, from
+		// minute 7140 to 7170.
 		want := map[string]string{"outages.count": "1", "outages.total_s": "1200", "outages.longest_s": "1200",
 			"outages.under_1m": "0", "outages.from_1_to_5m": "0", "outages.over_5m": "1",
-			"outages.lowest_charge": "81", "outages.lowest_runtime": "2381"}
+			"outages.lowest_charge": "81", "outages.lowest_runtime": "2381",
+			"transfers.input voltage out of range": "1", "boost_s": "1800", "trim_s": "0", "self_tests.tests": "0"}
 		for k, w := range want {
 			if page[k] != w {
 				t.Errorf("%s = %q, want %q", k, page[k], w)
@@ -864,10 +876,20 @@ func apiReport(t testing.TB, s *server, ctx context.Context, scope, id string, f
 		t.Fatalf("GET /v1/reports?%s: %d %s", q.Encode(), code, raw)
 	}
 	var r struct {
-		Outages map[string]any `json:"outages"`
-		Mains   map[string]any `json:"mains"`
-		Alerts  map[string]int `json:"alerts_by_rule"`
-		Contact float64        `json:"out_of_contact_s"`
+		Outages   map[string]any `json:"outages"`
+		Mains     map[string]any `json:"mains"`
+		Alerts    map[string]int `json:"alerts_by_rule"`
+		Contact   float64        `json:"out_of_contact_s"`
+		Transfers map[string]int `json:"transfers_by_reason"`
+		Boost     float64        `json:"boost_s"`
+		Trim      float64        `json:"trim_s"`
+		Tests     struct {
+			Tests        int            `json:"tests"`
+			TestS        float64        `json:"test_s"`
+			Calibrations int            `json:"calibrations"`
+			CalibrationS float64        `json:"calibration_s"`
+			Results      map[string]int `json:"results"`
+		} `json:"self_tests"`
 	}
 	if err := json.Unmarshal(raw, &r); err != nil {
 		t.Fatal(err)
@@ -890,6 +912,15 @@ func apiReport(t testing.TB, s *server, ctx context.Context, scope, id string, f
 	}
 	for rule, n := range r.Alerts {
 		out["alerts."+rule] = strconv.Itoa(n)
+	}
+	for reason, n := range r.Transfers {
+		out["transfers."+reason] = strconv.Itoa(n)
+	}
+	out["boost_s"], out["trim_s"] = f(r.Boost), f(r.Trim)
+	out["self_tests.tests"], out["self_tests.test_s"] = strconv.Itoa(r.Tests.Tests), f(r.Tests.TestS)
+	out["self_tests.calibrations"], out["self_tests.calibration_s"] = strconv.Itoa(r.Tests.Calibrations), f(r.Tests.CalibrationS)
+	for res, n := range r.Tests.Results {
+		out["self_tests.results."+res] = strconv.Itoa(n)
 	}
 	return out
 }
