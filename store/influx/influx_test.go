@@ -474,3 +474,63 @@ func TestStatusChanges(t *testing.T) {
 	s, _ := newStore(t, testenv.Influxd(t), "status", nil)
 	storetest.StatusChanges(t, s)
 }
+
+// TestQueryRawMatchesFlux: on InfluxDB 1.x, narrow buckets are aggregated
+// from the raw points (queryRaw), wide ones by Flux (queryFlux); both
+// must answer alike: the same buckets, counts, minima and maxima, means
+// within rounding.
+func TestQueryRawMatchesFlux(t *testing.T) {
+	s, _ := newStore(t, testenv.Influxd(t), "rawflux", nil)
+	if !s.v1 {
+		t.Fatalf("testenv's influxd is %q: expected 1.x, whose narrow queries read raw", s.version)
+	}
+	var rs []ups.Reading
+	// Every 7 s for three hours, a 20-minute gap, values with fractions.
+	for i := range 3 * 3600 / 7 {
+		off := time.Duration(i) * 7 * time.Second
+		if off >= time.Hour && off < time.Hour+20*time.Minute {
+			continue
+		}
+		r := ups.Reading{Serial: serialA, Time: base.Add(off)}
+		r.SetText("ups.status", "OL")
+		r.SetNum("input.voltage", 220+float64(i%13)*1.37)
+		r.SetNum("battery.charge", 100-float64(i%29)/3)
+		rs = append(rs, r)
+	}
+	if err := s.WriteReadings(t.Context(), rs); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []store.Query{
+		{Serial: serialA, From: base, To: base.Add(3 * time.Hour), Every: time.Minute},
+		{Serial: serialA, From: base.Add(13 * time.Second), To: base.Add(2*time.Hour + 17*time.Second), Every: 10 * time.Second, Fields: []string{"input.voltage"}},
+		{Serial: serialA, From: base.Add(50 * time.Minute), To: base.Add(90 * time.Minute), Every: 45 * time.Second},
+		{Serial: serialA, From: base.Add(4 * time.Hour), To: base.Add(5 * time.Hour), Every: time.Minute}, // nothing there
+	} {
+		t.Run(fmt.Sprintf("%s+%s every %s", q.From.Format("15:04:05"), q.To.Sub(q.From), q.Every), func(t *testing.T) {
+			raw, err := s.queryRaw(t.Context(), q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			flux, err := s.queryFlux(t.Context(), q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(raw.Fields) != len(flux.Fields) {
+				t.Fatalf("raw has %d fields, flux %d", len(raw.Fields), len(flux.Fields))
+			}
+			for i, rf := range raw.Fields {
+				ff := flux.Fields[i]
+				if rf.Field != ff.Field || len(rf.Points) != len(ff.Points) || len(rf.Points) == 0 {
+					t.Fatalf("field %s with %d points, flux %s with %d", rf.Field, len(rf.Points), ff.Field, len(ff.Points))
+				}
+				for j, rp := range rf.Points {
+					fp := ff.Points[j]
+					if !rp.Time.Equal(fp.Time) || rp.Count != fp.Count || rp.Min != fp.Min || rp.Max != fp.Max ||
+						math.Abs(rp.Mean-fp.Mean) > 1e-9*math.Abs(fp.Mean) {
+						t.Fatalf("%s point %d: raw %+v, flux %+v", rf.Field, j, rp, fp)
+					}
+				}
+			}
+		})
+	}
+}
