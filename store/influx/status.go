@@ -1,7 +1,9 @@
 package influx
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,9 +14,10 @@ import (
 var _ store.StatusHistory = (*Store)(nil)
 
 // StatusChanges implements store.StatusHistory: ups.status (a field of
-// ups_reading) and the texts asked (fields of ups_text, same timestamp)
-// pivoted into one row per reading, in time order; store.Changes keeps
-// the changes.
+// ups_reading) and the texts asked (fields of ups_text, at the reading's
+// timestamp), read raw, merged by time here and fed to store.Changes.
+// Not Flux's pivot: on 1.8 it took 2 s of a unit's week, ten times the
+// raw read.
 func (s *Store) StatusChanges(ctx context.Context, serial ups.Serial, from, to time.Time, texts ...string) ([]store.StatusChange, error) {
 	var b strings.Builder
 	b.WriteString("from(bucket: " + fluxString(s.cfg.Bucket) + ")\n")
@@ -35,11 +38,6 @@ func (s *Store) StatusChanges(ctx context.Context, serial ups.Serial, from, to t
 	// As in Query: 1.8 reads range's stop inclusively.
 	b.WriteString("  |> filter(fn: (r) => r._time < " + fluxTime(to) + ")\n")
 	b.WriteString(`  |> keep(columns: ["_time", "_field", "_value", "_measurement"])` + "\n")
-	// A text named like the status field stays apart from it.
-	b.WriteString(`  |> map(fn: (r) => ({_time: r._time, _value: r._value, _field: if r._measurement == "` + measReading + `" then "` + fieldStatus + `" else "t." + r._field}))` + "\n")
-	b.WriteString("  |> group()\n")
-	b.WriteString(`  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")` + "\n")
-	b.WriteString(`  |> sort(columns: ["_time"])` + "\n")
 
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
@@ -48,23 +46,55 @@ func (s *Store) StatusChanges(ctx context.Context, serial ups.Serial, from, to t
 		return nil, s.queryErr("status changes", err)
 	}
 	defer res.Close()
-	ch := store.NewChanges(texts)
-	var lastStatus string
-	var flags ups.Flag
+	// which: -1 the status, else the index of the text.
+	type value struct {
+		t     int64
+		which int
+		v     string
+	}
+	var vals []value
 	for res.Next() {
 		rec := res.Record()
-		status, hasStatus := rec.ValueByKey(fieldStatus).(string)
-		if hasStatus && status != lastStatus {
-			// Parsed on change only: most readings repeat the last.
-			lastStatus, flags = status, ups.ParseStatus(status).Flags
+		v, ok := rec.Value().(string)
+		if !ok {
+			continue
 		}
-		ch.Add(rec.Time(), flags, hasStatus, func(i int) (string, bool) {
-			v, ok := rec.ValueByKey("t." + texts[i]).(string)
-			return v, ok
-		})
+		which := -1
+		if rec.Measurement() != measReading {
+			if which = slices.Index(texts, rec.Field()); which < 0 {
+				continue
+			}
+		}
+		vals = append(vals, value{rec.Time().UnixNano(), which, v})
 	}
 	if err := res.Err(); err != nil {
 		return nil, s.queryErr("status changes", err)
+	}
+	// Each field comes as its own table in time order: one stable sort
+	// puts a reading's values together.
+	slices.SortStableFunc(vals, func(a, b value) int { return cmp.Compare(a.t, b.t) })
+	ch := store.NewChanges(texts)
+	var lastStatus string
+	var flags ups.Flag
+	cur := make([]string, len(texts))
+	has := make([]bool, len(texts))
+	text := func(i int) (string, bool) { return cur[i], has[i] }
+	for i := 0; i < len(vals); {
+		t, hasStatus := vals[i].t, false
+		clear(has)
+		for ; i < len(vals) && vals[i].t == t; i++ {
+			switch v := vals[i]; {
+			case v.which < 0:
+				hasStatus = true
+				if v.v != lastStatus {
+					// Parsed on change only: most readings repeat it.
+					lastStatus, flags = v.v, ups.ParseStatus(v.v).Flags
+				}
+			default:
+				cur[v.which], has[v.which] = v.v, true
+			}
+		}
+		ch.Add(time.Unix(0, t), flags, hasStatus, text)
 	}
 	return ch.Result(), nil
 }
