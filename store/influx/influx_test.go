@@ -504,6 +504,8 @@ func TestQueryRawMatchesFlux(t *testing.T) {
 		{Serial: serialA, From: base, To: base.Add(3 * time.Hour), Every: time.Minute},
 		{Serial: serialA, From: base.Add(13 * time.Second), To: base.Add(2*time.Hour + 17*time.Second), Every: 10 * time.Second, Fields: []string{"input.voltage"}},
 		{Serial: serialA, From: base.Add(50 * time.Minute), To: base.Add(90 * time.Minute), Every: 45 * time.Second},
+		{Serial: serialA, From: base.Add(50 * time.Minute), To: base.Add(100 * time.Minute), Every: 7 * time.Minute}, // short range, wide buckets
+		{Serial: serialA, From: base.Add(10 * time.Minute), To: base.Add(12 * time.Minute), Every: 2 * time.Minute},
 		{Serial: serialA, From: base.Add(4 * time.Hour), To: base.Add(5 * time.Hour), Every: time.Minute}, // nothing there
 	} {
 		t.Run(fmt.Sprintf("%s+%s every %s", q.From.Format("15:04:05"), q.To.Sub(q.From), q.Every), func(t *testing.T) {

@@ -18,7 +18,8 @@ var aggregates = []string{"mean", "min", "max", "count"}
 
 // Query aggregates the numeric fields of one unit over [q.From, q.To)
 // with Flux's aggregateWindow, which runs on 1.8 (Flux 0.65) and 2.x, or,
-// on 1.x with buckets of a minute or less, from the raw points (rawEvery).
+// on 1.x with buckets of a minute or less or a range of an hour or less,
+// from the raw points (rawEvery, rawSpan).
 //
 // Buckets are aligned to multiples of q.Every since the unix epoch, as in
 // store/sqlite: Point.Time is the aligned start even when the first
@@ -30,7 +31,7 @@ func (s *Store) Query(ctx context.Context, q store.Query) (store.Series, error) 
 	}
 	start := time.Now()
 	defer func() { s.m.QuerySeconds.Observe(time.Since(start).Seconds()) }()
-	if s.v1 && q.Every <= rawEvery {
+	if s.v1 && (q.Every <= rawEvery || q.To.Sub(q.From) <= rawSpan) {
 		return s.queryRaw(ctx, q)
 	}
 	return s.queryFlux(ctx, q)
@@ -44,6 +45,11 @@ func (s *Store) Query(ctx context.Context, q store.Query) (store.Series, error) 
 // narrow holds few points to read. InfluxDB 2.x pushes aggregateWindow
 // down to its storage engine and keeps the Flux aggregates.
 const rawEvery = time.Minute
+
+// rawSpan: a range this short is read raw whatever its buckets (the
+// report's lowest charge of an outage: one bucket over a few minutes,
+// 50-170 ms through Flux).
+const rawSpan = time.Hour
 
 // bucketKey is a field's bucket, by its epoch-aligned start.
 type bucketKey struct {
