@@ -13,6 +13,7 @@ import (
 	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/config"
 	"github.com/upswatch/upswatch/internal/servetest"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/store/recorder"
 )
 
@@ -119,7 +120,7 @@ func TestFailedComponentIsRetried(t *testing.T) {
 				return
 			}
 			restarts := `upswatch_component_restarts_total{component="` + tc.restarted + `"}`
-			eventually(t, "the failed component run again twice", 10*time.Second, func() bool { return in.metric(restarts) >= 2 })
+			wait.Within(t, 10*time.Second, "the failed component run again twice", func() bool { return in.metric(restarts) >= 2 })
 			code, states := in.readiness()
 			if code != 503 {
 				t.Fatalf("readyz %d %v while the cause stays, want 503", code, states)

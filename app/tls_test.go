@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/upswatch/upswatch/internal/testcerts"
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 // Devices and people over TLS: mosquitto_pub with --cafile publishes to
@@ -51,7 +52,7 @@ func TestTLSEndToEnd(t *testing.T) {
 	if err := pub("--cafile", caFile); err != nil {
 		t.Fatalf("mosquitto_pub --cafile: %s", err.(*exec.ExitError).Stderr)
 	}
-	eventually(t, "reading stored", 15*time.Second, func() bool {
+	wait.Within(t, 15*time.Second, "reading stored", func() bool {
 		l := in.latest("123456789012")
 		return l != nil && l["input.voltage"] == 231.5
 	})

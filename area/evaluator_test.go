@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/registry"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/rules/engine"
@@ -134,7 +135,7 @@ func TestEvaluatorHandover(t *testing.T) {
 	}
 	settled := func() {
 		t.Helper()
-		waitFor(t, "area consumer settled", func() bool {
+		wait.For(t, "area consumer settled", func() bool {
 			c, err := js.Consumer(ctx, engine.AlertsStream, Consumer)
 			if err != nil {
 				return false
@@ -162,7 +163,7 @@ func TestEvaluatorHandover(t *testing.T) {
 		fired = append(fired, publish(rules.Firing, i, t0.Add(time.Duration(i)*time.Second)))
 	}
 	other := publish(rules.Firing, 9, t0) // another site: its own area, alone
-	waitFor(t, "site_outage fired", func() bool { return len(kinds()) == 1 })
+	wait.For(t, "site_outage fired", func() bool { return len(kinds()) == 1 })
 	settled()
 	for _, tc := range []struct {
 		ev   *rules.Event
@@ -202,7 +203,7 @@ func TestEvaluatorHandover(t *testing.T) {
 		f, wait, err := folds.Fold(ctx, &late, 0)
 		got <- fmt.Sprintf("fold=%v wait=%v err=%v", f, wait > 0, err)
 	}()
-	waitFor(t, "Fold watching the verdict", func() bool { return consumers() > before })
+	wait.For(t, "Fold watching the verdict", func() bool { return consumers() > before })
 	publish(rules.Firing, 4, t0.Add(4*time.Second))
 	if g := <-got; g != "fold=true wait=false err=<nil>" {
 		t.Errorf("a unit joining the outage, judged while Fold watched: %s", g)
@@ -228,7 +229,7 @@ func TestEvaluatorHandover(t *testing.T) {
 	for i := 1; i <= 4; i++ { // 4 joined while Fold watched
 		resolved = append(resolved, publish(rules.Resolved, i, t0.Add(time.Minute)))
 	}
-	waitFor(t, "site_outage resolved by the second instance", func() bool { return len(kinds()) == 2 })
+	wait.For(t, "site_outage resolved by the second instance", func() bool { return len(kinds()) == 2 })
 	settled()
 	if got := fmt.Sprint(kinds()); got != "[firing resolved]" {
 		t.Fatalf("area events %s, want one firing and one resolved", got)
@@ -258,16 +259,5 @@ func TestEvaluatorHandover(t *testing.T) {
 	}
 	if _, err := active.Get(ctx, string(serial(1))+"."+SiteOutage); err == nil {
 		t.Error("site_outage still in the active alerts after resolving")
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 20s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

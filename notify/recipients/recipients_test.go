@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/keyring/keyringtest"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/ups"
@@ -80,7 +81,7 @@ func TestRoutingOwnersAndManagers(t *testing.T) {
 
 	// Another instance's view sees the same, through the watch.
 	other := second()
-	waitFor(t, func() bool { r, _ := other.For(ctx, serialA, ""); return len(r) == 2 })
+	wait.For(t, "the other store sees both recipients of A", func() bool { r, _ := other.For(ctx, serialA, ""); return len(r) == 2 })
 	r, _ := other.For(ctx, serialA, "")
 	if r[0].ID == owner.ID && r[0].Name != "Lan" || r[1].ID == owner.ID && r[1].Name != "Lan" {
 		t.Fatalf("personal record not in the other view: %+v", r)
@@ -93,7 +94,7 @@ func TestRoutingOwnersAndManagers(t *testing.T) {
 	if _, err := s.SetSite(ctx, owner.ID, "saigon", true); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { r, _ := other.For(ctx, serialB, "saigon"); return len(r) == 1 && r[0].ID == owner.ID })
+	wait.For(t, "the other store routes B's site to its owner", func() bool { r, _ := other.For(ctx, serialB, "saigon"); return len(r) == 1 && r[0].ID == owner.ID })
 	if got, _ := s.For(ctx, serialA, ""); !slices.Equal(idsOf(got), []string{"mgr-1"}) {
 		t.Fatalf("after SetUnit(false): %v", idsOf(got))
 	}
@@ -101,7 +102,7 @@ func TestRoutingOwnersAndManagers(t *testing.T) {
 	if err := s.Delete(ctx, "mgr-1"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { _, ok := other.Lookup("mgr-1"); return !ok })
+	wait.For(t, "the other store forgets the deleted manager", func() bool { _, ok := other.Lookup("mgr-1"); return !ok })
 	if err := s.Delete(ctx, "mgr-1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
@@ -211,17 +212,6 @@ func idsOf(rs []Recipient) []string {
 		out[i] = r.ID
 	}
 	return out
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // A write applies its result to the view at once; the watch delivers the
