@@ -330,21 +330,31 @@ func (p *Pipeline) enqueue(ctx context.Context, ns []Notification) ([]Notificati
 		if n.Channel == recipients.SMS {
 			m.Title, m.Body = "", text.SMS
 		}
-		b, err := json.Marshal(Pending{Key: n.Key, AlertID: ev.Fingerprint, EventID: ev.DedupID(), Kind: ev.Kind.String(),
+		if err := p.put(ctx, Pending{Key: n.Key, AlertID: ev.Fingerprint, EventID: ev.DedupID(), Kind: ev.Kind.String(),
 			Rule: ev.Rule, Serial: string(ev.Serial), Recipient: n.Recipient.ID, Channel: n.Channel, Message: m,
-			EventAt: ev.At, QueuedAt: now.UTC()})
-		if err != nil {
-			return nil, fmt.Errorf("encode outbox message: %w", err)
+			EventAt: ev.At, QueuedAt: now.UTC()}); err != nil {
+			return nil, err
 		}
-		if _, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: OutboxSubjectPrefix + n.Channel, Data: b},
-			jetstream.WithMsgID(n.Key)); err != nil {
-			return nil, fmt.Errorf("outbox: %w", err)
-		}
-		b, _ = json.Marshal(logEntry{State: stateQueued, At: now.UTC()})
-		if _, err := p.logKV.Create(ctx, n.Key, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-			return nil, fmt.Errorf("notification log: %w", err)
-		}
-		p.m.queued.WithLabelValues(n.Channel).Inc()
 	}
 	return ns, nil
+}
+
+// put publishes one notification to the outbox (msg id = its log key, so
+// a second put within the stream's duplicate window is dropped) and then
+// marks it queued in the log (so a later one is not made at all).
+func (p *Pipeline) put(ctx context.Context, pd Pending) error {
+	b, err := json.Marshal(pd)
+	if err != nil {
+		return fmt.Errorf("encode outbox message: %w", err)
+	}
+	if _, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: OutboxSubjectPrefix + pd.Channel, Data: b},
+		jetstream.WithMsgID(pd.Key)); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	b, _ = json.Marshal(logEntry{State: stateQueued, At: pd.QueuedAt})
+	if _, err := p.logKV.Create(ctx, pd.Key, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("notification log: %w", err)
+	}
+	p.m.queued.WithLabelValues(pd.Channel).Inc()
+	return nil
 }

@@ -182,7 +182,9 @@ type silenceState struct {
 // silencedNow asks Silences about the outbox message's (serial, rule),
 // once per batch.
 func (p *Pipeline) silencedNow(ctx context.Context, memo map[string]silenceState, ob Pending, now time.Time) (silenceState, error) {
-	if p.cfg.Silences == nil {
+	if p.cfg.Silences == nil || ob.Serial == "" {
+		// Silences are set on a unit's rule: a notification about no
+		// unit (Enqueue's) has none.
 		return silenceState{}, nil
 	}
 	k := ob.Serial + "/" + ob.Rule
