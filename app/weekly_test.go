@@ -1,0 +1,67 @@
+package app
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/upswatch/upswatch/internal/servetest"
+)
+
+// TestWeeklySummarySent runs the daemon with its clock on Monday 9 March
+// 2026, 08:30 in Ho Chi Minh City, and makes the summary sender look at
+// the accounts: the account that owns a unit there gets its summary of
+// the week on its warning channels (fcm and apns; the log channels of
+// dev mode), recorded in the audit under weekly_report/lan/2026-W10;
+// the opted-out one gets none, and another look queues nothing more.
+// (The trigger channel is unbuffered: a send returns once the sender
+// loop took it, so after the next send the look before it is complete.)
+func TestWeeklySummarySent(t *testing.T) {
+	c := testConfig(t, t.TempDir())
+	c.Report.Weekly = true
+	a := newApp(t, c)
+	monday := time.Date(2026, 3, 9, 1, 30, 0, 0, time.UTC)
+	trigger := make(chan time.Time)
+	a.now, a.weeklyTrigger = func() time.Time { return monday }, trigger
+	in := run(t, c, a, servetest.Options{})
+	in.register("123456789012")
+	for _, acct := range []map[string]any{
+		{"id": "lan", "name": "Lan", "language": "vi", "time_zone": "Asia/Ho_Chi_Minh", "units": []string{"123456789012"},
+			"contacts": map[string]any{"fcm_tokens": []string{"fcm-token-lan"}}},
+		{"id": "minh", "name": "Minh", "language": "en", "time_zone": "Asia/Ho_Chi_Minh", "units": []string{"123456789012"},
+			"contacts": map[string]any{"fcm_tokens": []string{"fcm-token-minh"}}, "preferences": map[string]any{"weekly_report_off": true}},
+	} {
+		if code, body := in.do("POST", "/v1/accounts", acct, nil); code != http.StatusCreated {
+			t.Fatalf("create account: %d %s", code, body)
+		}
+	}
+	in.waitReady()
+	if _, ready := in.readiness(); ready["weekly summary"] == "" {
+		t.Fatalf("readiness %v, want the weekly summary in it", ready)
+	}
+	trigger <- monday
+	trigger <- monday // the first look is done
+	trigger <- monday // and the second
+	for ch, want := range map[string]float64{"fcm": 1, "apns": 1, "sms": 0} {
+		if got := in.metric(`upswatch_notify_queued_total{channel="` + ch + `"}`); got != want {
+			t.Errorf("%s: %v queued, want %v", ch, got, want)
+		}
+	}
+	type deliveries struct {
+		Deliveries []struct {
+			Recipient, Channel, Outcome, Kind string
+		} `json:"deliveries"`
+	}
+	var got deliveries
+	eventually(t, "lan's summary delivered on fcm and apns", 20*time.Second, func() bool {
+		got = deliveries{}
+		code, _ := in.do("GET", "/v1/alerts/"+url.PathEscape("weekly_report/lan/2026-W10")+"/deliveries", nil, &got)
+		return code == http.StatusOK && len(got.Deliveries) == 2
+	})
+	for _, d := range got.Deliveries {
+		if d.Recipient != "lan" || d.Outcome != "delivered" || d.Kind != "weekly_report" {
+			t.Errorf("delivery %+v", d)
+		}
+	}
+}
