@@ -48,6 +48,7 @@ type App struct {
 	// both to send a given Monday's summaries.
 	now           func() time.Time
 	weeklyTrigger <-chan time.Time
+
 	httpAddr string
 	mqttURL  string
 	token    string

@@ -286,6 +286,22 @@ func (a *App) startReports(g *group, b busPhase, dev devicesPhase, hist historyP
 	return reportsPhase{reporter: reporter, weekly: w}, nil
 }
 
+// erasingNotifier is the notifier for the API, erasing an account's
+// weekly summary claims (keyed by its id) with its notification records.
+type erasingNotifier struct {
+	*pipeline.Pipeline
+	weekly *weekly.Sender
+}
+
+func (e erasingNotifier) EraseRecipient(ctx context.Context, accountID string) (int, error) {
+	n, err := e.Pipeline.EraseRecipient(ctx, accountID)
+	if err != nil {
+		return n, err
+	}
+	m, err := e.weekly.Erase(ctx, accountID)
+	return n + m, err
+}
+
 // mqttPhase is where the ingest reads devices: the embedded broker
 // (embedded set) unless an external one is configured.
 type mqttPhase struct {
@@ -418,7 +434,11 @@ func (a *App) startHTTP(ctx context.Context, g *group, reg *prometheus.Registry,
 	if err != nil {
 		return err
 	}
-	srv.HandleNotify(nt.accounts, nt.notifier)
+	var notifier api.Notifier = nt.notifier
+	if rp.weekly != nil {
+		notifier = erasingNotifier{Pipeline: nt.notifier, weekly: rp.weekly}
+	}
+	srv.HandleNotify(nt.accounts, notifier)
 	alerts := engine.NewAlerts(b.js, dev.units)
 	srv.HandleAlerts(alerts)
 	srv.HandleAlertActions(alerts, nt.acts)

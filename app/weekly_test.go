@@ -1,12 +1,17 @@
 package app
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/upswatch/upswatch/internal/servetest"
+	"github.com/upswatch/upswatch/report/weekly"
 )
 
 // TestWeeklySummarySent runs the daemon with its clock on Monday 9 March
@@ -20,6 +25,8 @@ import (
 func TestWeeklySummarySent(t *testing.T) {
 	c := testConfig(t, t.TempDir())
 	c.Report.Weekly = true
+	c.NATS.Listen = freeAddr(t) // the test reads the claims
+	natsURL := "nats://" + c.NATS.Listen
 	a := newApp(t, c)
 	monday := time.Date(2026, 3, 9, 1, 30, 0, 0, time.UTC)
 	trigger := make(chan time.Time)
@@ -63,5 +70,28 @@ func TestWeeklySummarySent(t *testing.T) {
 		if d.Recipient != "lan" || d.Outcome != "delivered" || d.Kind != "weekly_report" {
 			t.Errorf("delivery %+v", d)
 		}
+	}
+	// Erasing the account erases its claim: the key names it.
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), weekly.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(t.Context(), "lan.2026-W10"); err != nil {
+		t.Fatalf("lan's claim: %v", err)
+	}
+	if code, body := in.do("DELETE", "/v1/accounts/lan", nil, nil); code != http.StatusNoContent {
+		t.Fatalf("delete lan: %d %s", code, body)
+	}
+	if _, err := kv.Get(t.Context(), "lan.2026-W10"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("lan's claim after the erasure: %v", err)
 	}
 }

@@ -45,6 +45,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -431,4 +432,37 @@ func (s *Sender) release(ctx context.Context, key string, rev uint64) {
 	if err := s.kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil && ctx.Err() == nil {
 		s.log.Warn("weekly summary claim not released; it times out", "claim", key, "err", err)
 	}
+}
+
+// Erase purges the account's claims (their keys name it), for the
+// account's erasure; it returns how many it removed. The bucket not
+// existing yet is nothing to erase.
+func (s *Sender) Erase(ctx context.Context, accountID string) (int, error) {
+	if accountID == "" || strings.ContainsAny(accountID, ".*> ") {
+		return 0, errors.New("weekly: erase: invalid account id")
+	}
+	kv, err := s.js.KeyValue(ctx, Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("weekly: erase: %w", err)
+	}
+	lister, err := kv.ListKeysFiltered(ctx, accountID+".>")
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("weekly: erase: list claims: %w", err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	for i, k := range keys {
+		if err := kv.Purge(ctx, k); err != nil {
+			return i, fmt.Errorf("weekly: erase: %w", err)
+		}
+	}
+	return len(keys), nil
 }

@@ -425,6 +425,21 @@ func TestClaims(t *testing.T) {
 	if err := json.Unmarshal(entry.Value(), &m); err != nil || m.State != stateSent || m.By != "a" {
 		t.Fatalf("stale claim after the takeover = %+v (%v), want sent by a", m, err)
 	}
+	// Erasing an account purges its claims (their keys name it), only
+	// its own.
+	s, err := New(e.js, Config{Accounts: e.accounts, Units: e.units, Reports: e.reports, Outbox: ob, Templates: e.tmpl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Erase(context.Background(), "stale"); n != 1 || err != nil {
+		t.Fatalf("Erase = %d, %v; want 1", n, err)
+	}
+	if _, err := kv.Get(context.Background(), "stale.2026-W10"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("the erased account's claim: %v", err)
+	}
+	if _, err := kv.Get(context.Background(), "fresh.2026-W10"); err != nil {
+		t.Errorf("another account's claim: %v", err)
+	}
 }
 
 // phone is the FCM provider of the test's notifier: it records what it
