@@ -142,6 +142,10 @@ type Sender struct {
 	ready  ready.Signal
 	checks atomic.Uint64
 	queued atomic.Uint64
+	// settled holds the claims known sent (key -> when due), so the looks
+	// through the rest of the day ask the bucket nothing of them; only
+	// Run's goroutine uses it.
+	settled map[string]time.Time
 }
 
 var clockPattern = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
@@ -184,10 +188,11 @@ func New(js jetstream.JetStream, cfg Config) (*Sender, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Sender{js: js, cfg: cfg, log: cfg.Logger.With("component", "weekly"), hour: h, minute: m}, nil
+	return &Sender{js: js, cfg: cfg, log: cfg.Logger.With("component", "weekly"), hour: h, minute: m,
+		settled: map[string]time.Time{}}, nil
 }
 
-// Ready is closed once the bucket exists and the first look is done.
+// Ready is closed once the bucket exists.
 func (s *Sender) Ready() <-chan struct{} { return s.ready.C() }
 
 // Checks counts the looks at the accounts completed (tests wait on it).
@@ -218,9 +223,9 @@ func (s *Sender) Run(ctx context.Context) error {
 		defer t.Stop()
 		trigger = t.C
 	}
-	s.check(ctx)
 	s.ready.Up()
 	defer s.ready.Down()
+	s.check(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -236,6 +241,11 @@ func (s *Sender) Run(ctx context.Context) error {
 func (s *Sender) check(ctx context.Context) {
 	defer s.checks.Add(1)
 	now := s.cfg.Now()
+	for key, due := range s.settled {
+		if now.Sub(due) > s.cfg.Late {
+			delete(s.settled, key) // no longer due: never looked at again
+		}
+	}
 	for _, id := range s.cfg.Accounts.List() {
 		if ctx.Err() != nil {
 			return
@@ -290,6 +300,12 @@ func (s *Sender) account(ctx context.Context, id string, now time.Time) error {
 	if now.Before(due) || now.Sub(due) > s.cfg.Late {
 		return nil
 	}
+	from, to := Week(slot, loc)
+	week := WeekID(from)
+	key := id + "." + week
+	if _, ok := s.settled[key]; ok {
+		return nil
+	}
 	channels := r.Preferences.ChannelsFor(rules.Warning)
 	var serials []ups.Serial
 	for _, u := range s.cfg.Units.List() {
@@ -300,11 +316,11 @@ func (s *Sender) account(ctx context.Context, id string, now time.Time) error {
 	if len(serials) == 0 || len(channels) == 0 {
 		return nil
 	}
-	from, to := Week(slot, loc)
-	week := WeekID(from)
-	key := id + "." + week
-	rev, won, err := s.claim(ctx, key, now)
-	if err != nil || !won {
+	rev, st, err := s.claim(ctx, key, now)
+	if st == claimSent {
+		s.settled[key] = due
+	}
+	if err != nil || st != claimWon {
 		return err
 	}
 	if !known {
@@ -321,6 +337,7 @@ func (s *Sender) account(ctx context.Context, id string, now time.Time) error {
 		// claim times out into one that queues nothing.
 		return fmt.Errorf("mark %s sent: %w", week, err)
 	}
+	s.settled[key] = due
 	s.queued.Add(1)
 	s.log.Info("weekly summary queued", "account", id, "week", week, "units", len(serials), "notifications", n)
 	return nil
@@ -390,40 +407,52 @@ const (
 	stateSent    = "sent"
 )
 
+// claimState is what claim found.
+type claimState int
+
+const (
+	claimWon   claimState = iota // this sender sends
+	claimHeld                    // another is sending (or just released it)
+	claimSent                    // sent: nothing more to do this week
+)
+
 // claim wins key for this sender: created now, or taken over from a
-// claim that timed out. It returns the revision to update.
-func (s *Sender) claim(ctx context.Context, key string, now time.Time) (uint64, bool, error) {
+// claim that timed out. Won, it returns the revision to update.
+func (s *Sender) claim(ctx context.Context, key string, now time.Time) (uint64, claimState, error) {
 	b, _ := json.Marshal(marker{State: stateClaimed, By: s.cfg.InstanceID, At: now.UTC()})
 	rev, err := s.kv.Create(ctx, key, b)
 	if err == nil {
-		return rev, true, nil
+		return rev, claimWon, nil
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return 0, false, fmt.Errorf("claim %s: %w", key, err)
+		return 0, claimHeld, fmt.Errorf("claim %s: %w", key, err)
 	}
 	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return 0, false, nil // released just now: the next look claims it
+		return 0, claimHeld, nil // released just now: the next look claims it
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("read claim %s: %w", key, err)
+		return 0, claimHeld, fmt.Errorf("read claim %s: %w", key, err)
 	}
 	var m marker
 	if err := json.Unmarshal(e.Value(), &m); err != nil {
-		return 0, false, fmt.Errorf("decode claim %s: %w", key, err)
+		return 0, claimHeld, fmt.Errorf("decode claim %s: %w", key, err)
 	}
-	if m.State != stateClaimed || now.Sub(m.At) < s.cfg.ClaimTimeout {
-		return 0, false, nil
+	if m.State == stateSent {
+		return 0, claimSent, nil
+	}
+	if now.Sub(m.At) < s.cfg.ClaimTimeout {
+		return 0, claimHeld, nil
 	}
 	rev, err = s.kv.Update(ctx, key, b, e.Revision())
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		return 0, false, nil // another instance took it over first
+		return 0, claimHeld, nil // another instance took it over first
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("take over claim %s: %w", key, err)
+		return 0, claimHeld, fmt.Errorf("take over claim %s: %w", key, err)
 	}
 	s.log.Info("weekly summary claim taken over from a stopped instance", "claim", key, "from", m.By)
-	return rev, true, nil
+	return rev, claimWon, nil
 }
 
 // release drops a claim whose summary was not queued, so the next look
