@@ -411,9 +411,9 @@ const (
 type claimState int
 
 const (
-	claimWon   claimState = iota // this sender sends
-	claimHeld                    // another is sending (or just released it)
-	claimSent                    // sent: nothing more to do this week
+	claimWon  claimState = iota // this sender sends
+	claimHeld                   // another is sending (or just released it)
+	claimSent                   // sent: nothing more to do this week
 )
 
 // claim wins key for this sender: created now, or taken over from a
