@@ -10,28 +10,33 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/upswatch/upswatch/config"
 	"github.com/upswatch/upswatch/internal/servetest"
 	"github.com/upswatch/upswatch/report/weekly"
 )
 
-// TestWeeklySummarySent runs the daemon with its clock on Monday 9 March
-// 2026, 08:30 in Ho Chi Minh City, and makes the summary sender look at
-// the accounts: the account that owns a unit there gets its summary of
-// the week on its warning channels (fcm and apns; the log channels of
-// dev mode), recorded in the audit under weekly_report/lan/2026-W10;
-// the opted-out one gets none, and another look queues nothing more.
-// (The trigger channel is unbuffered: a send returns once the sender
-// loop took it, so after the next send the look before it is complete.)
-func TestWeeklySummarySent(t *testing.T) {
+// TestWeeklySummaryOnceAcrossRestart runs the daemon with its clock on
+// Monday 9 March 2026, 08:30 in Ho Chi Minh City, and makes the summary
+// sender look at the accounts: the account that owns a unit there gets
+// its summary of the week on its warning channels (fcm and apns; the log
+// channels of dev mode), recorded in the audit under
+// weekly_report/lan/2026-W10; the opted-out one gets none, and another
+// look queues nothing more. The daemon is then stopped and started again
+// on the same data (its embedded NATS store) and clock: it queues
+// nothing. Deleting the account erases its claim.
+//
+// The trigger channel is unbuffered: a send returns once the sender's
+// loop took it, so after the next send the look before it is complete
+// and what it queued is counted.
+func TestWeeklySummaryOnceAcrossRestart(t *testing.T) {
 	c := testConfig(t, t.TempDir())
 	c.Report.Weekly = true
 	c.NATS.Listen = freeAddr(t) // the test reads the claims
-	natsURL := "nats://" + c.NATS.Listen
-	a := newApp(t, c)
 	monday := time.Date(2026, 3, 9, 1, 30, 0, 0, time.UTC)
-	trigger := make(chan time.Time)
-	a.now, a.weeklyTrigger = func() time.Time { return monday }, trigger
-	in := run(t, c, a, servetest.Options{})
+	in, trigger := startOnMonday(t, c, monday)
+	if _, ready := in.readiness(); ready["weekly summary"] == "" {
+		t.Fatalf("readiness %v, want the weekly summary in it", ready)
+	}
 	in.register("123456789012")
 	for _, acct := range []map[string]any{
 		{"id": "lan", "name": "Lan", "language": "vi", "time_zone": "Asia/Ho_Chi_Minh", "units": []string{"123456789012"},
@@ -43,18 +48,18 @@ func TestWeeklySummarySent(t *testing.T) {
 			t.Fatalf("create account: %d %s", code, body)
 		}
 	}
-	in.waitReady()
-	if _, ready := in.readiness(); ready["weekly summary"] == "" {
-		t.Fatalf("readiness %v, want the weekly summary in it", ready)
-	}
-	trigger <- monday
-	trigger <- monday // the first look is done
-	trigger <- monday // and the second
-	for ch, want := range map[string]float64{"fcm": 1, "apns": 1, "sms": 0} {
-		if got := in.metric(`upswatch_notify_queued_total{channel="` + ch + `"}`); got != want {
-			t.Errorf("%s: %v queued, want %v", ch, got, want)
+	looks := func(in *instance, trigger chan<- time.Time, want map[string]float64) {
+		t.Helper()
+		trigger <- monday
+		trigger <- monday // the first look is done
+		trigger <- monday // and the second
+		for ch, n := range want {
+			if got := in.metric(`upswatch_notify_queued_total{channel="` + ch + `"}`); got != n {
+				t.Errorf("%s: %v queued, want %v", ch, got, n)
+			}
 		}
 	}
+	looks(in, trigger, map[string]float64{"fcm": 1, "apns": 1, "sms": 0})
 	type deliveries struct {
 		Deliveries []struct {
 			Recipient, Channel, Outcome, Kind string
@@ -71,8 +76,13 @@ func TestWeeklySummarySent(t *testing.T) {
 			t.Errorf("delivery %+v", d)
 		}
 	}
+	in.stop()
+
+	again, trigger := startOnMonday(t, c, monday)
+	looks(again, trigger, map[string]float64{"fcm": 0, "apns": 0, "sms": 0})
+
 	// Erasing the account erases its claim: the key names it.
-	nc, err := nats.Connect(natsURL)
+	nc, err := nats.Connect("nats://" + c.NATS.Listen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,10 +98,22 @@ func TestWeeklySummarySent(t *testing.T) {
 	if _, err := kv.Get(t.Context(), "lan.2026-W10"); err != nil {
 		t.Fatalf("lan's claim: %v", err)
 	}
-	if code, body := in.do("DELETE", "/v1/accounts/lan", nil, nil); code != http.StatusNoContent {
+	if code, body := again.do("DELETE", "/v1/accounts/lan", nil, nil); code != http.StatusNoContent {
 		t.Fatalf("delete lan: %d %s", code, body)
 	}
 	if _, err := kv.Get(t.Context(), "lan.2026-W10"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("lan's claim after the erasure: %v", err)
 	}
+}
+
+// startOnMonday starts the daemon of c with the clock of its notifier
+// and summary sender stopped at now, the sender looking when told.
+func startOnMonday(t *testing.T, c config.Config, now time.Time) (*instance, chan time.Time) {
+	t.Helper()
+	a := newApp(t, c)
+	trigger := make(chan time.Time)
+	a.now, a.weeklyTrigger = func() time.Time { return now }, trigger
+	in := run(t, c, a, servetest.Options{})
+	in.waitReady()
+	return in, trigger
 }
