@@ -38,6 +38,9 @@ type Direct struct {
 	Data map[string]string
 }
 
+// direct reports whether the outbox message is Enqueue's, about no unit.
+func (pd Pending) direct() bool { return pd.Serial == "" }
+
 // AlertID is the id the Direct's attempts are recorded under in the audit
 // (Deliveries): kind/recipient/id.
 func (d Direct) AlertID() string { return d.Kind + "/" + d.Recipient + "/" + d.ID }

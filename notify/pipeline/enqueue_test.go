@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/upswatch/upswatch/actions"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/notify/templates"
@@ -50,6 +52,10 @@ func TestEnqueueDirect(t *testing.T) {
 	}
 	if len(ds) != 2 || ds[0].Outcome != "delivered" || ds[1].Outcome != "delivered" || ds[0].Recipient != r.ID {
 		t.Fatalf("deliveries = %+v, want one delivered per channel", ds)
+	}
+	// The alerts' latency histogram leaves out what is no alert.
+	if n := testutil.CollectAndCount(p.m.latency); n != 0 {
+		t.Errorf("alert latency has %d series after a summary, want none", n)
 	}
 	if _, err := p.Enqueue(ctx, Direct{Recipient: r.ID, Kind: "weekly_report", ID: "2026.W10"}); err == nil {
 		t.Error("an id with a dot (a subject separator) was accepted")

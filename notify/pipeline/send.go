@@ -182,7 +182,7 @@ type silenceState struct {
 // silencedNow asks Silences about the outbox message's (serial, rule),
 // once per batch.
 func (p *Pipeline) silencedNow(ctx context.Context, memo map[string]silenceState, ob Pending, now time.Time) (silenceState, error) {
-	if p.cfg.Silences == nil || ob.Serial == "" {
+	if p.cfg.Silences == nil || ob.direct() {
 		// Silences are set on a unit's rule: a notification about no
 		// unit (Enqueue's) has none.
 		return silenceState{}, nil
@@ -280,7 +280,9 @@ func (p *Pipeline) settle(ctx context.Context, c *channel, pd *pending, at time.
 		switch r.Outcome {
 		case notify.Delivered:
 			delivered = true
-			p.m.latency.WithLabelValues(c.name).Observe(at.Sub(pd.ob.EventAt).Seconds())
+			if !pd.ob.direct() { // the alerts' latency; a summary has no event
+				p.m.latency.WithLabelValues(c.name).Observe(at.Sub(pd.ob.EventAt).Seconds())
+			}
 		case notify.Retry:
 			retry = true
 			retryAfter = max(retryAfter, r.RetryAfter)
