@@ -207,7 +207,7 @@ func (a *App) start(ctx context.Context, g *group, reg *prometheus.Registry) err
 	if err != nil {
 		return err
 	}
-	rp, err := a.startReports(g, b, dev, hist, nt)
+	rp, err := a.startReports(g, b, dev, hist, nt, reg)
 	if err != nil {
 		return err
 	}

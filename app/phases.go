@@ -266,7 +266,8 @@ type reportsPhase struct {
 	weekly   *weekly.Sender
 }
 
-func (a *App) startReports(g *group, b busPhase, dev devicesPhase, hist historyPhase, nt notifyPhase) (reportsPhase, error) {
+func (a *App) startReports(g *group, b busPhase, dev devicesPhase, hist historyPhase, nt notifyPhase,
+	reg prometheus.Registerer) (reportsPhase, error) {
 	reporter, err := report.New(hist.hist, engine.NewAlerts(b.js, dev.units))
 	if err != nil {
 		return reportsPhase{}, fmt.Errorf("reports: %w", err)
@@ -278,7 +279,7 @@ func (a *App) startReports(g *group, b busPhase, dev devicesPhase, hist historyP
 	// send each account's week, and another take over when it stops.
 	w, err := weekly.New(b.js, weekly.Config{Accounts: nt.accounts, Units: dev.units, Reports: reporter,
 		Outbox: nt.notifier, Templates: nt.tmpl, At: a.cfg.Report.WeeklyAt, Trigger: a.weeklyTrigger,
-		InstanceID: a.instanceID(), Replicas: a.cfg.NATS.Replicas, Logger: a.log, Now: a.now})
+		InstanceID: a.instanceID(), Replicas: a.cfg.NATS.Replicas, Logger: a.log, Registerer: reg, Now: a.now})
 	if err != nil {
 		return reportsPhase{}, err
 	}

@@ -60,6 +60,9 @@ func TestWeeklySummaryOnceAcrossRestart(t *testing.T) {
 		}
 	}
 	looks(in, trigger, map[string]float64{"fcm": 1, "apns": 1, "sms": 0})
+	if n := in.metric(`upswatch_weekly_summaries_total{result="queued"}`); n != 1 {
+		t.Errorf("weekly summaries queued: %v, want 1", n)
+	}
 	type deliveries struct {
 		Deliveries []struct {
 			Recipient, Channel, Outcome, Kind string

@@ -50,6 +50,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/internal/ready"
@@ -128,6 +129,8 @@ type Config struct {
 	InstanceID string
 	Replicas   int
 	Logger     *slog.Logger
+	// Registerer, when set, gets upswatch_weekly_summaries_total.
+	Registerer prometheus.Registerer
 	Now        func() time.Time
 }
 
@@ -142,6 +145,9 @@ type Sender struct {
 	ready  ready.Signal
 	checks atomic.Uint64
 	queued atomic.Uint64
+	// summaries counts by result: queued, failed (retried at the next
+	// look).
+	summaries *prometheus.CounterVec
 	// settled holds the claims known sent (key -> when due), so the looks
 	// through the rest of the day ask the bucket nothing of them; only
 	// Run's goroutine uses it.
@@ -188,8 +194,16 @@ func New(js jetstream.JetStream, cfg Config) (*Sender, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Sender{js: js, cfg: cfg, log: cfg.Logger.With("component", "weekly"), hour: h, minute: m,
-		settled: map[string]time.Time{}}, nil
+	s := &Sender{js: js, cfg: cfg, log: cfg.Logger.With("component", "weekly"), hour: h, minute: m,
+		settled: map[string]time.Time{},
+		summaries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "upswatch_weekly_summaries_total",
+			Help: "Weekly summaries this instance queued, or failed to (retried at its next look), by result."}, []string{"result"})}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(s.summaries); err != nil {
+			return nil, fmt.Errorf("weekly: metrics: %w", err)
+		}
+	}
+	return s, nil
 }
 
 // Ready is closed once the bucket exists.
@@ -328,6 +342,7 @@ func (s *Sender) account(ctx context.Context, id string, now time.Time) error {
 	}
 	n, err := s.send(ctx, r, serials, channels, from, to, week, due, loc)
 	if err != nil {
+		s.summaries.WithLabelValues("failed").Inc()
 		s.release(ctx, key, rev)
 		return err
 	}
@@ -339,6 +354,7 @@ func (s *Sender) account(ctx context.Context, id string, now time.Time) error {
 	}
 	s.settled[key] = due
 	s.queued.Add(1)
+	s.summaries.WithLabelValues("queued").Inc()
 	s.log.Info("weekly summary queued", "account", id, "week", week, "units", len(serials), "notifications", n)
 	return nil
 }

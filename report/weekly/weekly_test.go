@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/upswatch/upswatch/bus/bustest"
 	"github.com/upswatch/upswatch/internal/wait"
@@ -349,6 +350,9 @@ func TestDueInEachZone(t *testing.T) {
 		if got := ob.recipients(); !slices.Equal(got, st.want) {
 			t.Fatalf("%s: queued for %v, want %v", st.name, got, st.want)
 		}
+	}
+	if f, q := testutil.ToFloat64(s.summaries.WithLabelValues("failed")), testutil.ToFloat64(s.summaries.WithLabelValues("queued")); f != 1 || q != 4 {
+		t.Errorf("summaries counted: %v failed, %v queued; want 1 and 4", f, q)
 	}
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
