@@ -93,9 +93,10 @@ type Units interface {
 	Lookup(serial ups.Serial) (registry.Unit, bool)
 }
 
-// Reports computes a fleet's report (report.Reporter).
+// Reports computes a unit's report (report.Reporter); a fleet's is their
+// report.Sum, as the API's.
 type Reports interface {
-	Units(ctx context.Context, serials []ups.Serial, from, to time.Time) (report.Report, error)
+	Unit(ctx context.Context, serial ups.Serial, from, to time.Time) (report.Report, error)
 }
 
 // Outbox queues a notification for delivery (pipeline.Pipeline).
@@ -260,11 +261,14 @@ func (s *Sender) check(ctx context.Context) {
 			delete(s.settled, key) // no longer due: never looked at again
 		}
 	}
+	// A unit's week is computed once per look, however many accounts
+	// (its owner, its site's managers) get it in their summary.
+	units := unitReports{}
 	for _, id := range s.cfg.Accounts.List() {
 		if ctx.Err() != nil {
 			return
 		}
-		if err := s.account(ctx, id, now); err != nil && ctx.Err() == nil {
+		if err := s.account(ctx, id, now, units); err != nil && ctx.Err() == nil {
 			s.log.Warn("weekly summary not sent; will retry", "account", id, "err", err)
 		}
 	}
@@ -303,7 +307,7 @@ func WeekID(t time.Time) string {
 }
 
 // account sends id's summary when it is due at now and not yet claimed.
-func (s *Sender) account(ctx context.Context, id string, now time.Time) error {
+func (s *Sender) account(ctx context.Context, id string, now time.Time, units unitReports) error {
 	r, ok := s.cfg.Accounts.Lookup(id)
 	if !ok || r.Preferences.WeeklyReportOff {
 		return nil
@@ -340,7 +344,7 @@ func (s *Sender) account(ctx context.Context, id string, now time.Time) error {
 	if !known {
 		s.log.Warn("account time zone unknown; its weekly summary uses UTC", "account", id, "time_zone", r.TimeZone)
 	}
-	n, err := s.send(ctx, r, serials, channels, from, to, week, due, loc)
+	n, err := s.send(ctx, r, serials, channels, from, to, week, due, loc, units)
 	if err != nil {
 		s.summaries.WithLabelValues("failed").Inc()
 		s.release(ctx, key, rev)
@@ -361,11 +365,21 @@ func (s *Sender) account(ctx context.Context, id string, now time.Time) error {
 
 // send computes and renders the summary of [from, to) and queues it.
 func (s *Sender) send(ctx context.Context, r recipients.Recipient, serials []ups.Serial, channels []string,
-	from, to time.Time, week string, due time.Time, loc *time.Location) (int, error) {
-	rep, err := s.cfg.Reports.Units(ctx, serials, from, to)
-	if err != nil {
-		return 0, fmt.Errorf("report of %s: %w", week, err)
+	from, to time.Time, week string, due time.Time, loc *time.Location, units unitReports) (int, error) {
+	each := make([]report.Report, 0, len(serials))
+	for _, serial := range serials {
+		k := unitWeek{serial, from.UnixMilli(), to.UnixMilli()}
+		u, ok := units[k]
+		if !ok {
+			var err error
+			if u, err = s.cfg.Reports.Unit(ctx, serial, from, to); err != nil {
+				return 0, fmt.Errorf("report of %s: %w", week, err)
+			}
+			units[k] = u
+		}
+		each = append(each, u)
 	}
+	rep := report.Sum(from, to, each)
 	text, err := s.cfg.Templates.Weekly(r.Language, s.data(rep, from, to, loc))
 	if err != nil {
 		return 0, fmt.Errorf("render %s: %w", week, err)
@@ -378,7 +392,15 @@ func (s *Sender) send(ctx context.Context, r recipients.Recipient, serials []ups
 	return n, nil
 }
 
-// Data is what the summary's template is given for a fleet's report over
+// unitReports are the unit reports computed in one look.
+type unitReports map[unitWeek]report.Report
+
+type unitWeek struct {
+	serial   ups.Serial
+	from, to int64 // unix ms: accounts in different zones have other weeks
+}
+
+// data is what the summary's template is given for a fleet's report over
 // [from, to), in loc.
 func (s *Sender) data(rep report.Report, from, to time.Time, loc *time.Location) templates.WeeklyData {
 	o := rep.Outages

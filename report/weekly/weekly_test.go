@@ -136,9 +136,9 @@ func cmpString(a, b string) int {
 	return 0
 }
 
-// reports answers every fleet with the same hand-made report (its units
-// the ones asked for) and records what it was asked; fail makes the next
-// answers errors.
+// reports answers for every unit the hand-made week (rep), its longest
+// outage at that unit, but for unit C, which had a week without data; it
+// records what it was asked, and fail makes the next answers errors.
 type reports struct {
 	mu    sync.Mutex
 	rep   report.Report
@@ -147,21 +147,37 @@ type reports struct {
 }
 
 type asked struct {
-	serials  []ups.Serial
+	serial   ups.Serial
 	from, to time.Time
 }
 
-func (r *reports) Units(_ context.Context, serials []ups.Serial, from, to time.Time) (report.Report, error) {
+func (r *reports) Unit(_ context.Context, serial ups.Serial, from, to time.Time) (report.Report, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.asked = append(r.asked, asked{slices.Clone(serials), from, to})
+	r.asked = append(r.asked, asked{serial, from, to})
 	if r.fail > 0 {
 		r.fail--
 		return report.Report{}, errors.New("history store down")
 	}
+	if serial == unitC {
+		return report.Report{From: from, To: to, Units: []ups.Serial{serial}, Alerts: map[string]int{}}, nil
+	}
 	rep := r.rep
-	rep.From, rep.To, rep.Units = from, to, slices.Clone(serials)
+	rep.From, rep.To, rep.Units, rep.Outages.LongestUnit = from, to, []ups.Serial{serial}, serial
 	return rep, nil
+}
+
+// times counts the reports of serial over [from, to) asked for.
+func (r *reports) times(serial ups.Serial, from, to time.Time) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, a := range r.asked {
+		if a.serial == serial && a.from.Equal(from) && a.to.Equal(to) {
+			n++
+		}
+	}
+	return n
 }
 
 const (
@@ -171,12 +187,11 @@ const (
 	unitD = ups.Serial("110000000004")
 )
 
-// week is the hand-counted week every fleet reports: outages of 31, 12
-// and 4 minutes (47 on battery, the longest at unit A, "Office" at hq),
-// 992 of 1000 ten-minute voltage means in band.
+// week is the hand-counted week of a unit: outages of 31, 12 and 4
+// minutes (47 on battery), 992 of 1000 ten-minute voltage means in band.
 func week() report.Report {
 	share := 992.0 / 1000
-	return report.Report{Outages: report.Outages{Count: 3, TotalS: (31 + 12 + 4) * 60, LongestS: 31 * 60, LongestUnit: unitA},
+	return report.Report{Outages: report.Outages{Count: 3, TotalS: (31 + 12 + 4) * 60, LongestS: 31 * 60},
 		Mains: report.Mains{VoltageWindows: 1000, VoltageInBand: 992, VoltageInBandShare: &share}}
 }
 
@@ -317,6 +332,8 @@ func TestDueInEachZone(t *testing.T) {
 		Preferences: recipients.Preferences{QuietHours: &recipients.QuietHours{Start: "22:00", End: "09:00"}}})
 	e.account(t, recipients.Account{ID: "ny", Language: "en", TimeZone: "America/New_York", Role: recipients.RoleManager,
 		Sites: []string{"hq"}})
+	e.account(t, recipients.Account{ID: "ny2", Language: "en", TimeZone: "America/New_York", Role: recipients.RoleManager,
+		Sites: []string{"hq"}})
 	e.account(t, recipients.Account{ID: "mars", Language: "en", Units: []ups.Serial{unitD}})
 	e.account(t, recipients.Account{ID: "optout", Language: "en", TimeZone: "Asia/Ho_Chi_Minh", Units: []ups.Serial{unitB},
 		Preferences: recipients.Preferences{WeeklyReportOff: true}})
@@ -338,8 +355,8 @@ func TestDueInEachZone(t *testing.T) {
 		{"09:00 there", "2026-03-09T02:00:00Z", 0, []string{"hcm", "quiet"}},
 		{"08:00 UTC", "2026-03-09T08:00:00Z", 0, []string{"hcm", "quiet", "mars"}},
 		{"07:59 in New York (08:59 had it stayed on EST)", "2026-03-09T11:59:00Z", 0, []string{"hcm", "quiet", "mars"}},
-		{"08:00 in New York", "2026-03-09T12:00:00Z", 0, []string{"hcm", "quiet", "mars", "ny"}},
-		{"Tuesday", "2026-03-10T06:00:00Z", 0, []string{"hcm", "quiet", "mars", "ny"}},
+		{"08:00 in New York", "2026-03-09T12:00:00Z", 0, []string{"hcm", "quiet", "mars", "ny", "ny2"}},
+		{"Tuesday", "2026-03-10T06:00:00Z", 0, []string{"hcm", "quiet", "mars", "ny", "ny2"}},
 	}
 	for _, st := range steps {
 		at, _ := time.Parse(time.RFC3339, st.utc)
@@ -351,8 +368,8 @@ func TestDueInEachZone(t *testing.T) {
 			t.Fatalf("%s: queued for %v, want %v", st.name, got, st.want)
 		}
 	}
-	if f, q := testutil.ToFloat64(s.summaries.WithLabelValues("failed")), testutil.ToFloat64(s.summaries.WithLabelValues("queued")); f != 1 || q != 4 {
-		t.Errorf("summaries counted: %v failed, %v queued; want 1 and 4", f, q)
+	if f, q := testutil.ToFloat64(s.summaries.WithLabelValues("failed")), testutil.ToFloat64(s.summaries.WithLabelValues("queued")); f != 1 || q != 5 {
+		t.Errorf("summaries counted: %v failed, %v queued; want 1 and 5", f, q)
 	}
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
@@ -363,7 +380,7 @@ func TestDueInEachZone(t *testing.T) {
 		}
 	}
 	if d := ob.ds[0]; !slices.Equal(d.Channels, []string{recipients.FCM, recipients.SMS}) ||
-		d.Text.Body != "Tuần trước: 3 lần mất điện, 47 phút chạy bằng pin, lâu nhất 31 phút tại Office (hq); điện lưới trong ngưỡng 99,2 %." ||
+		d.Text.Body != "Tuần trước: 3 lần mất điện, 47 phút chạy bằng pin, lâu nhất 31 phút tại Kho; điện lưới trong ngưỡng 99,2 %." ||
 		d.Text.Title != "📊 Tuần UPS của bạn 02/03-08/03" || !d.At.Equal(time.Date(2026, 3, 9, 8, 0, 0, 0, hcm)) {
 		t.Errorf("hcm's summary = %+v", d)
 	}
@@ -373,22 +390,22 @@ func TestDueInEachZone(t *testing.T) {
 	if d := ob.ds[3]; d.Text.Body != "Last week: 3 outages, 47 min on battery, longest 31 min at Office (hq); mains in band 99.2 %." {
 		t.Errorf("ny's summary = %q", d.Text.Body)
 	}
-	// What was asked of the reporter: each fleet over its own week.
-	e.reports.mu.Lock()
-	defer e.reports.mu.Unlock()
+	// What was asked of the reporter: each unit of a fleet over the
+	// account's week, a unit once per week however many accounts (ny and
+	// ny2) have it in their summaries.
 	for _, tt := range []struct {
-		serials  []ups.Serial
+		serial   ups.Serial
 		from, to time.Time
+		want     int
 	}{
-		{[]ups.Serial{unitB}, time.Date(2026, 3, 2, 0, 0, 0, 0, hcm), time.Date(2026, 3, 9, 0, 0, 0, 0, hcm)},
-		{[]ups.Serial{unitA, unitC}, time.Date(2026, 3, 2, 0, 0, 0, 0, ny), time.Date(2026, 3, 9, 0, 0, 0, 0, ny)},
-		{[]ups.Serial{unitD}, time.Date(2026, 3, 2, 0, 0, 0, 0, hcm), time.Date(2026, 3, 9, 0, 0, 0, 0, hcm)},
-		{[]ups.Serial{unitD}, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), time.Date(2026, 3, 9, 0, 0, 0, 0, time.UTC)},
+		{unitB, time.Date(2026, 3, 2, 0, 0, 0, 0, hcm), time.Date(2026, 3, 9, 0, 0, 0, 0, hcm), 2}, // failed, then done
+		{unitA, time.Date(2026, 3, 2, 0, 0, 0, 0, ny), time.Date(2026, 3, 9, 0, 0, 0, 0, ny), 1},
+		{unitC, time.Date(2026, 3, 2, 0, 0, 0, 0, ny), time.Date(2026, 3, 9, 0, 0, 0, 0, ny), 1},
+		{unitD, time.Date(2026, 3, 2, 0, 0, 0, 0, hcm), time.Date(2026, 3, 9, 0, 0, 0, 0, hcm), 1},
+		{unitD, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), time.Date(2026, 3, 9, 0, 0, 0, 0, time.UTC), 1},
 	} {
-		if !slices.ContainsFunc(e.reports.asked, func(a asked) bool {
-			return slices.Equal(a.serials, tt.serials) && a.from.Equal(tt.from) && a.to.Equal(tt.to)
-		}) {
-			t.Errorf("the report of %v over %s .. %s was not asked for (asked: %+v)", tt.serials, tt.from, tt.to, e.reports.asked)
+		if n := e.reports.times(tt.serial, tt.from, tt.to); n != tt.want {
+			t.Errorf("the report of %s over %s .. %s was asked for %d times, want %d", tt.serial, tt.from, tt.to, n, tt.want)
 		}
 	}
 }
@@ -573,7 +590,7 @@ func TestOnceAcrossRestart(t *testing.T) {
 	}
 	for _, r := range reqs {
 		want := map[string]string{
-			"tok-lan": "Tuần trước: 3 lần mất điện, 47 phút chạy bằng pin, lâu nhất 31 phút tại Office (hq); điện lưới trong ngưỡng 99,2 %.",
+			"tok-lan": "Tuần trước: 3 lần mất điện, 47 phút chạy bằng pin, lâu nhất 31 phút tại Kho; điện lưới trong ngưỡng 99,2 %.",
 			"tok-an":  "Last week: 3 outages, 47 min on battery, longest 31 min at Office (hq); mains in band 99.2 %.",
 		}[r.to]
 		if r.m.Body != want {
