@@ -522,7 +522,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"Account", recipients.Recipient{
 			Account: recipients.Account{ID: "lan", Role: recipients.RoleManager, Region: "VN", Language: "vi", TimeZone: "Asia/Ho_Chi_Minh",
 				Preferences: recipients.Preferences{Channels: map[string][]string{"critical": {"sms"}},
-					QuietHours: &recipients.QuietHours{Start: "22:00", End: "06:00"}, Muted: []ups.Serial{"110000000001"}},
+					QuietHours: &recipients.QuietHours{Start: "22:00", End: "06:00"}, Muted: []ups.Serial{"110000000001"},
+					WeeklyReportOff: true},
 				Units: []ups.Serial{"110000000001"}, Sites: []string{"hq"},
 				Dropped:   []recipients.Dropped{{Channel: "fcm", Contact: "fcm:…abcd", Reason: "unregistered", At: at}},
 				Tokens:    []recipients.TokenInfo{{ID: "0123456789ab", Name: "phone", CreatedAt: at}},

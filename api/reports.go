@@ -80,10 +80,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, rep *report.Repo
 			writeError(w, http.StatusNotFound, "not_found", "no account with this id")
 			return
 		}
-		serials = s.siteUnits(func(u registry.Unit) bool {
-			return slices.Contains(acct.Units, u.Serial) ||
-				acct.Role == recipients.RoleManager && u.Site != "" && slices.Contains(acct.Sites, u.Site)
-		})
+		serials = s.siteUnits(func(u registry.Unit) bool { return acct.InFleet(u.Serial, u.Site) })
 	default:
 		writeError(w, http.StatusBadRequest, "invalid_query", "scope: unit, site or account")
 		return

@@ -20,7 +20,8 @@
 // upswatch_alert_actions (live acks and silences), upswatch_notify_log
 // (notification log), upswatch_ingest_leases (ingest client leases),
 // upswatch_logins and upswatch_sessions (web console), upswatch_areas
-// (site outages), upswatch_battery (battery state per unit).
+// (site outages), upswatch_battery (battery state per unit),
+// upswatch_weekly (weekly summaries claimed or sent).
 //
 // The READINGS stream's partition count P is stored in its metadata and
 // never changes for the stream's life: a unit always maps to one

@@ -58,6 +58,9 @@ const (
 	// verdicts; BatteryBucket each unit's battery state.
 	AreasBucket   = "upswatch_areas"
 	BatteryBucket = "upswatch_battery"
+	// WeeklyBucket holds the weekly summaries claimed or sent, keyed by
+	// <account>.<ISO week>: a create decides which instance sends.
+	WeeklyBucket = "upswatch_weekly"
 )
 
 // AlertSubject is the subject of an alert event of (serial, rule).

@@ -197,15 +197,27 @@ func TestSignIn(t *testing.T) {
 				FCMTokens []string `json:"fcm_tokens"`
 			} `json:"contacts"`
 			Preferences struct {
-				Channels   map[string][]string         `json:"channels"`
-				QuietHours struct{ Start, End string } `json:"quiet_hours"`
+				Channels        map[string][]string         `json:"channels"`
+				QuietHours      struct{ Start, End string } `json:"quiet_hours"`
+				WeeklyReportOff bool                        `json:"weekly_report_off"`
 			} `json:"preferences"`
 		}
 		s.must("GET", "/v1/accounts/an", nil, &acct, http.StatusOK)
 		if strings.Join(acct.Contacts.Phones, ",") != "+84901234567" || len(acct.Contacts.FCMTokens) != 2 ||
 			strings.Join(acct.Preferences.Channels["critical"], ",") != "sms,fcm" || strings.Join(acct.Preferences.Channels["warning"], ",") != "fcm" ||
-			len(acct.Preferences.Channels["info"]) != 0 || acct.Preferences.QuietHours.Start != "22:00" || acct.Preferences.QuietHours.End != "06:30" {
-			t.Fatalf("stored account: %+v", acct)
+			len(acct.Preferences.Channels["info"]) != 0 || acct.Preferences.QuietHours.Start != "22:00" || acct.Preferences.QuietHours.End != "06:30" ||
+			!acct.Preferences.WeeklyReportOff {
+			t.Fatalf("stored account (the weekly summary box unticked): %+v", acct)
+		}
+		form.Set("weekly_report", "on")
+		if resp, body := an.req("POST", "/account/preferences", form, same); resp.StatusCode != http.StatusOK ||
+			!strings.Contains(body, `name="weekly_report" value="on" checked`) {
+			t.Fatalf("preferences with the weekly summary: %d", resp.StatusCode)
+		}
+		acct.Preferences.WeeklyReportOff = false
+		s.must("GET", "/v1/accounts/an", nil, &acct, http.StatusOK)
+		if acct.Preferences.WeeklyReportOff {
+			t.Fatal("the weekly summary box ticked left the account opted out")
 		}
 		resp, body := an.req("POST", "/account/test", url.Values{}, same)
 		if resp.StatusCode != http.StatusOK || !strings.Contains(body, "<td>sms</td>") || !strings.Contains(body, "<td>fcm</td>") {

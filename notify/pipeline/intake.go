@@ -323,7 +323,7 @@ const roundTrips = 16
 // log key), then marks it queued in the log.
 func (p *Pipeline) enqueue(ctx context.Context, ns []Notification) ([]Notification, error) {
 	now := p.cfg.Now()
-	outbox := make([][]byte, len(ns))
+	outbox := make([]Pending, len(ns))
 	for i, n := range ns {
 		ev := n.Event
 		site := n.Unit.Site
@@ -346,34 +346,39 @@ func (p *Pipeline) enqueue(ctx context.Context, ns []Notification) ([]Notificati
 		if n.Channel == recipients.SMS {
 			m.Title, m.Body = "", text.SMS
 		}
-		b, err := json.Marshal(Pending{Key: n.Key, AlertID: ev.Fingerprint, EventID: ev.DedupID(), Kind: ev.Kind.String(),
+		outbox[i] = Pending{Key: n.Key, AlertID: ev.Fingerprint, EventID: ev.DedupID(), Kind: ev.Kind.String(),
 			Rule: ev.Rule, Serial: string(ev.Serial), Recipient: n.Recipient.ID, Channel: n.Channel, Message: m,
-			EventAt: ev.At, QueuedAt: now.UTC()})
-		if err != nil {
-			return nil, fmt.Errorf("encode outbox message: %w", err)
-		}
-		outbox[i] = b
+			EventAt: ev.At, QueuedAt: now.UTC()}
 	}
 	// Each notification is two round trips (the outbox, then the log);
 	// the notifications of one event make theirs side by side.
-	queued, _ := json.Marshal(logEntry{State: stateQueued, At: now.UTC()})
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(roundTrips)
-	for i, n := range ns {
-		g.Go(func() error {
-			if _, err := p.js.PublishMsg(gctx, &nats.Msg{Subject: OutboxSubjectPrefix + n.Channel, Data: outbox[i]},
-				jetstream.WithMsgID(n.Key)); err != nil {
-				return fmt.Errorf("outbox: %w", err)
-			}
-			if _, err := p.logKV.Create(gctx, n.Key, queued); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-				return fmt.Errorf("notification log: %w", err)
-			}
-			p.m.queued.WithLabelValues(n.Channel).Inc()
-			return nil
-		})
+	for i := range outbox {
+		g.Go(func() error { return p.put(gctx, outbox[i]) })
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	return ns, nil
+}
+
+// put publishes one notification to the outbox (msg id = its log key, so
+// a second put within the stream's duplicate window is dropped) and then
+// marks it queued in the log (so a later one is not made at all).
+func (p *Pipeline) put(ctx context.Context, pd Pending) error {
+	b, err := json.Marshal(pd)
+	if err != nil {
+		return fmt.Errorf("encode outbox message: %w", err)
+	}
+	if _, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: OutboxSubjectPrefix + pd.Channel, Data: b},
+		jetstream.WithMsgID(pd.Key)); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	b, _ = json.Marshal(logEntry{State: stateQueued, At: pd.QueuedAt})
+	if _, err := p.logKV.Create(ctx, pd.Key, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("notification log: %w", err)
+	}
+	p.m.queued.WithLabelValues(pd.Channel).Inc()
+	return nil
 }

@@ -202,7 +202,9 @@ func (p *Pipeline) lookUp(ctx context.Context, pds []*pending, now time.Time) ([
 	silences := map[string]silenceState{}
 	if p.cfg.Silences != nil {
 		for _, pd := range pds {
-			if k := silenceKey(pd.ob); !hasKey(silences, k) {
+			// Silences are set on a unit's rule: a notification about
+			// no unit (Enqueue's) has none.
+			if k := silenceKey(pd.ob); !pd.ob.direct() && !hasKey(silences, k) {
 				silences[k] = silenceState{}
 				asks = append(asks, pd)
 			}
@@ -316,7 +318,9 @@ func (p *Pipeline) settle(ctx context.Context, c *channel, pd *pending, at time.
 		switch r.Outcome {
 		case notify.Delivered:
 			delivered = true
-			p.m.latency.WithLabelValues(c.name).Observe(at.Sub(pd.ob.EventAt).Seconds())
+			if !pd.ob.direct() { // the alerts' latency; a summary has no event
+				p.m.latency.WithLabelValues(c.name).Observe(at.Sub(pd.ob.EventAt).Seconds())
+			}
 		case notify.Retry:
 			retry = true
 			retryAfter = max(retryAfter, r.RetryAfter)
