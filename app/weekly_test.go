@@ -12,6 +12,7 @@ import (
 
 	"github.com/upswatch/upswatch/config"
 	"github.com/upswatch/upswatch/internal/servetest"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/report/weekly"
 )
 
@@ -69,7 +70,7 @@ func TestWeeklySummaryOnceAcrossRestart(t *testing.T) {
 		} `json:"deliveries"`
 	}
 	var got deliveries
-	eventually(t, "lan's summary delivered on fcm and apns", 20*time.Second, func() bool {
+	wait.Within(t, 20*time.Second, "lan's summary delivered on fcm and apns", func() bool {
 		got = deliveries{}
 		code, _ := in.do("GET", "/v1/alerts/"+url.PathEscape("weekly_report/lan/2026-W10")+"/deliveries", nil, &got)
 		return code == http.StatusOK && len(got.Deliveries) == 2
