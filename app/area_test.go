@@ -18,11 +18,11 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upswatch/upswatch/area"
 	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/bus/bustest"
 	"github.com/upswatch/upswatch/config"
 	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/notify/fcm/fcmfake"
@@ -69,15 +69,7 @@ func TestBlackoutIsOneMessage(t *testing.T) {
 	c.Notify.SMS = config.NotifySMS{Endpoint: sms.URL(), AccountSID: "AC0123456789", AuthToken: "sms-auth-token",
 		From: "+15550001111", SegmentsPerSecond: 100, Burst: 100}
 	in := start(t, c)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := bustest.Dial(t, url)
 
 	add := func(site string, n, base int) []fleetUnit {
 		out := make([]fleetUnit, n)

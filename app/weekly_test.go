@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/upswatch/upswatch/bus/bustest"
 	"github.com/upswatch/upswatch/config"
 	"github.com/upswatch/upswatch/internal/servetest"
 	"github.com/upswatch/upswatch/internal/wait"
@@ -86,15 +86,7 @@ func TestWeeklySummaryOnceAcrossRestart(t *testing.T) {
 	looks(again, trigger, map[string]float64{"fcm": 0, "apns": 0, "sms": 0})
 
 	// Erasing the account erases its claim: the key names it.
-	nc, err := nats.Connect("nats://" + c.NATS.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := bustest.Dial(t, "nats://"+c.NATS.Listen)
 	kv, err := js.KeyValue(t.Context(), weekly.Bucket)
 	if err != nil {
 		t.Fatal(err)

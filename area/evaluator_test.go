@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/bus/bustest"
 	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/registry"
 	"github.com/upswatch/upswatch/rules"
@@ -32,15 +33,7 @@ func (f fakeUnits) List() []registry.Unit {
 
 func connect(t *testing.T, url string) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := bustest.Dial(t, url)
 	return js
 }
 

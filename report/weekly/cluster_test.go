@@ -8,9 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/upswatch/upswatch/bus/bustest"
 	"github.com/upswatch/upswatch/internal/testenv"
 	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/notify/recipients"
@@ -53,15 +51,7 @@ func TestOneSenderOnACluster(t *testing.T) {
 	obs := []*outbox{{}, {}}
 	senders := make([]*Sender, len(obs))
 	for i := range senders {
-		nc, err := nats.Connect(cluster.Nodes[i].URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, js := bustest.Dial(t, cluster.Nodes[i].URL)
 		senders[i], err = New(js, Config{Accounts: accts, Units: e.units, Reports: e.reports, Outbox: obs[i], Templates: e.tmpl,
 			Trigger: make(chan time.Time), InstanceID: fmt.Sprint(i), Replicas: 3, Now: e.clock.Now})
 		if err != nil {
