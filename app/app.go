@@ -54,8 +54,9 @@ type App struct {
 	token    string
 	// Addresses of the embedded broker's TLS and WebSocket listeners.
 	mqttTLSAddr, mqttWSAddr string
-	// loginLimiter slows console password guessing (counted in metrics).
-	loginLimiter *access.FailureLimiter
+	// loginLimiter slows console password guessing, one budget for every
+	// instance (counted in metrics).
+	loginLimiter *access.SharedFailureLimiter
 }
 
 // New validates the configuration; Run starts everything.

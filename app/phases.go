@@ -447,7 +447,9 @@ func (a *App) startHTTP(ctx context.Context, g *group, reg *prometheus.Registry,
 	srv.HandleReports(rp.reporter)
 	srv.HandleEvents(hub)
 	srv.HandleDeviceCredentials(deviceCredentials{dev.units, dev.revoked})
-	a.loginLimiter = loginLimiter(reg)
+	if a.loginLimiter, err = a.openLoginLimiter(ctx, b.js, reg); err != nil {
+		return err
+	}
 	srv.HandleBattery(battery.NewStore(b.js, nil))
 	if err := a.mountConsole(ctx, b.js, srv, dev.units, hist.hist, alerts, nt.accounts, nt.notifier, nt.acts); err != nil {
 		return err

@@ -87,6 +87,11 @@ func TestTLSEndToEnd(t *testing.T) {
 	if f, th := in.metric("upswatch_console_login_failures_total"), in.metric("upswatch_console_logins_throttled_total"); f != 5 || th != 1 {
 		t.Fatalf("console sign-in failures %v, throttled %v; want 5 and 1", f, th)
 	}
+	// The shared limit's bucket was there throughout: exported, and no
+	// fallback.
+	if _, body := in.Call("GET", "/metrics", nil, nil); !strings.Contains(body, "\nupswatch_console_login_limiter_unavailable_total 0\n") {
+		t.Fatal("metrics lack upswatch_console_login_limiter_unavailable_total 0")
+	}
 
 	// A certificate renewed on disk is what the next HTTPS connection
 	// gets.

@@ -54,6 +54,10 @@ const (
 	// secrets and sessions.
 	LoginsBucket   = "upswatch_logins"
 	SessionsBucket = "upswatch_sessions"
+	// LoginFailuresBucket is the console's failed sign-in budget shared by
+	// every instance: a GCRA arrival time per SHA-256 of an account or
+	// client address, gone once idle (the bucket's MaxAge).
+	LoginFailuresBucket = "upswatch_login_failures"
 	// AreasBucket holds the site-outage evaluator's area states and
 	// verdicts; BatteryBucket each unit's battery state.
 	AreasBucket   = "upswatch_areas"
