@@ -43,6 +43,11 @@ type SharedLimiterOptions struct {
 	Timeout                 time.Duration // default DefaultLimiterTimeout
 	Tries                   int           // default DefaultLimiterTries
 	Logger                  *slog.Logger
+	// Pseudonym, when set, names an email or address in the bucket's
+	// keys: a keyed hash (serve passes the keyring's BlindIndex), so a
+	// reader of the bucket cannot test guessed emails or addresses
+	// against it. Without it the key is a plain SHA-256.
+	Pseudonym func(kind, value string) string
 }
 
 // SharedFailureLimiter is FailureLimiter's budget held in NATS KV, so that
@@ -152,11 +157,14 @@ func (l *SharedFailureLimiter) Counts() (failures, throttled, unavailable int64)
 	return l.failures.Load(), l.throttled.Load(), l.unavailable.Load()
 }
 
-// limiterKey names a budget in the bucket without the email or address in
-// clear: a SHA-256 in hex, a valid KV key. (A reader of the bucket can
-// still test a guessed email or address against it; the bucket holds
-// nothing but times.)
-func limiterKey(kind, id string) string {
+// key names a budget in the bucket without the email or address in
+// clear: Pseudonym's keyed hash, else a SHA-256 in hex (which a reader of
+// the bucket could still test a guessed email or address against). Both
+// are valid KV keys (base64url, hex).
+func (l *SharedFailureLimiter) key(kind, id string) string {
+	if l.o.Pseudonym != nil {
+		return kind + "." + l.o.Pseudonym("login-"+kind, id)
+	}
 	sum := sha256.Sum256([]byte(kind + ":" + id))
 	return kind + "." + hex.EncodeToString(sum[:])
 }
@@ -170,7 +178,7 @@ func (l *SharedFailureLimiter) Wait(account, addr string, now time.Time) time.Du
 	for _, b := range []struct {
 		key string
 		g   gcra
-	}{{limiterKey("account", account), l.account}, {limiterKey("addr", addr), l.addr}} {
+	}{{l.key("account", account), l.account}, {l.key("addr", addr), l.addr}} {
 		tat, _, err := l.read(ctx, b.key)
 		if err != nil {
 			l.fallback("read", err)
@@ -192,11 +200,11 @@ func (l *SharedFailureLimiter) Fail(account, addr string, now time.Time) {
 	l.local.Fail(account, addr, now)
 	ctx, cancel := context.WithTimeout(context.Background(), l.o.Timeout)
 	defer cancel()
-	if err := l.fail(ctx, limiterKey("account", account), l.account, now); err != nil {
+	if err := l.fail(ctx, l.key("account", account), l.account, now); err != nil {
 		l.fallback("record", err)
 		return
 	}
-	if err := l.fail(ctx, limiterKey("addr", addr), l.addr, now); err != nil {
+	if err := l.fail(ctx, l.key("addr", addr), l.addr, now); err != nil {
 		l.fallback("record", err)
 	}
 }

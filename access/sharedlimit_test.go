@@ -2,6 +2,7 @@ package access
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -158,7 +159,15 @@ func TestSharedLimiterConcurrentFailuresAllCount(t *testing.T) {
 
 // The bucket forgets idle budgets on its own and names nobody.
 func TestSharedLimiterBucket(t *testing.T) {
-	a, _, js := twoInstances(t, SharedLimiterOptions{AccountBurst: 5, AddrBurst: 20, Every: 3 * time.Minute})
+	t.Run("plain hash", func(t *testing.T) { testLimiterBucket(t, nil, "") })
+	// A keyed hash: the keys are its output, not a hash anyone can
+	// recompute from a guessed email.
+	pseudonym := func(kind, v string) string { return "P-" + kind + "-" + fmt.Sprint(len(v)) }
+	t.Run("pseudonym", func(t *testing.T) { testLimiterBucket(t, pseudonym, "P-login-") })
+}
+
+func testLimiterBucket(t *testing.T, pseudonym func(kind, v string) string, prefix string) {
+	a, _, js := twoInstances(t, SharedLimiterOptions{AccountBurst: 5, AddrBurst: 20, Every: 3 * time.Minute, Pseudonym: pseudonym})
 	a.Fail("an@example.com", "192.0.2.7", t0)
 	kv, err := js.KeyValue(t.Context(), LoginFailuresBucket)
 	if err != nil {
@@ -182,6 +191,9 @@ func TestSharedLimiterBucket(t *testing.T) {
 		n++
 		if strings.Contains(k, "example") || strings.Contains(k, "192.0.2") {
 			t.Errorf("key %q shows the email or address", k)
+		}
+		if _, rest, _ := strings.Cut(k, "."); !strings.HasPrefix(rest, prefix) {
+			t.Errorf("key %q is not named by the pseudonym (%q...)", k, prefix)
 		}
 	}
 	if n != 2 {

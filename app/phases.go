@@ -447,7 +447,7 @@ func (a *App) startHTTP(ctx context.Context, g *group, reg *prometheus.Registry,
 	srv.HandleReports(rp.reporter)
 	srv.HandleEvents(hub)
 	srv.HandleDeviceCredentials(deviceCredentials{dev.units, dev.revoked})
-	if a.loginLimiter, err = a.openLoginLimiter(ctx, b.js, reg); err != nil {
+	if a.loginLimiter, err = a.openLoginLimiter(ctx, b.js, nt.keys, reg); err != nil {
 		return err
 	}
 	srv.HandleBattery(battery.NewStore(b.js, nil))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/upswatch/upswatch/access"
 	"github.com/upswatch/upswatch/certs"
+	"github.com/upswatch/upswatch/keyring"
 	"github.com/upswatch/upswatch/registry"
 )
 
@@ -73,10 +74,10 @@ func (a *App) connectFailures() *access.FailureLimiter {
 // account, 20 per address, one back every 3 minutes), shared by every
 // instance on the NATS through upswatch_login_failures so that spreading
 // guesses over instances gains nothing; its counts exported.
-func (a *App) openLoginLimiter(ctx context.Context, js jetstream.JetStream, reg prometheus.Registerer) (*access.SharedFailureLimiter, error) {
+func (a *App) openLoginLimiter(ctx context.Context, js jetstream.JetStream, keys *keyring.Keyring, reg prometheus.Registerer) (*access.SharedFailureLimiter, error) {
 	l, err := access.OpenSharedFailureLimiter(ctx, js, access.SharedLimiterOptions{
 		AccountBurst: 5, AddrBurst: 20, Every: 3 * time.Minute, Replicas: a.cfg.NATS.Replicas,
-		Logger: a.log.With("component", "console"),
+		Logger: a.log.With("component", "console"), Pseudonym: keys.BlindIndex,
 	})
 	if err != nil {
 		return nil, err
