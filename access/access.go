@@ -12,6 +12,9 @@
 //	upswatch_logins    password.<account id>   argon2id PHC string
 //	                   invite.<sha256 hex>     Invite (expires after InviteTTL)
 //	upswatch_sessions  <sha256 hex>            Session (bucket TTL: SessionTTL)
+//	upswatch_login_failures
+//	                   account.<sha256 hex>    GCRA arrival time, unix ns
+//	                   addr.<sha256 hex>       (bucket TTL: the longest refill)
 package access
 
 import (

@@ -14,8 +14,10 @@ import (
 // checked, with the time to wait. A success does not refill: the buckets
 // refill at their rate.
 //
-// It is per instance. A guesser spreading attempts over N instances gets
-// N times the budget, which is still a handful per minute.
+// It is per instance: a guesser spreading attempts over N instances gets
+// N times the budget. The console uses SharedFailureLimiter, one budget
+// for every instance; the MQTT broker keeps this one (see app's
+// connectFailures for why).
 type FailureLimiter struct {
 	account, addr rate.Limit
 	accountBurst  int

@@ -13,6 +13,7 @@ import (
 
 	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/ups"
 )
@@ -181,22 +182,17 @@ func TestRunClearsAckOnResolve(t *testing.T) {
 	resolve(a1.String(), a1.Serial)
 	// The consumer handles the events in order: once A's ack is gone,
 	// B's older resolve was handled before it.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		acks, _, err := s.Live(ctx)
-		if err != nil {
+	var acks map[string]Ack
+	wait.Within(t, 10*time.Second, "A's ack cleared", func() bool {
+		var err error
+		if acks, _, err = s.Live(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := acks[a1.String()]; !ok {
-			if _, ok := acks[b2.String()]; !ok || len(acks) != 1 {
-				t.Fatalf("acks = %+v, want B's only", acks)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("A's ack not cleared within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
+		_, ok := acks[a1.String()]
+		return !ok
+	})
+	if _, ok := acks[b2.String()]; !ok || len(acks) != 1 {
+		t.Fatalf("acks = %+v, want B's only", acks)
 	}
 	recs, err := s.History(ctx, a1.Serial, time.Time{}, time.Now().Add(time.Minute))
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 
 	agentconfig "github.com/upswatch/upswatch/agent/config"
 	"github.com/upswatch/upswatch/internal/testenv"
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 // A scripted outage on a real upsd (upsrw, as an operator would) reaches
@@ -21,7 +22,7 @@ func TestScriptedOutage(t *testing.T) {
 	n := testenv.NUT(t, testenv.NUTUnit{Name: "ups1", Dump: baseDump(serial, 100)})
 	pw := s.register(t, serial)
 	ra := runAgent(t, agentConfig(t, n, s, agentconfig.Unit{UPS: "ups1", Password: pw})) // serial from device.serial
-	waitFor(t, "first reading at upswatch", 10*time.Second, func() bool { return s.latest(serial) != nil })
+	wait.Within(t, 10*time.Second, "first reading at upswatch", func() bool { return s.latest(serial) != nil })
 
 	start := time.Now()
 	n.Set(t, "ups1", "ups.status", "OB DISCHRG")

@@ -15,6 +15,7 @@ import (
 
 	agentconfig "github.com/upswatch/upswatch/agent/config"
 	"github.com/upswatch/upswatch/internal/testenv"
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 // procStats reads a process's CPU time (user+system) and its resident
@@ -82,7 +83,7 @@ func BenchmarkAgentFootprint(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, u := range cfgUnits {
-			waitFor(b, "reading of "+u.Serial, 20*time.Second, func() bool { return s.latest(u.Serial) != nil })
+			wait.Within(b, 20*time.Second, "reading of "+u.Serial, func() bool { return s.latest(u.Serial) != nil })
 		}
 		cpu0, _, _, err := procStats(cmd.Process.Pid)
 		if err != nil {
@@ -127,7 +128,7 @@ func BenchmarkStatusChangeToAlert(b *testing.B) {
 	c.Poll = 2 * time.Second
 	c.Log.Level = "info"
 	runAgent(b, c)
-	waitFor(b, "first reading", 20*time.Second, func() bool { return s.latest(serial) != nil })
+	wait.Within(b, 20*time.Second, "first reading", func() bool { return s.latest(serial) != nil })
 	var lat, pipe []time.Duration
 	for b.Loop() {
 		for range 5 {

@@ -10,6 +10,7 @@ import (
 	"github.com/upswatch/upswatch/config"
 	"github.com/upswatch/upswatch/internal/testcerts"
 	"github.com/upswatch/upswatch/internal/testenv"
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 // Against serve's TLS listener under mqtt.device_auth: certificate, a
@@ -44,11 +45,11 @@ func TestClientCertificate(t *testing.T) {
 	c.Broker.URL, c.Broker.CAFile = "ssl://"+s.app.MQTTTLSAddr(), caFile
 	ra := runAgent(t, c)
 
-	waitFor(t, "the certified unit's reading stored", 10*time.Second, func() bool { return s.latest(good) != nil })
+	wait.Within(t, 10*time.Second, "the certified unit's reading stored", func() bool { return s.latest(good) != nil })
 	if st := ra.stats(good); st.BrokerError != "" {
 		t.Errorf("certified unit: broker error %q", st.BrokerError)
 	}
-	waitFor(t, "the refusal of another serial's certificate", 10*time.Second, func() bool { return ra.stats(bad).BrokerError != "" })
+	wait.Within(t, 10*time.Second, "the refusal of another serial's certificate", func() bool { return ra.stats(bad).BrokerError != "" })
 	st := ra.stats(bad)
 	for _, w := range []string{"the broker refused the unit's certificate", "names " + other + ", not the unit's serial " + bad, "not Authorized"} {
 		if !strings.Contains(st.BrokerError, w) {

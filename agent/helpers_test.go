@@ -1,9 +1,7 @@
 package agent_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,7 +18,9 @@ import (
 	agentconfig "github.com/upswatch/upswatch/agent/config"
 	"github.com/upswatch/upswatch/app"
 	"github.com/upswatch/upswatch/config"
+	"github.com/upswatch/upswatch/internal/servetest"
 	"github.com/upswatch/upswatch/internal/testenv"
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 // serve is a whole upswatch running in-process (embedded broker, NATS,
@@ -34,6 +34,7 @@ type serve struct {
 	mqttURL string
 	httpURL string
 	token   string
+	api     *servetest.Client
 }
 
 // testRules: on_battery fires on the first OB reading (no pending
@@ -90,9 +91,9 @@ func startServe(t testing.TB, dataDir, mqttAddr, httpAddr string, options ...fun
 		t.Fatal("serve did not start within 60s")
 	}
 	s.mqttURL, s.httpURL, s.token = a.MQTTURL(), "http://"+a.HTTPAddr(), a.AdminToken()
-	waitFor(t, "serve ready", 30*time.Second, func() bool {
-		code, _ := s.call("GET", "/readyz", nil, nil)
-		return code == http.StatusOK
+	s.api = &servetest.Client{TB: t, Base: s.httpURL, Token: s.token}
+	wait.Within(t, 30*time.Second, "serve ready", func() bool {
+		return s.api.Ready()
 	})
 	return s
 }
@@ -114,44 +115,17 @@ func (s *serve) stop() {
 	}
 }
 
-func (s *serve) call(method, path string, body, out any) (int, string) {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, s.httpURL+path, rd)
-	req.Header.Set("Authorization", "Bearer "+s.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode < 300 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			s.t.Errorf("%s %s: decode %s: %v", method, path, raw, err)
-		}
-	}
-	return resp.StatusCode, string(raw)
-}
-
 // register adds a unit and returns its MQTT password.
 func (s *serve) register(t testing.TB, serial string) string {
 	t.Helper()
-	var r struct {
-		MQTT struct{ Password string } `json:"mqtt"`
-	}
-	code, body := s.call("POST", "/v1/units", map[string]string{"serial": serial, "name": "unit " + serial, "site": "hq"}, &r)
-	if code != http.StatusCreated {
-		t.Fatalf("register %s: %d %s", serial, code, body)
-	}
-	return r.MQTT.Password
+	api := *s.api // the shared serve's client names the test that started it
+	api.TB = t
+	return api.Register(serial, "hq").MQTT.Password
 }
 
 func (s *serve) latest(serial string) map[string]any {
 	var out map[string]any
-	if code, _ := s.call("GET", "/v1/units/"+serial+"/latest", nil, &out); code != http.StatusOK {
+	if code, _ := s.api.Call("GET", "/v1/units/"+serial+"/latest", nil, &out); code != http.StatusOK {
 		return nil
 	}
 	return out
@@ -171,7 +145,7 @@ type event struct {
 
 func (s *serve) timeline(serial string) []event {
 	var out struct{ Events []event }
-	s.call("GET", "/v1/units/"+serial+"/alerts?from=0", nil, &out)
+	s.api.Call("GET", "/v1/units/"+serial+"/alerts?from=0", nil, &out)
 	return out.Events
 }
 
@@ -223,7 +197,7 @@ func (s *serve) history(t testing.TB, serial, field string, from, to time.Time, 
 		} `json:"fields"`
 	}
 	path := fmt.Sprintf("/v1/units/%s/history?from=%d&to=%d&every=%s&fields=%s", serial, from.UnixMilli(), to.UnixMilli(), every, field)
-	if code, body := s.call("GET", path, nil, &h); code != http.StatusOK {
+	if code, body := s.api.Call("GET", path, nil, &h); code != http.StatusOK {
 		t.Fatalf("history: %d %s", code, body)
 	}
 	for _, f := range h.Fields {
@@ -238,18 +212,6 @@ func (s *serve) history(t testing.TB, serial, field string, from, to time.Time, 
 		}
 	}
 	return nil
-}
-
-// waitFor polls cond, fed by asynchronous pipelines, until a deadline.
-func waitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true within %s", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // shared is one serve for the tests that need no restart.
@@ -497,7 +459,7 @@ func (p *proxy) cut() {
 
 func (p *proxy) restore() {
 	var l net.Listener
-	waitFor(p.t, "proxy listening again on "+p.Addr, 10*time.Second, func() bool {
+	wait.Within(p.t, 10*time.Second, "proxy listening again on "+p.Addr, func() bool {
 		var err error
 		l, err = net.Listen("tcp", p.Addr)
 		return err == nil

@@ -14,6 +14,7 @@ import (
 
 	agentconfig "github.com/upswatch/upswatch/agent/config"
 	"github.com/upswatch/upswatch/internal/testenv"
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 var agentBin struct {
@@ -92,7 +93,7 @@ func TestKilledAgentLastWill(t *testing.T) {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-	waitFor(t, "the agent process's first reading at upswatch", 20*time.Second, func() bool { return s.latest(serial) != nil })
+	wait.Within(t, 20*time.Second, "the agent process's first reading at upswatch", func() bool { return s.latest(serial) != nil })
 
 	killed := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -119,7 +120,7 @@ func TestUpsdStopped(t *testing.T) {
 	n := testenv.NUT(t, testenv.NUTUnit{Name: "ups1", Dump: baseDump(serial, 100)})
 	pw := s.register(t, serial)
 	ra := runAgent(t, agentConfig(t, n, s, agentconfig.Unit{UPS: "ups1", Serial: serial, Password: pw}))
-	waitFor(t, "online", 10*time.Second, func() bool { return ra.stats(serial).Online && s.latest(serial) != nil })
+	wait.Within(t, 10*time.Second, "online", func() bool { return ra.stats(serial).Online && s.latest(serial) != nil })
 
 	stopped := time.Now()
 	if err := n.StopUPSD(); err != nil {
@@ -150,7 +151,7 @@ func TestDriverGone(t *testing.T) {
 	n := testenv.NUT(t, testenv.NUTUnit{Name: "ups1", Dump: baseDump(serial, 100)})
 	pw := s.register(t, serial)
 	ra := runAgent(t, agentConfig(t, n, s, agentconfig.Unit{UPS: "ups1", Serial: serial, Password: pw}))
-	waitFor(t, "online", 10*time.Second, func() bool { return ra.stats(serial).Online })
+	wait.Within(t, 10*time.Second, "online", func() bool { return ra.stats(serial).Online })
 	stopped := time.Now()
 	if err := n.StopDriver("ups1"); err != nil {
 		t.Fatal(err)
@@ -178,7 +179,7 @@ func TestSeveralUPS(t *testing.T) {
 	n := testenv.NUT(t, units...)
 	ra := runAgent(t, agentConfig(t, n, s, cfgUnits...))
 	for i, serial := range serials {
-		waitFor(t, serial+" reading", 10*time.Second, func() bool {
+		wait.Within(t, 10*time.Second, serial+" reading", func() bool {
 			l := s.latest(serial)
 			return l != nil && strings.Contains(fmt.Sprint(l), fmt.Sprintf("battery.charge:%d", 91+i))
 		})
@@ -226,7 +227,7 @@ func TestCorruptBufferAtStart(t *testing.T) {
 		}
 	}
 	ra := runAgent(t, c)
-	waitFor(t, "a reading despite the corrupt buffer", 10*time.Second, func() bool { return s.latest(serial) != nil })
+	wait.Within(t, 10*time.Second, "a reading despite the corrupt buffer", func() bool { return s.latest(serial) != nil })
 	if st := ra.stats(serial); st.Buffer.CorruptFiles+st.Buffer.TruncatedTails != 2 || st.Buffer.CorruptFiles < 1 {
 		t.Errorf("buffer stats %+v: the damaged files were not reported", st.Buffer)
 	}

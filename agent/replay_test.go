@@ -9,6 +9,7 @@ import (
 
 	agentconfig "github.com/upswatch/upswatch/agent/config"
 	"github.com/upswatch/upswatch/internal/testenv"
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 // The broker becomes unreachable (the network between the NUT host and
@@ -30,33 +31,33 @@ func TestBrokerCutReplay(t *testing.T) {
 	c.Poll, c.Interval = 250*time.Millisecond, 250*time.Millisecond // every poll is a reading
 	ra := runAgent(t, c)
 	begin := time.Now()
-	waitFor(t, "first reading at upswatch", 10*time.Second, func() bool { return s.latest(serial) != nil })
+	wait.Within(t, 10*time.Second, "first reading at upswatch", func() bool { return s.latest(serial) != nil })
 
 	px.cut()
 	cut := time.Now()
 	buffered := func(n int) func() bool {
 		return func() bool { return ra.stats(serial).Buffer.Records >= n }
 	}
-	waitFor(t, "readings buffered while the broker is down", 15*time.Second, buffered(2))
+	wait.Within(t, 15*time.Second, "readings buffered while the broker is down", buffered(2))
 	obAt := time.Now()
 	n.Set(t, "ups1", "ups.status", "OB DISCHRG")
 	n.Set(t, "ups1", "input.voltage", "0")
 	n.WaitVar(t, "ups1", "ups.status", "OB DISCHRG")
 	n.WaitVar(t, "ups1", "input.voltage", "0")
 	before := ra.stats(serial).Buffer.Records
-	waitFor(t, "on-battery readings buffered", 15*time.Second, buffered(before+4))
+	wait.Within(t, 15*time.Second, "on-battery readings buffered", buffered(before+4))
 	olAt := time.Now()
 	n.Set(t, "ups1", "ups.status", "OL CHRG")
 	n.Set(t, "ups1", "input.voltage", "231.0")
 	n.WaitVar(t, "ups1", "ups.status", "OL CHRG")
 	n.WaitVar(t, "ups1", "input.voltage", "231.0")
 	before = ra.stats(serial).Buffer.Records
-	waitFor(t, "on-line readings buffered", 15*time.Second, buffered(before+2))
+	wait.Within(t, 15*time.Second, "on-line readings buffered", buffered(before+2))
 
 	px.restore()
 	restart := time.Now()
 	t.Logf("broker down %v; %d readings buffered", restart.Sub(cut), ra.stats(serial).Buffer.Records)
-	waitFor(t, "buffer replayed", 30*time.Second, func() bool {
+	wait.Within(t, 30*time.Second, "buffer replayed", func() bool {
 		st := ra.stats(serial)
 		return st.Replayed > 0 && st.Buffer.Records == 0
 	})
@@ -72,7 +73,7 @@ func TestBrokerCutReplay(t *testing.T) {
 	want := int(st.ReadingsTaken) - st.Buffer.Records
 	end := time.Now().Add(time.Second)
 	var pts []point
-	waitFor(t, "every reading in the history", 20*time.Second, func() bool {
+	wait.Within(t, 20*time.Second, "every reading in the history", func() bool {
 		pts = s.history(t, serial, "battery.charge", begin.Add(-time.Second), end, 10*time.Millisecond)
 		return len(pts) >= want
 	})
@@ -135,13 +136,13 @@ func TestFullBufferDropsOldest(t *testing.T) {
 	c.Buffer.MaxBytes = 64 << 10 // the smallest allowed
 	ra := runAgent(t, c)
 	begin := time.Now()
-	waitFor(t, "first reading at upswatch", 10*time.Second, func() bool { return s.latest(serial) != nil })
+	wait.Within(t, 10*time.Second, "first reading at upswatch", func() bool { return s.latest(serial) != nil })
 
 	px.cut()
 	cut := time.Now()
-	waitFor(t, "the buffer full and dropping", 30*time.Second, func() bool { return ra.stats(serial).Buffer.DroppedFull > 0 })
+	wait.Within(t, 30*time.Second, "the buffer full and dropping", func() bool { return ra.stats(serial).Buffer.DroppedFull > 0 })
 	px.restore()
-	waitFor(t, "buffer replayed", 30*time.Second, func() bool {
+	wait.Within(t, 30*time.Second, "buffer replayed", func() bool {
 		st := ra.stats(serial)
 		return st.Replayed > 0 && st.Buffer.Records == 0
 	})
@@ -154,7 +155,7 @@ func TestFullBufferDropsOldest(t *testing.T) {
 	end := time.Now().Add(time.Second)
 	want := int(st.ReadingsTaken-st.Buffer.DroppedFull) - st.Buffer.Records
 	var pts []point
-	waitFor(t, "every kept reading in the history", 20*time.Second, func() bool {
+	wait.Within(t, 20*time.Second, "every kept reading in the history", func() bool {
 		pts = s.history(t, serial, "battery.charge", begin.Add(-time.Second), end, 10*time.Millisecond)
 		return len(pts) >= want
 	})
@@ -196,11 +197,11 @@ func TestBrokerStopsAcknowledging(t *testing.T) {
 	c.Broker.AckTimeout = time.Second
 	ra := runAgent(t, c)
 	begin := time.Now()
-	waitFor(t, "first reading at upswatch", 10*time.Second, func() bool { return s.latest(serial) != nil })
+	wait.Within(t, 10*time.Second, "first reading at upswatch", func() bool { return s.latest(serial) != nil })
 
 	px.blackhole()
-	waitFor(t, "unacknowledged readings buffered", 15*time.Second, func() bool { return ra.stats(serial).Buffer.Records >= 2 })
-	waitFor(t, "reconnected and replayed", 30*time.Second, func() bool {
+	wait.Within(t, 15*time.Second, "unacknowledged readings buffered", func() bool { return ra.stats(serial).Buffer.Records >= 2 })
+	wait.Within(t, 30*time.Second, "reconnected and replayed", func() bool {
 		st := ra.stats(serial)
 		return st.Replayed >= 2 && st.Buffer.Records == 0
 	})
@@ -211,7 +212,7 @@ func TestBrokerStopsAcknowledging(t *testing.T) {
 	// moment wait on disk for the next run.
 	want := int(st.ReadingsTaken) - st.Buffer.Records
 	var pts []point
-	waitFor(t, "every reading in the history", 20*time.Second, func() bool {
+	wait.Within(t, 20*time.Second, "every reading in the history", func() bool {
 		pts = s.history(t, serial, "battery.charge", begin.Add(-time.Second), end, 10*time.Millisecond)
 		return len(pts) >= want
 	})
@@ -235,25 +236,25 @@ func TestServeRestartReplay(t *testing.T) {
 	c.Poll, c.Interval = 250*time.Millisecond, 250*time.Millisecond
 	ra := runAgent(t, c)
 	begin := time.Now()
-	waitFor(t, "first reading at upswatch", 10*time.Second, func() bool { return s.latest(serial) != nil })
+	wait.Within(t, 10*time.Second, "first reading at upswatch", func() bool { return s.latest(serial) != nil })
 
 	mqttAddr, httpAddr := s.cfg.MQTT.Listen, s.app.HTTPAddr()
 	s.stop()
 	buffered := func(n int) func() bool { return func() bool { return ra.stats(serial).Buffer.Records >= n } }
-	waitFor(t, "readings buffered while upswatch is down", 15*time.Second, buffered(2))
+	wait.Within(t, 15*time.Second, "readings buffered while upswatch is down", buffered(2))
 	obAt := time.Now()
 	n.Set(t, "ups1", "ups.status", "OB DISCHRG")
 	n.WaitVar(t, "ups1", "ups.status", "OB DISCHRG")
-	waitFor(t, "on-battery readings buffered", 15*time.Second, buffered(ra.stats(serial).Buffer.Records+3))
+	wait.Within(t, 15*time.Second, "on-battery readings buffered", buffered(ra.stats(serial).Buffer.Records+3))
 	olAt := time.Now()
 	n.Set(t, "ups1", "ups.status", "OL")
 	n.WaitVar(t, "ups1", "ups.status", "OL")
-	waitFor(t, "on-line readings buffered", 15*time.Second, buffered(ra.stats(serial).Buffer.Records+2))
+	wait.Within(t, 15*time.Second, "on-line readings buffered", buffered(ra.stats(serial).Buffer.Records+2))
 
 	s2 := startServe(t, s.cfg.DataDir, mqttAddr, httpAddr)
 	t.Cleanup(s2.stop)
 	restart := time.Now()
-	waitFor(t, "buffer replayed", 30*time.Second, func() bool {
+	wait.Within(t, 30*time.Second, "buffer replayed", func() bool {
 		st := ra.stats(serial)
 		return st.Replayed > 0 && st.Buffer.Records == 0
 	})
@@ -267,7 +268,7 @@ func TestServeRestartReplay(t *testing.T) {
 	want := int(st.ReadingsTaken) - st.Buffer.Records
 	end := time.Now().Add(time.Second)
 	var pts []point
-	waitFor(t, "every reading in the history", 20*time.Second, func() bool {
+	wait.Within(t, 20*time.Second, "every reading in the history", func() bool {
 		pts = s2.history(t, serial, "battery.charge", begin.Add(-time.Second), end, 10*time.Millisecond)
 		return len(pts) >= want
 	})

@@ -22,6 +22,7 @@ import (
 	"github.com/upswatch/upswatch/agent"
 	agentconfig "github.com/upswatch/upswatch/agent/config"
 	"github.com/upswatch/upswatch/internal/testenv"
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 // certAuthority makes a CA and a certificate for 127.0.0.1 signed by it;
@@ -95,7 +96,7 @@ func TestBrokerTLS(t *testing.T) {
 	c.Broker.URL, c.Broker.CAFile = "ssl://"+addr, caFile
 	c.NUT.TLS, c.NUT.CAFile = "require", n.CAFile
 	runAgent(t, c)
-	waitFor(t, "a reading over TLS", 10*time.Second, func() bool { return s.latest(serial) != nil })
+	wait.Within(t, 10*time.Second, "a reading over TLS", func() bool { return s.latest(serial) != nil })
 
 	_, otherCA := certAuthority(t)
 	c.Broker.CAFile = otherCA

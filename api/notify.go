@@ -55,7 +55,7 @@ type Notifier interface {
 //	POST   /v1/accounts/{id}/tokens              self   new API token (shown once)
 //	DELETE /v1/accounts/{id}/tokens/{token}      self   revoke a token by its id
 //	PUT    /v1/accounts/{id}/contacts            self   fcm_tokens, apns_tokens, phones
-//	PUT    /v1/accounts/{id}/preferences         self   channels, quiet_hours, muted
+//	PUT    /v1/accounts/{id}/preferences         self   channels, quiet_hours, muted, weekly_report_off
 //	PUT|DELETE /v1/accounts/{id}/units/{serial}  admin  ownership
 //	PUT|DELETE /v1/accounts/{id}/sites/{site}    admin  management
 //	POST   /v1/accounts/{id}/test-notification   self   per-address results
@@ -241,7 +241,7 @@ func (h *notifyAPI) preferences(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var p recipients.Preferences
-	if !decodeStrict(w, r, &p, "{channels: {severity: [channel]}, quiet_hours: {start, end}, muted}") {
+	if !decodeStrict(w, r, &p, "{channels: {severity: [channel]}, quiet_hours: {start, end}, muted, weekly_report_off}") {
 		return
 	}
 	rec, err := h.accounts.SetPreferences(r.Context(), id, p)

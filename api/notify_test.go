@@ -139,6 +139,13 @@ func TestNotifyAPI(t *testing.T) {
 	if got, _ := accounts.For(context.Background(), ups.Serial("123456789012"), ""); len(got) != 1 || got[0].ID != "lan" {
 		t.Fatalf("routing after PUT units: %+v", got)
 	}
+	// The weekly summary's opt-out is a preference like the others.
+	if code, _ = do("PUT", "/v1/accounts/lan/preferences", `{"weekly_report_off":true}`, true); code != 200 {
+		t.Fatalf("opt out of the weekly summary: %d", code)
+	}
+	if r, _ := accounts.Lookup("lan"); !r.Preferences.WeeklyReportOff {
+		t.Fatal("weekly_report_off not stored")
+	}
 	code, out := do("POST", "/v1/accounts/lan/test-notification", ``, true)
 	if code != 200 || len(out["results"].([]any)) != 1 {
 		t.Fatalf("test-notification: %d %v", code, out)

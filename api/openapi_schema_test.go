@@ -20,10 +20,10 @@ import (
 
 	"github.com/upswatch/upswatch/actions"
 	"github.com/upswatch/upswatch/battery"
+	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/keyring/keyringtest"
 	"github.com/upswatch/upswatch/live"
-
-	"github.com/upswatch/upswatch/bus/bustest"
 	"github.com/upswatch/upswatch/notify"
 	"github.com/upswatch/upswatch/notify/pipeline"
 	"github.com/upswatch/upswatch/notify/recipients"
@@ -389,19 +389,12 @@ func TestOpenAPISchemasMatchResponses(t *testing.T) {
 	do(call{owner, "GET", "/v1/alerts", "/v1/alerts", nil, 200})
 	do(call{owner, "GET", "/v1/units/{serial}/alerts", "/v1/units/110000000077/alerts", nil, 200})
 	do(call{owner, "POST", "/v1/accounts/{id}/test-notification", "/v1/accounts/lan/test-notification", nil, 200})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	wait.Within(t, 10*time.Second, "the test notification in the export and its log", func() bool {
 		ex := do(call{owner, "GET", "/v1/accounts/{id}/export", "/v1/accounts/lan/export", nil, 200})
-		if l, _ := ex["notifications"].([]any); len(l) > 0 {
-			if l, _ := ex["notification_log"].([]any); len(l) > 0 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no notification recorded in the export: %v", ex)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		sent, _ := ex["notifications"].([]any)
+		logged, _ := ex["notification_log"].([]any)
+		return len(sent) > 0 && len(logged) > 0
+	})
 	do(call{owner, "GET", "/v1/alerts/{id}/deliveries", "/v1/alerts/" + strings.ReplaceAll(ev.Fingerprint, "/", ".") + "/deliveries", nil, 200})
 	do(call{owner, "GET", "/v1/accounts/{id}", "/v1/accounts/lan", nil, 200})
 	do(call{admin, "POST", "/v1/admin/keys/rotate", "/v1/admin/keys/rotate", nil, 200})
@@ -529,7 +522,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"Account", recipients.Recipient{
 			Account: recipients.Account{ID: "lan", Role: recipients.RoleManager, Region: "VN", Language: "vi", TimeZone: "Asia/Ho_Chi_Minh",
 				Preferences: recipients.Preferences{Channels: map[string][]string{"critical": {"sms"}},
-					QuietHours: &recipients.QuietHours{Start: "22:00", End: "06:00"}, Muted: []ups.Serial{"110000000001"}},
+					QuietHours: &recipients.QuietHours{Start: "22:00", End: "06:00"}, Muted: []ups.Serial{"110000000001"},
+					WeeklyReportOff: true},
 				Units: []ups.Serial{"110000000001"}, Sites: []string{"hq"},
 				Dropped:   []recipients.Dropped{{Channel: "fcm", Contact: "fcm:…abcd", Reason: "unregistered", At: at}},
 				Tokens:    []recipients.TokenInfo{{ID: "0123456789ab", Name: "phone", CreatedAt: at}},

@@ -97,10 +97,7 @@ func ReportUnits(p Principal, units interface {
 		if !found {
 			return nil, scopeError{ErrReportNotFound, "no account with this id"}
 		}
-		return match(func(u registry.Unit) bool {
-			return slices.Contains(acct.Units, u.Serial) ||
-				acct.Role == recipients.RoleManager && u.Site != "" && slices.Contains(acct.Sites, u.Site)
-		}), nil
+		return match(func(u registry.Unit) bool { return acct.InFleet(u.Serial, u.Site) }), nil
 	}
 	return nil, scopeError{ErrReportQuery, "scope: unit, site or account"}
 }

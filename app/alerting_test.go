@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/upswatch/upswatch/config"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/notify/apns/apnsfake"
 	"github.com/upswatch/upswatch/notify/fcm/fcmfake"
 	"github.com/upswatch/upswatch/notify/sms/smsfake"
@@ -103,13 +104,13 @@ func TestOnBatteryReachesEveryChannelOnce(t *testing.T) {
 	var alerts struct {
 		Alerts []map[string]any `json:"alerts"`
 	}
-	eventually(t, "alert listed as firing", 5*time.Second, func() bool {
+	wait.Within(t, 5*time.Second, "alert listed as firing", func() bool {
 		code, _ := in.do("GET", "/v1/alerts?state=firing", nil, &alerts)
 		return code == http.StatusOK && len(alerts.Alerts) > 0
 	})
 	// Once the rule engine has evaluated the fourth reading, any event it
 	// caused would already be on its way.
-	eventually(t, "fourth reading evaluated", 5*time.Second, func() bool {
+	wait.Within(t, 5*time.Second, "fourth reading evaluated", func() bool {
 		return in.metric("upswatch_rules_readings_evaluated_total") >= 4
 	})
 	if _, err := fcm.WaitRequests(2, 300*time.Millisecond); err == nil {

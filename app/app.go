@@ -42,13 +42,21 @@ type App struct {
 	started  chan struct{}
 	retry    retryPolicy
 	areaTick time.Duration // the area evaluator's tick (0: its default)
+	// now is the clock of the notifier and the weekly summary (nil: the
+	// machine's); weeklyTrigger, when set, makes the summary sender look
+	// at the accounts on each receive instead of every minute. Tests set
+	// both to send a given Monday's summaries.
+	now           func() time.Time
+	weeklyTrigger <-chan time.Time
+
 	httpAddr string
 	mqttURL  string
 	token    string
 	// Addresses of the embedded broker's TLS and WebSocket listeners.
 	mqttTLSAddr, mqttWSAddr string
-	// loginLimiter slows console password guessing (counted in metrics).
-	loginLimiter *access.FailureLimiter
+	// loginLimiter slows console password guessing, one budget for every
+	// instance (counted in metrics).
+	loginLimiter *access.SharedFailureLimiter
 }
 
 // New validates the configuration; Run starts everything.
@@ -200,8 +208,12 @@ func (a *App) start(ctx context.Context, g *group, reg *prometheus.Registry) err
 	if err != nil {
 		return err
 	}
+	rp, err := a.startReports(g, b, dev, hist, nt, reg)
+	if err != nil {
+		return err
+	}
 	var in ingestRef // ready-checked by the API before the ingest starts
-	if err := a.startHTTP(ctx, g, reg, b, dev, hist, al, nt, hub, &in); err != nil {
+	if err := a.startHTTP(ctx, g, reg, b, dev, hist, al, nt, rp, hub, &in); err != nil {
 		return err
 	}
 	return a.startIngest(ctx, g, reg, b, dev, mq, &in)

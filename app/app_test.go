@@ -8,6 +8,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 // The whole pipeline on embedded defaults: register through the API,
@@ -28,7 +30,7 @@ func TestEndToEndThreePayloadForms(t *testing.T) {
 	// 3. upsc text verbatim (time of receipt).
 	publish(t, dev, topic, "battery.charge: 100\nbattery.runtime: 3000\ninput.voltage: 229.5\nups.status: OL CHRG\nups.load: 23\ndevice.model: Back-UPS XS 1500\n")
 
-	eventually(t, "upsc reading is the latest", 10*time.Second, func() bool {
+	wait.Within(t, 10*time.Second, "upsc reading is the latest", func() bool {
 		l := in.latest("123456789012")
 		return l != nil && l["ups.status"] == "OL CHRG"
 	})
@@ -83,7 +85,7 @@ func TestRejectionReasons(t *testing.T) {
 	}
 	// A good reading after all of them still lands.
 	publish(t, dev, topic, `{"battery.charge":42,"ups.status":"OL"}`)
-	eventually(t, "good reading stored", 10*time.Second, func() bool {
+	wait.Within(t, 10*time.Second, "good reading stored", func() bool {
 		l := in.latest("123456789012")
 		return l != nil && l["battery.charge"] == 42.0
 	})
@@ -150,7 +152,7 @@ func TestGarbageFloodDoesNotDelayOthers(t *testing.T) {
 			bad.Publish("ups/111111111111/telemetry", 1, false, `{"battery.charge": garbage`)
 		}
 	}()
-	eventually(t, "flood under way", 10*time.Second, func() bool {
+	wait.Within(t, 10*time.Second, "flood under way", func() bool {
 		return in.metric(`upswatch_ingest_messages_rejected_total{reason="malformed"}`) >= 100 &&
 			in.metric("upswatch_mqtt_broker_rate_limited_total") > 0
 	})
@@ -158,7 +160,7 @@ func TestGarbageFloodDoesNotDelayOthers(t *testing.T) {
 	for i := range 20 {
 		sent := time.Now()
 		publish(t, good, "ups/222222222222/telemetry", fmt.Sprintf(`{"battery.charge":%d}`, i))
-		eventually(t, "good reading stored during flood", 10*time.Second, func() bool {
+		wait.Within(t, 10*time.Second, "good reading stored during flood", func() bool {
 			l := in.latest("222222222222")
 			return l != nil && l["battery.charge"] == float64(i)
 		})
@@ -179,7 +181,7 @@ func TestRestartKeepsRegistryAndHistory(t *testing.T) {
 	in := start(t, testConfig(t, dir))
 	u := in.register("1234567890123456")
 	publish(t, in.device(u), "ups/1234567890123456/telemetry", `{"battery.charge":61,"ups.status":"OL"}`)
-	eventually(t, "reading stored", 10*time.Second, func() bool { return in.latest("1234567890123456") != nil })
+	wait.Within(t, 10*time.Second, "reading stored", func() bool { return in.latest("1234567890123456") != nil })
 	token := in.app.AdminToken()
 	in.stop()
 
@@ -196,7 +198,7 @@ func TestRestartKeepsRegistryAndHistory(t *testing.T) {
 	}
 	// The device's credentials still work.
 	publish(t, again.device(u), "ups/1234567890123456/telemetry", `{"battery.charge":62}`)
-	eventually(t, "reading after restart", 10*time.Second, func() bool {
+	wait.Within(t, 10*time.Second, "reading after restart", func() bool {
 		l := again.latest("1234567890123456")
 		return l != nil && l["battery.charge"] == 62.0
 	})

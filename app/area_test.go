@@ -18,12 +18,13 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upswatch/upswatch/area"
 	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/bus/bustest"
 	"github.com/upswatch/upswatch/config"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/notify/fcm/fcmfake"
 	"github.com/upswatch/upswatch/notify/pipeline"
 	"github.com/upswatch/upswatch/notify/sms/smsfake"
@@ -68,15 +69,7 @@ func TestBlackoutIsOneMessage(t *testing.T) {
 	c.Notify.SMS = config.NotifySMS{Endpoint: sms.URL(), AccountSID: "AC0123456789", AuthToken: "sms-auth-token",
 		From: "+15550001111", SegmentsPerSecond: 100, Burst: 100}
 	in := start(t, c)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := bustest.Dial(t, url)
 
 	add := func(site string, n, base int) []fleetUnit {
 		out := make([]fleetUnit, n)
@@ -182,7 +175,7 @@ func TestBlackoutIsOneMessage(t *testing.T) {
 		} `json:"alerts"`
 	}
 	var anchor string // the site_outage's first unit
-	eventually(t, "site_outage listed as firing", time.Minute, func() bool {
+	wait.Within(t, time.Minute, "site_outage listed as firing", func() bool {
 		code, _ := in.do("GET", "/v1/alerts?state=firing&site=hq", nil, &active)
 		for _, a := range active.Alerts {
 			if a.Rule == area.SiteOutage && a.Area == "hq" && len(a.Units) >= 60 {
@@ -203,7 +196,7 @@ func TestBlackoutIsOneMessage(t *testing.T) {
 	// Everything since power came back at b-20s.
 	sendStep(lost, func(int) string { return reading(-20*time.Second, "OL CHRG", 1400) })
 	restored := time.Now()
-	eventually(t, "site_outage resolved", time.Minute, func() bool {
+	wait.Within(t, time.Minute, "site_outage resolved", func() bool {
 		code, _ := in.do("GET", "/v1/alerts?state=firing&site=hq", nil, &active)
 		for _, a := range active.Alerts {
 			if a.Rule == area.SiteOutage {
@@ -294,7 +287,7 @@ func TestBlackoutIsOneMessage(t *testing.T) {
 	}
 	wg.Wait()
 	evaluated += silentUnits
-	eventually(t, "site_unreachable listed as firing", time.Minute, func() bool {
+	wait.Within(t, time.Minute, "site_unreachable listed as firing", func() bool {
 		in.do("GET", "/v1/alerts?state=firing&site=net", nil, &active)
 		for _, a := range active.Alerts {
 			if a.Rule == area.SiteUnreachable && a.Area == "net" {
@@ -346,7 +339,7 @@ func containsText(ss []string, sub string) bool {
 // senders.
 func waitQuiet(t *testing.T, in *instance, js jetstream.JetStream, n float64) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%v readings evaluated", n), 30*time.Second, func() bool {
+	wait.Within(t, 30*time.Second, fmt.Sprintf("%v readings evaluated", n), func() bool {
 		return in.metric("upswatch_rules_readings_evaluated_total") >= n
 	})
 	var consumers [][2]string
@@ -355,7 +348,7 @@ func waitQuiet(t *testing.T, in *instance, js jetstream.JetStream, n float64) {
 	}
 	consumers = append(consumers, [][2]string{{engine.AlertsStream, area.Consumer}, {engine.AlertsStream, pipeline.IntakeConsumer},
 		{pipeline.OutboxStream, pipeline.SenderConsumerPrefix + "fcm"}, {pipeline.OutboxStream, pipeline.SenderConsumerPrefix + "sms"}}...)
-	eventually(t, "alerts and notifications settled", 60*time.Second, func() bool {
+	wait.Within(t, 60*time.Second, "alerts and notifications settled", func() bool {
 		for _, sc := range consumers {
 			ci, err := js.Consumer(context.Background(), sc[0], sc[1])
 			if err != nil {

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 // TestBatteryLifecycle runs the whole daemon: a unit whose battery.date
@@ -29,7 +31,7 @@ func TestBatteryLifecycle(t *testing.T) {
 		}
 	}
 	var rep report
-	eventually(t, "battery report from the reading", 10*time.Second, func() bool {
+	wait.Within(t, 10*time.Second, "battery report from the reading", func() bool {
 		code, _ := in.do("GET", "/v1/units/"+serial+"/battery", nil, &rep)
 		return code == http.StatusOK && len(rep.Alerts) == 1
 	})
@@ -42,7 +44,7 @@ func TestBatteryLifecycle(t *testing.T) {
 			Rule string `json:"rule"`
 		} `json:"alerts"`
 	}
-	eventually(t, "battery_age listed as firing", 10*time.Second, func() bool {
+	wait.Within(t, 10*time.Second, "battery_age listed as firing", func() bool {
 		code, _ := in.do("GET", "/v1/alerts?state=firing", nil, &alerts)
 		for _, a := range alerts.Alerts {
 			if a.Rule == "battery_age" {
@@ -56,7 +58,7 @@ func TestBatteryLifecycle(t *testing.T) {
 	if code, body := in.do("PUT", "/v1/units/"+serial+"/battery/install-date", map[string]any{"date": day}, &rep); code != http.StatusOK {
 		t.Fatalf("install date: %d %s", code, body)
 	}
-	eventually(t, "the owner's date applied and battery_age resolved", 10*time.Second, func() bool {
+	wait.Within(t, 10*time.Second, "the owner's date applied and battery_age resolved", func() bool {
 		code, _ := in.do("GET", "/v1/units/"+serial+"/battery", nil, &rep)
 		return code == http.StatusOK && rep.Install.Source == "owner" && len(rep.Alerts) == 0
 	})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/upswatch/upswatch/config"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/notify/fcm/fcmfake"
 )
 
@@ -241,7 +242,7 @@ func TestConsoleAPI(t *testing.T) {
 		}
 		return out.Alerts
 	}
-	eventually(t, "alert listed as firing", 10*time.Second, func() bool { return len(activeOf("lan")) == 1 })
+	wait.Within(t, 10*time.Second, "alert listed as firing", func() bool { return len(activeOf("lan")) == 1 })
 
 	// Acknowledge, silence and audit, role by role.
 	for _, tc := range []struct {
@@ -294,7 +295,7 @@ func TestConsoleAPI(t *testing.T) {
 		Reason string
 	}
 	var acts struct{ Actions []action }
-	eventually(t, "acknowledgement cleared", 10*time.Second, func() bool {
+	wait.Within(t, 10*time.Second, "acknowledgement cleared", func() bool {
 		code, _ := in.call(tokens["lan"], "GET", "/v1/units/"+a+"/alert-actions", nil, &acts)
 		return code == http.StatusOK && len(acts.Actions) == 3 && acts.Actions[2].Action == "ack_cleared"
 	})
@@ -308,7 +309,7 @@ func TestConsoleAPI(t *testing.T) {
 	var ds struct {
 		Deliveries []struct{ Kind, Outcome, Channel string }
 	}
-	eventually(t, "silenced restored audited", 10*time.Second, func() bool {
+	wait.Within(t, 10*time.Second, "silenced restored audited", func() bool {
 		code, _ := in.call(tokens["lan"], "GET", "/v1/alerts/"+pathID+"/deliveries", nil, &ds)
 		for _, d := range ds.Deliveries {
 			if code == http.StatusOK && d.Kind == "resolved" && d.Outcome == "silenced" && d.Channel == "fcm" {
@@ -322,7 +323,7 @@ func TestConsoleAPI(t *testing.T) {
 	}
 
 	// The history has every reading of A (it is written asynchronously).
-	eventually(t, "history caught up", 10*time.Second, func() bool {
+	wait.Within(t, 10*time.Second, "history caught up", func() bool {
 		var l map[string]any
 		code, _ := in.call(tokens["lan"], "GET", "/v1/units/"+a+"/latest", nil, &l)
 		return code == http.StatusOK && l["ups.status"] == "OL CHRG"

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 // TestDeletedUnitLeavesNoAlerts: through the API, a unit on battery is
@@ -54,12 +56,12 @@ func TestDeletedUnitLeavesNoAlerts(t *testing.T) {
 	}
 
 	outage(in.register(serial))
-	eventually(t, "on_battery listed as firing", 10*time.Second, func() bool { return len(firing()) == 1 })
+	wait.Within(t, 10*time.Second, "on_battery listed as firing", func() bool { return len(firing()) == 1 })
 
 	if code, body := in.do("DELETE", "/v1/units/"+serial, nil, nil); code != http.StatusNoContent && code != http.StatusOK {
 		t.Fatalf("delete unit: %d %s", code, body)
 	}
-	eventually(t, "the rule engine forgot the unit", 10*time.Second, func() bool {
+	wait.Within(t, 10*time.Second, "the rule engine forgot the unit", func() bool {
 		return in.metric("upswatch_rules_units_forgotten_total") == 1
 	})
 	if got := firing(); len(got) != 0 {
@@ -67,8 +69,8 @@ func TestDeletedUnitLeavesNoAlerts(t *testing.T) {
 	}
 
 	outage(in.register(serial))
-	eventually(t, "a new on_battery after re-registration", 10*time.Second, func() bool { return onBatteryFirings() == 2 })
-	eventually(t, "listed as firing again", 10*time.Second, func() bool { return len(firing()) == 1 })
+	wait.Within(t, 10*time.Second, "a new on_battery after re-registration", func() bool { return onBatteryFirings() == 2 })
+	wait.Within(t, 10*time.Second, "listed as firing again", func() bool { return len(firing()) == 1 })
 	if n := in.metric("upswatch_history_undecodable_total"); n != 0 {
 		t.Fatalf("the recorder counted %v undecodable messages (the deletion is an empty batch to it)", n)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/upswatch/upswatch/config"
 	"github.com/upswatch/upswatch/internal/servetest"
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 // instance is a whole upswatch running in-process (servetest), with the
@@ -75,7 +76,7 @@ func (in *instance) stop() { in.Stop(in.t) }
 
 func (in *instance) waitReady() {
 	in.t.Helper()
-	eventually(in.t, "ready", 20*time.Second, in.Ready)
+	wait.Within(in.t, 20*time.Second, "ready", in.Ready)
 }
 
 // doAs calls the API with a token ("" = the admin token).
@@ -121,12 +122,6 @@ func publish(t *testing.T, c paho.Client, topic string, body any) {
 // metric reads one sample of /metrics (labels as they print, e.g.
 // `{reason="nan_inf"}`), 0 when absent.
 func (in *instance) metric(name string) float64 { in.t.Helper(); return in.Metric(name) }
-
-// eventually polls cond (fed by asynchronous pipelines) until a deadline.
-func eventually(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	servetest.Eventually(t, what, within, cond)
-}
 
 func (in *instance) latest(serial string) map[string]any {
 	var out map[string]any

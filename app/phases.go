@@ -30,6 +30,7 @@ import (
 	"github.com/upswatch/upswatch/notify/templates"
 	"github.com/upswatch/upswatch/registry"
 	"github.com/upswatch/upswatch/report"
+	"github.com/upswatch/upswatch/report/weekly"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/rules/engine"
 	"github.com/upswatch/upswatch/store"
@@ -205,6 +206,7 @@ type notifyPhase struct {
 	accounts *recipients.Store
 	acts     *actions.Store
 	notifier *pipeline.Pipeline
+	tmpl     *templates.Set
 }
 
 func (a *App) startNotify(ctx context.Context, g *group, b busPhase, dev devicesPhase, al alertingPhase,
@@ -248,13 +250,57 @@ func (a *App) startNotify(ctx context.Context, g *group, b busPhase, dev devices
 		MaxBackoff:     a.cfg.Notify.Retry.MaxBackoff,
 		MaxAttempts:    a.cfg.Notify.Retry.MaxAttempts,
 		Replicas:       a.cfg.NATS.Replicas, Logger: a.log, Registerer: reg,
-		Silences: acts, Folds: al.folds,
+		Silences: acts, Folds: al.folds, Now: a.now,
 	})
 	if err != nil {
 		return notifyPhase{}, err
 	}
 	g.goRun("notify", notifier.Run)
-	return notifyPhase{keys: keys, keysPath: keysPath, accounts: accounts, acts: acts, notifier: notifier}, nil
+	return notifyPhase{keys: keys, keysPath: keysPath, accounts: accounts, acts: acts, notifier: notifier, tmpl: tmpl}, nil
+}
+
+// reportsPhase is the power reports: the reporter the API serves them
+// with, and the weekly summary sender (nil when report.weekly is off).
+type reportsPhase struct {
+	reporter *report.Reporter
+	weekly   *weekly.Sender
+}
+
+func (a *App) startReports(g *group, b busPhase, dev devicesPhase, hist historyPhase, nt notifyPhase,
+	reg prometheus.Registerer) (reportsPhase, error) {
+	reporter, err := report.New(hist.hist, engine.NewAlerts(b.js, dev.units))
+	if err != nil {
+		return reportsPhase{}, fmt.Errorf("reports: %w", err)
+	}
+	if !a.cfg.Report.Weekly {
+		return reportsPhase{reporter: reporter}, nil
+	}
+	// Every instance runs the sender: the claim in its bucket lets one
+	// send each account's week, and another take over when it stops.
+	w, err := weekly.New(b.js, weekly.Config{Accounts: nt.accounts, Units: dev.units, Reports: reporter,
+		Outbox: nt.notifier, Templates: nt.tmpl, At: a.cfg.Report.WeeklyAt, Trigger: a.weeklyTrigger,
+		InstanceID: a.instanceID(), Replicas: a.cfg.NATS.Replicas, Logger: a.log, Registerer: reg, Now: a.now})
+	if err != nil {
+		return reportsPhase{}, err
+	}
+	g.goRun("weekly summary", w.Run)
+	return reportsPhase{reporter: reporter, weekly: w}, nil
+}
+
+// erasingNotifier is the notifier for the API, erasing an account's
+// weekly summary claims (keyed by its id) with its notification records.
+type erasingNotifier struct {
+	*pipeline.Pipeline
+	weekly *weekly.Sender
+}
+
+func (e erasingNotifier) EraseRecipient(ctx context.Context, accountID string) (int, error) {
+	n, err := e.Pipeline.EraseRecipient(ctx, accountID)
+	if err != nil {
+		return n, err
+	}
+	m, err := e.weekly.Erase(ctx, accountID)
+	return n + m, err
 }
 
 // mqttPhase is where the ingest reads devices: the embedded broker
@@ -348,8 +394,8 @@ func (r *ingestRef) ready() bool {
 
 // readyChecks are the API's readiness checks, one per part.
 func readyChecks(sup *supervisor, b busPhase, dev devicesPhase, hist historyPhase, al alertingPhase, nt notifyPhase,
-	hub *live.Hub, in *ingestRef) []api.ReadyCheck {
-	return []api.ReadyCheck{
+	rp reportsPhase, hub *live.Hub, in *ingestRef) []api.ReadyCheck {
+	checks := []api.ReadyCheck{
 		{Name: "bus", Ready: b.nc.IsConnected},
 		{Name: "registry", Ready: sup.check("registry", closed(dev.units.Ready))},
 		{Name: "revocations", Ready: sup.check("revocations", closed(dev.revoked.Ready))},
@@ -363,12 +409,16 @@ func readyChecks(sup *supervisor, b busPhase, dev devicesPhase, hist historyPhas
 		{Name: "ingest", Ready: sup.check("ingest", in.ready)},
 		{Name: "live", Ready: sup.check("live events", closed(hub.Ready))},
 	}
+	if rp.weekly != nil {
+		checks = append(checks, api.ReadyCheck{Name: "weekly summary", Ready: sup.check("weekly summary", closed(rp.weekly.Ready))})
+	}
+	return checks
 }
 
 // startHTTP serves the API and the console (readiness reports the parts
 // as they come up).
 func (a *App) startHTTP(ctx context.Context, g *group, reg *prometheus.Registry, b busPhase, dev devicesPhase,
-	hist historyPhase, al alertingPhase, nt notifyPhase, hub *live.Hub, in *ingestRef) error {
+	hist historyPhase, al alertingPhase, nt notifyPhase, rp reportsPhase, hub *live.Hub, in *ingestRef) error {
 	var catalog api.Catalog
 	if c, err := a.loadProducts(); err != nil {
 		return err
@@ -378,26 +428,28 @@ func (a *App) startHTTP(ctx context.Context, g *group, reg *prometheus.Registry,
 	srv, err := api.New(api.Config{
 		AdminToken: a.token, Broker: a.mqttURL, TopicPrefix: a.cfg.MQTT.TopicPrefix,
 		Units:   deletingUnits{Registry: dev.units, js: b.js, partitions: a.cfg.NATS.Partitions},
-		History: hist.hist, Ready: readyChecks(g.sup, b, dev, hist, al, nt, hub, in), Gatherer: reg, Logger: a.log,
+		History: hist.hist, Ready: readyChecks(g.sup, b, dev, hist, al, nt, rp, hub, in), Gatherer: reg, Logger: a.log,
 		Catalog: catalog, RatePerSecond: a.cfg.HTTP.RatePerSecond, RateBurst: a.cfg.HTTP.RateBurst,
 		RotateKeys: (&keyRotator{keys: nt.keys, path: nt.keysPath, accounts: nt.accounts}).rotate,
 	})
 	if err != nil {
 		return err
 	}
-	srv.HandleNotify(nt.accounts, nt.notifier)
+	var notifier api.Notifier = nt.notifier
+	if rp.weekly != nil {
+		notifier = erasingNotifier{Pipeline: nt.notifier, weekly: rp.weekly}
+	}
+	srv.HandleNotify(nt.accounts, notifier)
 	alerts := engine.NewAlerts(b.js, dev.units)
 	srv.HandleAlerts(alerts)
 	srv.HandleAlertActions(alerts, nt.acts)
 	srv.HandleOutages(alerts, nt.notifier)
-	reporter, err := report.New(hist.hist, alerts)
-	if err != nil {
-		return fmt.Errorf("reports: %w", err)
-	}
-	srv.HandleReports(reporter)
+	srv.HandleReports(rp.reporter)
 	srv.HandleEvents(hub)
 	srv.HandleDeviceCredentials(deviceCredentials{dev.units, dev.revoked})
-	a.loginLimiter = loginLimiter(reg)
+	if a.loginLimiter, err = a.openLoginLimiter(ctx, b.js, nt.keys, reg); err != nil {
+		return err
+	}
 	srv.HandleBattery(battery.NewStore(b.js, nil))
 	if err := a.mountConsole(ctx, b.js, srv, dev.units, hist.hist, alerts, nt.accounts, nt.notifier, nt.acts); err != nil {
 		return err

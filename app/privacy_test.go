@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/store/sqlite"
 )
 
@@ -84,7 +85,7 @@ func TestPersonalDataSealedExportedErased(t *testing.T) {
 	publish(t, dev, topic, fmt.Sprintf(`{"ts":%d,"ups.status":"OL","battery.charge":100}`, now.Add(-20*time.Second).UnixMilli()))
 	publish(t, dev, topic, fmt.Sprintf(`{"ts":%d,"ups.status":"OB DISCHRG","battery.charge":98}`, now.Add(-10*time.Second).UnixMilli()))
 	publish(t, dev, topic, fmt.Sprintf(`{"ts":%d,"ups.status":"OB DISCHRG","battery.charge":77}`, now.UnixMilli()))
-	eventually(t, "readings stored", 10*time.Second, func() bool {
+	wait.Within(t, 10*time.Second, "readings stored", func() bool {
 		l := in.latest("110000000042")
 		return l != nil && l["battery.charge"] == 77.0
 	})
@@ -115,7 +116,7 @@ func TestPersonalDataSealedExportedErased(t *testing.T) {
 		} `json:"notifications"`
 	}
 	var export string
-	eventually(t, "alert notified and recorded", 10*time.Second, func() bool {
+	wait.Within(t, 10*time.Second, "alert notified and recorded", func() bool {
 		ex.NotificationLog, ex.Notifications = nil, nil
 		code, body := in.call(tok.Token, "GET", "/v1/accounts/priv/export", nil, &ex)
 		export = body

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 // The daemon serves /v1/reports from its history store and alert
@@ -30,7 +32,7 @@ func TestReportServed(t *testing.T) {
 	}
 	for _, q := range []string{"scope=unit&id=123456789012", "scope=site&id=hq"} {
 		var got rep
-		eventually(t, "the outage in the "+q+" report", 10*time.Second, func() bool {
+		wait.Within(t, 10*time.Second, "the outage in the "+q+" report", func() bool {
 			got = rep{}
 			code, _ := in.do("GET", "/v1/reports?"+q+rng, nil, &got)
 			// Until the engine has seen the unit back on line, its

@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/bus/bustest"
 	"github.com/upswatch/upswatch/config"
 	"github.com/upswatch/upswatch/internal/servetest"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/store/recorder"
 )
 
@@ -90,15 +91,7 @@ func TestFailedComponentIsRetried(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			url := natsServer(t)
-			nc, err := nats.Connect(url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(nc.Close)
-			js, err := jetstream.New(nc)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, js := bustest.Dial(t, url)
 			fix := tc.breakIt(t, js)
 			c := testConfig(t, t.TempDir())
 			c.NATS.URL = url
@@ -119,7 +112,7 @@ func TestFailedComponentIsRetried(t *testing.T) {
 				return
 			}
 			restarts := `upswatch_component_restarts_total{component="` + tc.restarted + `"}`
-			eventually(t, "the failed component run again twice", 10*time.Second, func() bool { return in.metric(restarts) >= 2 })
+			wait.Within(t, 10*time.Second, "the failed component run again twice", func() bool { return in.metric(restarts) >= 2 })
 			code, states := in.readiness()
 			if code != 503 {
 				t.Fatalf("readyz %d %v while the cause stays, want 503", code, states)

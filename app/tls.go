@@ -1,16 +1,19 @@
 package app
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/upswatch/upswatch/access"
 	"github.com/upswatch/upswatch/certs"
+	"github.com/upswatch/upswatch/keyring"
 	"github.com/upswatch/upswatch/registry"
 )
 
@@ -54,6 +57,11 @@ func (a *App) httpTLS() (*tls.Config, error) {
 }
 
 // connectFailures is the limiter of failed MQTT CONNECTs (nil: off).
+// It stays in memory, per instance, unlike the console's: it sits on the
+// device connection path, where a NATS round trip per CONNECT during a
+// reconnect storm (a site's power back, hundreds of units at once) would
+// slow every device and load NATS just when it is busiest. A guesser
+// spreading over N instances gets N times a budget of a handful a minute.
 func (a *App) connectFailures() *access.FailureLimiter {
 	m := a.cfg.MQTT
 	if m.ConnectFailuresPerUnit == 0 {
@@ -62,18 +70,28 @@ func (a *App) connectFailures() *access.FailureLimiter {
 	return access.NewFailureLimiter(m.ConnectFailuresPerUnit, m.ConnectFailuresPerAddress, m.ConnectFailureRefill)
 }
 
-// loginLimiter is the console's limiter of failed sign-ins (5 per
-// account, 20 per address, one back every 3 minutes), its counts
-// exported.
-func loginLimiter(reg prometheus.Registerer) *access.FailureLimiter {
-	l := access.NewFailureLimiter(5, 20, 3*time.Minute)
+// openLoginLimiter opens the console's limiter of failed sign-ins (5 per
+// account, 20 per address, one back every 3 minutes), shared by every
+// instance on the NATS through upswatch_login_failures so that spreading
+// guesses over instances gains nothing; its counts exported.
+func (a *App) openLoginLimiter(ctx context.Context, js jetstream.JetStream, keys *keyring.Keyring, reg prometheus.Registerer) (*access.SharedFailureLimiter, error) {
+	l, err := access.OpenSharedFailureLimiter(ctx, js, access.SharedLimiterOptions{
+		AccountBurst: 5, AddrBurst: 20, Every: 3 * time.Minute, Replicas: a.cfg.NATS.Replicas,
+		Logger: a.log.With("component", "console"), Pseudonym: keys.BlindIndex,
+	})
+	if err != nil {
+		return nil, err
+	}
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "upswatch_console_login_failures_total",
-			Help: "Failed console sign-ins."}, func() float64 { f, _ := l.Counts(); return float64(f) }),
+			Help: "Failed console sign-ins."}, func() float64 { f, _, _ := l.Counts(); return float64(f) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "upswatch_console_logins_throttled_total",
 			Help: "Console sign-ins refused unchecked: too many failures for the account or from the address."},
-			func() float64 { _, t := l.Counts(); return float64(t) }))
-	return l
+			func() float64 { _, t, _ := l.Counts(); return float64(t) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "upswatch_console_login_limiter_unavailable_total",
+			Help: "Console sign-in limit checks or records answered per instance, the shared bucket unreachable or slow."},
+			func() float64 { _, _, u := l.Counts(); return float64(u) }))
+	return l, nil
 }
 
 // warnPlain logs a warning for a plain-text listener bound to an address

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/upswatch/upswatch/internal/testcerts"
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 // Devices and people over TLS: mosquitto_pub with --cafile publishes to
@@ -51,7 +52,7 @@ func TestTLSEndToEnd(t *testing.T) {
 	if err := pub("--cafile", caFile); err != nil {
 		t.Fatalf("mosquitto_pub --cafile: %s", err.(*exec.ExitError).Stderr)
 	}
-	eventually(t, "reading stored", 15*time.Second, func() bool {
+	wait.Within(t, 15*time.Second, "reading stored", func() bool {
 		l := in.latest("123456789012")
 		return l != nil && l["input.voltage"] == 231.5
 	})
@@ -85,6 +86,11 @@ func TestTLSEndToEnd(t *testing.T) {
 	}
 	if f, th := in.metric("upswatch_console_login_failures_total"), in.metric("upswatch_console_logins_throttled_total"); f != 5 || th != 1 {
 		t.Fatalf("console sign-in failures %v, throttled %v; want 5 and 1", f, th)
+	}
+	// The shared limit's bucket was there throughout: exported, and no
+	// fallback.
+	if _, body := in.Call("GET", "/metrics", nil, nil); !strings.Contains(body, "\nupswatch_console_login_limiter_unavailable_total 0\n") {
+		t.Fatal("metrics lack upswatch_console_login_limiter_unavailable_total 0")
 	}
 
 	// A certificate renewed on disk is what the next HTTPS connection

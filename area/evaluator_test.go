@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upswatch/upswatch/bus"
+	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/registry"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/rules/engine"
@@ -31,15 +33,7 @@ func (f fakeUnits) List() []registry.Unit {
 
 func connect(t *testing.T, url string) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := bustest.Dial(t, url)
 	return js
 }
 
@@ -134,7 +128,7 @@ func TestEvaluatorHandover(t *testing.T) {
 	}
 	settled := func() {
 		t.Helper()
-		waitFor(t, "area consumer settled", func() bool {
+		wait.For(t, "area consumer settled", func() bool {
 			c, err := js.Consumer(ctx, engine.AlertsStream, Consumer)
 			if err != nil {
 				return false
@@ -162,7 +156,7 @@ func TestEvaluatorHandover(t *testing.T) {
 		fired = append(fired, publish(rules.Firing, i, t0.Add(time.Duration(i)*time.Second)))
 	}
 	other := publish(rules.Firing, 9, t0) // another site: its own area, alone
-	waitFor(t, "site_outage fired", func() bool { return len(kinds()) == 1 })
+	wait.For(t, "site_outage fired", func() bool { return len(kinds()) == 1 })
 	settled()
 	for _, tc := range []struct {
 		ev   *rules.Event
@@ -177,6 +171,38 @@ func TestEvaluatorHandover(t *testing.T) {
 			t.Errorf("%s firing: %s, want %s", tc.ev.Serial, got, tc.want)
 		}
 	}
+	// An event the evaluator has not judged yet: Fold watches for the
+	// verdict rather than sending the pipeline away. The event is
+	// published only once Fold's watch exists (a consumer more on the
+	// bucket's stream), so the verdict cannot have been there before.
+	stream, err := js.Stream(ctx, "KV_"+Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumers := func() int {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Consumers
+	}
+	before := consumers()
+	folds.Settle = time.Minute
+	late := *fired[0]
+	late.Serial = serial(4)
+	late.Fingerprint = fmt.Sprintf("%s/on_battery/%d", serial(4), t0.UnixMilli())
+	got := make(chan string, 1)
+	go func() {
+		f, wait, err := folds.Fold(ctx, &late, 0)
+		got <- fmt.Sprintf("fold=%v wait=%v err=%v", f, wait > 0, err)
+	}()
+	wait.For(t, "Fold watching the verdict", func() bool { return consumers() > before })
+	publish(rules.Firing, 4, t0.Add(4*time.Second))
+	if g := <-got; g != "fold=true wait=false err=<nil>" {
+		t.Errorf("a unit joining the outage, judged while Fold watched: %s", g)
+	}
+	folds.Settle = 50 * time.Millisecond
+
 	// A resolved the evaluator has not seen yet waits for its verdict.
 	early := *fired[0]
 	early.Kind = rules.Resolved
@@ -193,10 +219,10 @@ func TestEvaluatorHandover(t *testing.T) {
 	runEvaluator(t, url, units, cfg)
 	stopA()
 	var resolved []*rules.Event
-	for i := 1; i <= 3; i++ {
+	for i := 1; i <= 4; i++ { // 4 joined while Fold watched
 		resolved = append(resolved, publish(rules.Resolved, i, t0.Add(time.Minute)))
 	}
-	waitFor(t, "site_outage resolved by the second instance", func() bool { return len(kinds()) == 2 })
+	wait.For(t, "site_outage resolved by the second instance", func() bool { return len(kinds()) == 2 })
 	settled()
 	if got := fmt.Sprint(kinds()); got != "[firing resolved]" {
 		t.Fatalf("area events %s, want one firing and one resolved", got)
@@ -226,16 +252,5 @@ func TestEvaluatorHandover(t *testing.T) {
 	}
 	if _, err := active.Get(ctx, string(serial(1))+"."+SiteOutage); err == nil {
 		t.Error("site_outage still in the active alerts after resolving")
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 20s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -19,8 +19,11 @@
 // (rule state per unit), upswatch_alerts_active (alerts firing now),
 // upswatch_alert_actions (live acks and silences), upswatch_notify_log
 // (notification log), upswatch_ingest_leases (ingest client leases),
-// upswatch_logins and upswatch_sessions (web console), upswatch_areas
-// (site outages), upswatch_battery (battery state per unit).
+// upswatch_logins and upswatch_sessions (web console),
+// upswatch_login_failures (the console's failed sign-in budget, shared by
+// every instance), upswatch_areas (site outages), upswatch_battery
+// (battery state per unit), upswatch_weekly (weekly summaries claimed or
+// sent).
 //
 // The READINGS stream's partition count P is stored in its metadata and
 // never changes for the stream's life: a unit always maps to one

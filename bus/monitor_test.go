@@ -13,6 +13,7 @@ import (
 
 	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 func TestStreamMonitorReportsFill(t *testing.T) {
@@ -36,13 +37,9 @@ func TestStreamMonitorReportsFill(t *testing.T) {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error)
 	go func() { done <- m.Run(runCtx) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for testutil.ToFloat64(m.FillGauge()) < 0.8 {
-		if time.Now().After(deadline) {
-			t.Fatalf("fill ratio = %v, want >= 0.8", testutil.ToFloat64(m.FillGauge()))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.Within(t, 5*time.Second, "the fill ratio at 0.8 or more", func() bool {
+		return testutil.ToFloat64(m.FillGauge()) >= 0.8
+	})
 	cancel()
 	<-done
 	if !strings.Contains(logs.String(), "readings stream filling up") || !strings.Contains(logs.String(), "percent_full=8") {

@@ -54,10 +54,17 @@ const (
 	// secrets and sessions.
 	LoginsBucket   = "upswatch_logins"
 	SessionsBucket = "upswatch_sessions"
+	// LoginFailuresBucket is the console's failed sign-in budget shared by
+	// every instance: a GCRA arrival time per SHA-256 of an account or
+	// client address, gone once idle (the bucket's MaxAge).
+	LoginFailuresBucket = "upswatch_login_failures"
 	// AreasBucket holds the site-outage evaluator's area states and
 	// verdicts; BatteryBucket each unit's battery state.
 	AreasBucket   = "upswatch_areas"
 	BatteryBucket = "upswatch_battery"
+	// WeeklyBucket holds the weekly summaries claimed or sent, keyed by
+	// <account>.<ISO week>: a create decides which instance sends.
+	WeeklyBucket = "upswatch_weekly"
 )
 
 // AlertSubject is the subject of an alert event of (serial, rule).

@@ -47,6 +47,7 @@ type Config struct {
 	Rules      Rules    `yaml:"rules"`
 	Keys       Keyring  `yaml:"keys"`
 	Products   Products `yaml:"products"`
+	Report     Report   `yaml:"report"`
 }
 
 // Keyring locates the keyring that seals personal data at rest.
@@ -66,6 +67,16 @@ type Products struct {
 	// else none (registrations by owners then check the serial's form
 	// only).
 	File string `yaml:"file"`
+}
+
+// Report configures what is sent of the power reports.
+type Report struct {
+	// Weekly sends each account a summary of its fleet's last week
+	// (package report/weekly) on Monday at WeeklyAt in its time zone,
+	// unless the account opted out (preferences.weekly_report_off).
+	Weekly bool `yaml:"weekly"`
+	// WeeklyAt is that time, "HH:MM".
+	WeeklyAt string `yaml:"weekly_at"`
 }
 
 // Log configures log/slog output.
@@ -311,6 +322,7 @@ func Default() Config {
 			ExpireAfter: time.Hour,
 			Retry:       NotifyRetry{InitialBackoff: time.Second, MaxBackoff: 5 * time.Minute},
 		},
+		Report: Report{Weekly: true, WeeklyAt: "08:00"},
 	}
 }
 
@@ -459,10 +471,14 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Notify.validate(bad)
+	if !clock.MatchString(c.Report.WeeklyAt) {
+		bad("report.weekly_at", "must be a time of day HH:MM, got %q", c.Report.WeeklyAt)
+	}
 	return errors.Join(errs...)
 }
 
 var (
+	clock    = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
 	e164     = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 	senderID = regexp.MustCompile(`^[A-Za-z0-9 ]{1,11}$`)
 )

@@ -114,6 +114,7 @@ func TestValidationErrors(t *testing.T) {
 		{"device auth needs ca", "mqtt:\n  cert_file: c\n  key_file: k\n  device_auth: certificate\n", nil, "config: mqtt.device_auth: certificate needs mqtt.client_ca"},
 		{"device auth value", "", map[string]string{"UPSWATCH_MQTT_DEVICE_AUTH": "token"}, `config: mqtt.device_auth: must be password, certificate or either, got "token"`},
 		{"failure limits together", "mqtt:\n  connect_failures_per_unit: 0\n", nil, "config: mqtt.connect_failures_per_address: must be set with mqtt.connect_failures_per_unit"},
+		{"weekly at", "", map[string]string{"UPSWATCH_REPORT_WEEKLY_AT": "8am"}, `config: report.weekly_at: must be a time of day HH:MM, got "8am"`},
 		{"backoff order", "notify:\n  retry:\n    initial_backoff: 1m\n    max_backoff: 1s\n", nil, "config: notify.retry.max_backoff: must be at least notify.retry.initial_backoff, got 1s"},
 	}
 	for _, tt := range tests {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/internal/testenv"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/keyring"
 	"github.com/upswatch/upswatch/notify/fcm/fcmfake"
 	"github.com/upswatch/upswatch/notify/pipeline"
@@ -169,7 +170,7 @@ func newClusterStack(t *testing.T, units, outageUnits int) *clusterStack {
 		}
 		devs[serial] = connectDevice(t, broker.URL, fmt.Sprintf("dev-%d", i), serial, "pw-"+serial)
 	}
-	eventually(t, "b's registry knows every unit", 20*time.Second, func() bool {
+	wait.Within(t, 20*time.Second, "b's registry knows every unit", func() bool {
 		for _, s := range ss {
 			if !b.known(s) {
 				return false
@@ -219,7 +220,7 @@ func (cs *clusterStack) settled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "rule engine and notifier consumers idle", 60*time.Second, func() bool {
+	wait.Within(t, 60*time.Second, "rule engine and notifier consumers idle", func() bool {
 		return consumersIdle(t, js, clusterPartitions)
 	})
 }
@@ -232,7 +233,7 @@ func TestClusterLosesNothing(t *testing.T) {
 	t.Cleanup(l.halt)
 	l.start()
 	const owned = "upswatch_rules_owned_partitions"
-	eventually(t, "both instances ingesting, every partition owned", 20*time.Second, func() bool {
+	wait.Within(t, 20*time.Second, "both instances ingesting, every partition owned", func() bool {
 		return a.metric("upswatch_ingest_readings_accepted_total") > 0 && b.metric("upswatch_ingest_readings_accepted_total") > 0 &&
 			a.metric(owned)+b.metric(owned) == partitions
 	})
@@ -303,7 +304,7 @@ func TestClusterRollingRestart(t *testing.T) {
 		d.start()
 		t.Logf("%s restarted and ready in %s", d.http, time.Since(began).Round(100*time.Millisecond))
 	}
-	eventually(t, "some load through", 20*time.Second, func() bool { return l.acked() >= units*3 })
+	wait.Within(t, 20*time.Second, "some load through", func() bool { return l.acked() >= units*3 })
 	restart(cs.a)
 	cs.mainsLost(l)
 	lost := time.Now()

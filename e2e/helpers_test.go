@@ -113,12 +113,6 @@ func startServer(t *testing.T, name string, c config.Config) *server {
 
 func (s *server) stop(t *testing.T) { s.srv.Stop(t) }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	servetest.Eventually(t, what, within, cond)
-}
-
 // serials returns n distinct 12-digit serials for a test.
 func serials(prefix, n int) []string {
 	out := make([]string, n)

@@ -8,6 +8,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/upswatch/upswatch/internal/testenv"
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 // InfluxDB goes down for a while under load and comes back: the history
@@ -34,12 +35,12 @@ func TestInfluxOutageUnderLoad(t *testing.T) {
 	t.Cleanup(l.halt)
 	l.start()
 
-	eventually(t, "a third of the load published", 30*time.Second, func() bool { return l.acked() >= units*perUnit/3 })
+	wait.Within(t, 30*time.Second, "a third of the load published", func() bool { return l.acked() >= units*perUnit/3 })
 	influx.Stop()
 	outage := time.Now()
 	// Let the outage last while the load goes on; the recorder must
 	// notice it.
-	eventually(t, "history writes failing", 20*time.Second, func() bool {
+	wait.Within(t, 20*time.Second, "history writes failing", func() bool {
 		return srv.metric("upswatch_history_write_errors_total") > 0
 	})
 	time.Sleep(3*time.Second - time.Since(outage))

@@ -13,6 +13,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/upswatch/upswatch/internal/testenv"
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 // The upswatch binary for the subprocess tests is built in the
@@ -206,7 +207,7 @@ func TestServeKilledUnderLoad(t *testing.T) {
 			t.Cleanup(l.halt)
 			l.start()
 
-			eventually(t, "a third of the load published", 30*time.Second, func() bool { return l.acked() >= tt.units*perUnit/3 })
+			wait.Within(t, 30*time.Second, "a third of the load published", func() bool { return l.acked() >= tt.units*perUnit/3 })
 			d.kill()
 			atKill := l.acked()
 			d.start()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/upswatch/upswatch/config"
 	"github.com/upswatch/upswatch/internal/testenv"
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 var ingestCred = testenv.Credential{Username: "upswatch-ingest", Password: "ingest-secret"}
@@ -52,17 +53,17 @@ func TestMosquittoRestartUnderLoad(t *testing.T) {
 	t.Cleanup(l.halt)
 	l.start()
 
-	eventually(t, "a third of the load published", 30*time.Second, func() bool { return l.acked() >= units*perUnit/3 })
+	wait.Within(t, 30*time.Second, "a third of the load published", func() bool { return l.acked() >= units*perUnit/3 })
 	broker.Stop()
-	eventually(t, "ingest reports not ready while the broker is down", 10*time.Second, func() bool { return !srv.ready() })
+	wait.Within(t, 10*time.Second, "ingest reports not ready while the broker is down", func() bool { return !srv.ready() })
 	time.Sleep(2 * time.Second) // the outage lasts
 	beforeRestart := l.acked()
 	broker.Start()
 	restarted := time.Now()
-	eventually(t, "ready again after the broker restart", 30*time.Second, srv.ready)
+	wait.Within(t, 30*time.Second, "ready again after the broker restart", srv.ready)
 	t.Logf("ingest ready %s after the broker restart; %d readings acked before it", time.Since(restarted).Round(time.Millisecond), beforeRestart)
 	accepted := srv.metric("upswatch_ingest_readings_accepted_total")
-	eventually(t, "new readings accepted after the restart", 30*time.Second, func() bool {
+	wait.Within(t, 30*time.Second, "new readings accepted after the restart", func() bool {
 		return srv.metric("upswatch_ingest_readings_accepted_total") > accepted
 	})
 
@@ -116,7 +117,7 @@ func TestSharedSubscriptionSplitsLoad(t *testing.T) {
 		a.register(serial)
 		devs[serial] = connectDevice(t, broker.URL, fmt.Sprintf("dev-%d", i), serial, "pw-"+serial)
 	}
-	eventually(t, "b's registry knows every unit", 20*time.Second, func() bool {
+	wait.Within(t, 20*time.Second, "b's registry knows every unit", func() bool {
 		for _, s := range ss {
 			if !b.known(s) {
 				return false

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/ups"
 )
 
@@ -114,25 +115,13 @@ func TestViewsConverge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return b.Authenticate("2222222222222222", pw) })
+	wait.For(t, "the other registry authenticates the new unit", func() bool { return b.Authenticate("2222222222222222", pw) })
 	if err := a.Remove(ctx, "111111111111"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return !b.Registered("111111111111") })
+	wait.For(t, "the other registry forgets the deleted unit", func() bool { return !b.Registered("111111111111") })
 	if got := len(b.List()); got != 1 {
 		t.Fatalf("List has %d units, want 1", got)
-	}
-}
-
-// waitFor polls a condition fed by an asynchronous watch, with a deadline.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -170,7 +159,7 @@ func TestRotatePasswordAndChangeListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return b.Authenticate("123456789012", old) })
+	wait.For(t, "the other registry takes the old password again", func() bool { return b.Authenticate("123456789012", old) })
 	_, pw, err := a.RotatePassword(ctx, "123456789012")
 	if err != nil {
 		t.Fatal(err)

@@ -31,6 +31,9 @@ type params struct {
 	// failureFirst marks the first bytes (both cases) of failureWords,
 	// so the test result is scanned once rather than once per word.
 	failureFirst [256]bool
+	// timing holds each rule's timing, read from RuleSet once here
+	// rather than through ruleDefs[id].timing on every reading.
+	timing [numRules]Common
 }
 
 func compile(rs RuleSet, historicalAfter time.Duration) *params {
@@ -40,6 +43,9 @@ func compile(rs RuleSet, historicalAfter time.Duration) *params {
 		p.failureWords = append(p.failureWords, w)
 		p.failureFirst[w[0]] = true
 		p.failureFirst[strings.ToUpper(w[:1])[0]] = true
+	}
+	for id := range numRules {
+		p.timing[id] = ruleDefs[id].timing(&p.RuleSet)
 	}
 	return p
 }

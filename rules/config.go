@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 	"sort"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -435,107 +434,17 @@ func (v *validator) common(p string, c Common) {
 	}
 }
 
+func (v *validator) simple(p string, c SimpleConfig) {
+	v.common(p, c.Common)
+	v.sev(p+".severity", c.Severity)
+}
+
+// validate checks every rule's configuration (ruleDefs); p prefixes the
+// keys named in the errors.
 func (rs *RuleSet) validate(p string) []error {
 	var v validator
-	r := p + "."
-	v.common(r+"on_battery", rs.OnBattery.Common)
-	v.sev(r+"on_battery.severity", rs.OnBattery.Severity)
-	v.rangeF(r+"on_battery.no_input_below", rs.OnBattery.NoInputBelow, 0, 1000)
-
-	pu := rs.PowerUnstable
-	v.sev(r+"power_unstable.severity", pu.Severity)
-	if pu.Interruptions < 2 || pu.Interruptions > 250 {
-		v.fail(r+"power_unstable.interruptions", "must be between 2 and 250")
-	}
-	v.dur(r+"power_unstable.window", pu.Window, 10*time.Second, 24*time.Hour)
-	v.dur(r+"power_unstable.quiet", pu.Quiet, 0, 24*time.Hour)
-	v.dur(r+"power_unstable.on_battery_for", pu.OnBatteryFor, 0, time.Hour)
-
-	lb := rs.LowBattery
-	v.common(r+"low_battery", lb.Common)
-	v.sev(r+"low_battery.severity", lb.Severity)
-	v.rangeF(r+"low_battery.charge_at_or_below", lb.ChargeAtOrBelow, 0, 100)
-	v.dur(r+"low_battery.runtime_at_or_below", lb.RuntimeAtOrBelow, 0, 24*time.Hour)
-	v.rangeF(r+"low_battery.clear_charge_margin", lb.ClearCharge, 0, 100)
-	v.dur(r+"low_battery.clear_runtime_margin", lb.ClearRuntime, 0, 24*time.Hour)
-
-	bw := rs.BatteryWarning
-	v.common(r+"battery_warning", bw.Common)
-	v.sev(r+"battery_warning.severity", bw.Severity)
-	v.rangeF(r+"battery_warning.charge_below", bw.ChargeBelow, 0, 100)
-	v.rangeF(r+"battery_warning.clear_charge_margin", bw.ClearCharge, 0, 100)
-
-	for _, s := range []struct {
-		name string
-		c    SimpleConfig
-	}{{"replace_battery", rs.ReplaceBattery}, {"bypass", rs.Bypass}, {"ups_off", rs.UPSOff}, {"fsd", rs.FSD}} {
-		v.common(r+s.name, s.c.Common)
-		v.sev(r+s.name+".severity", s.c.Severity)
-	}
-
-	ol := rs.Overload
-	v.common(r+"overload", ol.Common)
-	v.dur(r+"overload.window", ol.Window, time.Minute, 24*time.Hour)
-	v.rangeF(r+"overload.warn_above", ol.WarnAbove, 0, 1000)
-	v.rangeF(r+"overload.critical_above", ol.CriticalAbove, 0, 1000)
-	v.rangeF(r+"overload.warn_clear_below", ol.WarnClearBelow, 0, 1000)
-	v.rangeF(r+"overload.critical_clear_below", ol.CriticalClearBelow, 0, 1000)
-	if ol.WarnClearBelow > ol.WarnAbove {
-		v.fail(r+"overload.warn_clear_below", "must not exceed warn_above (%g)", ol.WarnAbove)
-	}
-	if ol.CriticalClearBelow > ol.CriticalAbove {
-		v.fail(r+"overload.critical_clear_below", "must not exceed critical_above (%g)", ol.CriticalAbove)
-	}
-	if ol.CriticalAbove < ol.WarnAbove {
-		v.fail(r+"overload.critical_above", "must not be below warn_above (%g)", ol.WarnAbove)
-	}
-
-	iv := rs.InputVoltage
-	v.common(r+"input_voltage", iv.Common)
-	if iv.Nominal != 0 {
-		v.rangeF(r+"input_voltage.nominal", iv.Nominal, 1, 1000)
-	}
-	v.rangeF(r+"input_voltage.tolerance_pct", iv.TolerancePct, 0.1, 100)
-	v.rangeF(r+"input_voltage.clear_pct", iv.ClearPct, 0, iv.TolerancePct)
-	v.rangeF(r+"input_voltage.critical_pct", iv.CriticalPct, iv.TolerancePct, 100)
-
-	fr := rs.InputFrequency
-	v.common(r+"input_frequency", fr.Common)
-	if fr.Nominal != 0 {
-		v.rangeF(r+"input_frequency.nominal", fr.Nominal, 1, 1000)
-	}
-	v.rangeF(r+"input_frequency.tolerance_pct", fr.TolerancePct, 0.01, 100)
-	v.rangeF(r+"input_frequency.clear_pct", fr.ClearPct, 0, fr.TolerancePct)
-	v.rangeF(r+"input_frequency.critical_hz", fr.CriticalHz, 0.01, 100)
-
-	v.common(r+"ups_alarm", rs.UPSAlarm.Common)
-	v.sev(r+"ups_alarm.severity", rs.UPSAlarm.Severity)
-
-	tp := rs.Temperature
-	v.common(r+"temperature", tp.Common)
-	v.rangeF(r+"temperature.battery_warn_at", tp.BatteryWarnAt, -60, 200)
-	v.rangeF(r+"temperature.battery_critical_at", tp.BatteryCriticalAt, tp.BatteryWarnAt, 200)
-	v.rangeF(r+"temperature.ambient_warn_at", tp.AmbientWarnAt, -60, 200)
-	v.rangeF(r+"temperature.ambient_critical_at", tp.AmbientCriticalAt, tp.AmbientWarnAt, 200)
-	v.rangeF(r+"temperature.clear_margin", tp.ClearMargin, 0, 50)
-
-	st := rs.SelfTestFailed
-	v.common(r+"self_test_failed", st.Common)
-	v.sev(r+"self_test_failed.severity", st.Severity)
-	for i, w := range st.FailureWords {
-		if strings.TrimSpace(w) == "" {
-			v.fail(fmt.Sprintf("%sself_test_failed.failure_words[%d]", r, i), "must not be empty")
-		}
-	}
-
-	cl := rs.CommLost
-	v.sev(r+"comm_lost.severity", cl.Severity)
-	v.rangeF(r+"comm_lost.factor", cl.Factor, 1.5, 100)
-	v.dur(r+"comm_lost.min_interval", cl.MinInterval, time.Second, time.Hour)
-	v.dur(r+"comm_lost.max_interval", cl.MaxInterval, cl.MinInterval, 24*time.Hour)
-	v.dur(r+"comm_lost.default_interval", cl.DefaultInterval, cl.MinInterval, cl.MaxInterval)
-	if cl.RepeatEvery != 0 {
-		v.dur(r+"comm_lost.repeat_every", cl.RepeatEvery, time.Minute, 30*24*time.Hour)
+	for i := range ruleDefs {
+		ruleDefs[i].validate(&v, p+"."+ruleDefs[i].name, rs)
 	}
 	return v.errs
 }

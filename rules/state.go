@@ -10,7 +10,8 @@ import (
 	"github.com/upswatch/upswatch/ups"
 )
 
-// ruleID numbers the stateful rules. The numbers are persisted in
+// ruleID numbers the stateful rules; ruleDefs (table.go) holds each
+// rule's definition under its number. The numbers are persisted in
 // UnitState: append new rules at the end, never renumber.
 type ruleID uint8
 
@@ -32,20 +33,6 @@ const (
 	rCommLost
 	numRules
 )
-
-var ruleNames = [numRules]string{
-	"on_battery", "power_unstable", "low_battery", "battery_warning",
-	"replace_battery", "overload", "input_voltage", "input_frequency",
-	"bypass", "ups_off", "fsd", "ups_alarm", "temperature",
-	"self_test_failed", "comm_lost",
-}
-
-// RuleNames lists the rules that raise alerts, in evaluation order.
-// (power_restored is the resolution of on_battery, not an alert of its
-// own.)
-func RuleNames() []string { return append([]string(nil), ruleNames[:]...) }
-
-func (id ruleID) String() string { return ruleNames[id] }
 
 type phase uint8
 
@@ -91,7 +78,8 @@ func valName(id uint8) string {
 	return ""
 }
 
-func vv(v ups.Var, x float64) val { return val{uint8(v) + 1, float32(x)} }
+// varVal is the value x of the variable v.
+func varVal(v ups.Var, x float64) val { return val{uint8(v) + 1, float32(x)} }
 
 // alertState is one (unit, rule) that is not inactive. Inactive rules
 // have no entry, which keeps a quiet unit's state to a few dozen bytes.
@@ -110,17 +98,17 @@ type alertState struct {
 // Device thresholds remembered from the unit's readings (a reading need
 // not repeat them). 0 = not reported.
 const (
-	dChargeLow = iota
-	dChargeWarning
-	dRuntimeLow
-	dVoltageNominal
-	dTransferLow
-	dTransferHigh
-	dFrequencyNominal
-	numDev
+	thChargeLow = iota
+	thChargeWarning
+	thRuntimeLow
+	thVoltageNominal
+	thTransferLow
+	thTransferHigh
+	thFrequencyNominal
+	numThresholds
 )
 
-var devVars = [numDev]ups.Var{
+var thresholdVars = [numThresholds]ups.Var{
 	ups.BatteryChargeLow, ups.BatteryChargeWarning, ups.BatteryRuntimeLow,
 	ups.InputVoltageNominal, ups.InputTransferLow, ups.InputTransferHigh,
 	ups.InputFrequencyNominal,
@@ -154,7 +142,7 @@ type UnitState struct {
 	bits          uint8
 	loadMean      float32
 	loadAt        int64 // ms; 0 = no load seen
-	dev           [numDev]float32
+	thresholds    [numThresholds]float32
 
 	flapHead  int64 // absolute index of the newest bucket
 	flapCount [flapBuckets]uint8
@@ -172,7 +160,7 @@ func (st *UnitState) Firing() []string {
 	var out []string
 	for i := range st.alerts {
 		if st.alerts[i].phase == firing {
-			out = append(out, ruleNames[st.alerts[i].rule])
+			out = append(out, st.alerts[i].rule.String())
 		}
 	}
 	return out
@@ -229,15 +217,15 @@ func (st *UnitState) AppendBinary(b []byte) ([]byte, error) {
 	b = binary.LittleEndian.AppendUint32(b, math.Float32bits(st.loadMean))
 	b = binary.AppendVarint(b, st.loadAt)
 	var mask uint8
-	for i, x := range st.dev {
-		if x != 0 {
+	for i, th := range st.thresholds {
+		if th != 0 {
 			mask |= 1 << i
 		}
 	}
 	b = append(b, mask)
-	for _, x := range st.dev {
-		if x != 0 {
-			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
+	for _, th := range st.thresholds {
+		if th != 0 {
+			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(th))
 		}
 	}
 	b = binary.AppendVarint(b, st.flapHead)
@@ -283,9 +271,9 @@ func (st *UnitState) UnmarshalBinary(data []byte) error {
 	s.loadMean = math.Float32frombits(d.U32())
 	s.loadAt = d.Varint()
 	mask := d.Byte()
-	for i := range s.dev {
+	for i := range s.thresholds {
 		if mask&(1<<i) != 0 {
-			s.dev[i] = math.Float32frombits(d.U32())
+			s.thresholds[i] = math.Float32frombits(d.U32())
 		}
 	}
 	s.flapHead = d.Varint()

@@ -167,6 +167,8 @@ func (c *Console) savePreferences(w http.ResponseWriter, r *http.Request, v *vie
 		}
 	}
 	slices.Sort(prefs.Muted)
+	// A checkbox left unticked is absent from the form: opted out.
+	prefs.WeeklyReportOff = r.PostFormValue("weekly_report") == ""
 	_, err := c.cfg.Accounts.SetPreferences(r.Context(), id, prefs)
 	c.saved(w, r, v, "preferences", err)
 }

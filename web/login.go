@@ -8,10 +8,28 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/upswatch/upswatch/access"
 	"github.com/upswatch/upswatch/api"
 	"github.com/upswatch/upswatch/notify/recipients"
+)
+
+// Limiter is what sign-in needs of a failed sign-in limiter:
+// access.FailureLimiter (in memory, per instance) and
+// access.SharedFailureLimiter (one budget for every instance on a NATS)
+// both are one.
+type Limiter interface {
+	// Wait tells how long account and addr must wait before trying
+	// again (0: now).
+	Wait(account, addr string, now time.Time) time.Duration
+	// Fail records a failed sign-in of account from addr.
+	Fail(account, addr string, now time.Time)
+}
+
+var (
+	_ Limiter = (*access.FailureLimiter)(nil)
+	_ Limiter = (*access.SharedFailureLimiter)(nil)
 )
 
 type loginPage struct {

@@ -4,9 +4,22 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/upswatch/upswatch/access"
+	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/keyring/keyringtest"
+	"github.com/upswatch/upswatch/notify/recipients"
+	"github.com/upswatch/upswatch/registry"
+	"github.com/upswatch/upswatch/rules/engine"
+	"github.com/upswatch/upswatch/store/sqlite"
+	"github.com/upswatch/upswatch/web"
 )
 
 // person is a plain HTTP client with its own cookies that does not follow
@@ -197,15 +210,27 @@ func TestSignIn(t *testing.T) {
 				FCMTokens []string `json:"fcm_tokens"`
 			} `json:"contacts"`
 			Preferences struct {
-				Channels   map[string][]string         `json:"channels"`
-				QuietHours struct{ Start, End string } `json:"quiet_hours"`
+				Channels        map[string][]string         `json:"channels"`
+				QuietHours      struct{ Start, End string } `json:"quiet_hours"`
+				WeeklyReportOff bool                        `json:"weekly_report_off"`
 			} `json:"preferences"`
 		}
 		s.must("GET", "/v1/accounts/an", nil, &acct, http.StatusOK)
 		if strings.Join(acct.Contacts.Phones, ",") != "+84901234567" || len(acct.Contacts.FCMTokens) != 2 ||
 			strings.Join(acct.Preferences.Channels["critical"], ",") != "sms,fcm" || strings.Join(acct.Preferences.Channels["warning"], ",") != "fcm" ||
-			len(acct.Preferences.Channels["info"]) != 0 || acct.Preferences.QuietHours.Start != "22:00" || acct.Preferences.QuietHours.End != "06:30" {
-			t.Fatalf("stored account: %+v", acct)
+			len(acct.Preferences.Channels["info"]) != 0 || acct.Preferences.QuietHours.Start != "22:00" || acct.Preferences.QuietHours.End != "06:30" ||
+			!acct.Preferences.WeeklyReportOff {
+			t.Fatalf("stored account (the weekly summary box unticked): %+v", acct)
+		}
+		form.Set("weekly_report", "on")
+		if resp, body := an.req("POST", "/account/preferences", form, same); resp.StatusCode != http.StatusOK ||
+			!strings.Contains(body, `name="weekly_report" value="on" checked`) {
+			t.Fatalf("preferences with the weekly summary: %d", resp.StatusCode)
+		}
+		acct.Preferences.WeeklyReportOff = false
+		s.must("GET", "/v1/accounts/an", nil, &acct, http.StatusOK)
+		if acct.Preferences.WeeklyReportOff {
+			t.Fatal("the weekly summary box ticked left the account opted out")
 		}
 		resp, body := an.req("POST", "/account/test", url.Values{}, same)
 		if resp.StatusCode != http.StatusOK || !strings.Contains(body, "<td>sms</td>") || !strings.Contains(body, "<td>fcm</td>") {
@@ -278,4 +303,79 @@ func TestSignIn(t *testing.T) {
 		}
 	})
 
+}
+
+// Two consoles on one NATS stand for two serve instances behind a load
+// balancer: a guesser alternating between them spends one budget when
+// they share the limiter, and twice the budget with the in-memory
+// default (the control, which shows the test tells them apart).
+func TestSignInLimitAcrossInstances(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		shared    bool
+		sixthCode int
+	}{
+		{"shared limiter: one budget", true, http.StatusTooManyRequests},
+		{"in-memory limiter: a budget per instance", false, http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			ns, _, js := bustest.Server(t)
+			units, err := registry.Open(ctx, js, registry.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hist, err := sqlite.Open(filepath.Join(t.TempDir(), "history.db"), sqlite.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = hist.Close() })
+			accounts, err := recipients.Open(ctx, js, recipients.Options{Sealer: keyringtest.Records(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() { _ = accounts.Run(ctx) }()
+			<-accounts.Ready()
+			logins, err := access.Open(ctx, js, access.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var bases []string
+			for range 2 {
+				cfg := web.Config{AdminToken: "t", Units: units, History: hist, Alerts: engine.NewAlerts(js, units),
+					Accounts: accounts, Access: logins}
+				if tc.shared {
+					_, js := bustest.Connect(t, ns) // each instance its own connection
+					l, err := access.OpenSharedFailureLimiter(ctx, js, access.SharedLimiterOptions{
+						AccountBurst: 5, AddrBurst: 20, Every: 3 * time.Minute})
+					if err != nil {
+						t.Fatal(err)
+					}
+					cfg.Limiter = l
+				}
+				c, err := web.New(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				srv := httptest.NewServer(c)
+				t.Cleanup(srv.Close)
+				bases = append(bases, srv.URL)
+			}
+			// An unknown email fails like a wrong password, and is
+			// counted the same.
+			for i := range 6 {
+				want := http.StatusUnauthorized
+				if i == 5 {
+					want = tc.sixthCode
+				}
+				resp, body := newPerson(t, bases[i%2]).post("/login", url.Values{"email": {"bo@example.com"}, "password": {"guess " + strconv.Itoa(i)}})
+				if resp.StatusCode != want {
+					t.Fatalf("guess %d on instance %d: %d, want %d", i+1, i%2, resp.StatusCode, want)
+				}
+				if want == http.StatusTooManyRequests && !strings.Contains(body, "Try again in 3 minutes") {
+					t.Fatalf("guess %d: the refusal does not say how long to wait", i+1)
+				}
+			}
+		})
+	}
 }

@@ -97,8 +97,9 @@ type Config struct {
 	// Batteries shows a battery card on the unit page (nil: none).
 	Batteries Batteries
 	// Limiter slows password guessing (default: 5 failures per account,
-	// 20 per address, one back every 3 minutes).
-	Limiter *access.FailureLimiter
+	// 20 per address, one back every 3 minutes, in memory; serve gives a
+	// limiter shared by its instances).
+	Limiter Limiter
 	// SecureCookies marks the session cookie Secure even when the request
 	// did not come over TLS (a TLS-terminating proxy in front).
 	SecureCookies bool

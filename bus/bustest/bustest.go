@@ -25,6 +25,23 @@ func Server(t testing.TB) (*server.Server, *nats.Conn, jetstream.JetStream) {
 	return ns, nc, js
 }
 
+// Dial connects a client to the NATS server at url (a real server, a
+// cluster node, serve's embedded one on its port); the test's cleanup
+// closes it.
+func Dial(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
 // Connect opens another in-process client to ns.
 func Connect(t testing.TB, ns *server.Server) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()

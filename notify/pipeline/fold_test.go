@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/ups"
@@ -115,27 +116,17 @@ func TestFolding(t *testing.T) {
 // FCM sender have nothing pending.
 func waitSettled(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		quiet := true
+	wait.For(t, "the intake and the FCM sender with nothing pending", func() bool {
 		for _, sc := range [][2]string{{AlertsStream, IntakeConsumer}, {OutboxStream, SenderConsumerPrefix + recipients.FCM}} {
 			c, err := js.Consumer(context.Background(), sc[0], sc[1])
 			if err != nil {
-				quiet = false
-				break
+				return false
 			}
 			info, err := c.Info(context.Background())
 			if err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
-				quiet = false
-				break
+				return false
 			}
 		}
-		if quiet {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("pipeline not settled within 20s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return true
+	})
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/notify"
@@ -255,15 +256,26 @@ func (p *Pipeline) preferences(ctx context.Context, ns []Notification) ([]Notifi
 	return out, nil
 }
 
-// dedup drops notifications the log already holds.
+// dedup drops notifications the log already holds. The lookups run
+// side by side: each is a round trip to the bucket, and an event for a
+// site's managers makes several.
 func (p *Pipeline) dedup(ctx context.Context, ns []Notification) ([]Notification, error) {
+	seen := make([]bool, len(ns))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(roundTrips)
+	for i := range ns {
+		g.Go(func() error {
+			_, ok, err := p.readLog(gctx, ns[i].Key)
+			seen[i] = ok
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
 	out := ns[:0]
-	for _, n := range ns {
-		_, ok, err := p.readLog(ctx, n.Key)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
+	for i, n := range ns {
+		if !seen[i] {
 			out = append(out, n)
 		}
 	}
@@ -304,11 +316,15 @@ func (p *Pipeline) silence(ctx context.Context, ns []Notification) ([]Notificati
 	return nil, nil
 }
 
+// roundTrips bounds the bucket and stream calls one event makes at once.
+const roundTrips = 16
+
 // enqueue renders each notification and puts it in the outbox (msg id =
 // log key), then marks it queued in the log.
 func (p *Pipeline) enqueue(ctx context.Context, ns []Notification) ([]Notification, error) {
 	now := p.cfg.Now()
-	for _, n := range ns {
+	outbox := make([]Pending, len(ns))
+	for i, n := range ns {
 		ev := n.Event
 		site := n.Unit.Site
 		if ev.Area != "" {
@@ -330,21 +346,39 @@ func (p *Pipeline) enqueue(ctx context.Context, ns []Notification) ([]Notificati
 		if n.Channel == recipients.SMS {
 			m.Title, m.Body = "", text.SMS
 		}
-		b, err := json.Marshal(Pending{Key: n.Key, AlertID: ev.Fingerprint, EventID: ev.DedupID(), Kind: ev.Kind.String(),
+		outbox[i] = Pending{Key: n.Key, AlertID: ev.Fingerprint, EventID: ev.DedupID(), Kind: ev.Kind.String(),
 			Rule: ev.Rule, Serial: string(ev.Serial), Recipient: n.Recipient.ID, Channel: n.Channel, Message: m,
-			EventAt: ev.At, QueuedAt: now.UTC()})
-		if err != nil {
-			return nil, fmt.Errorf("encode outbox message: %w", err)
-		}
-		if _, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: OutboxSubjectPrefix + n.Channel, Data: b},
-			jetstream.WithMsgID(n.Key)); err != nil {
-			return nil, fmt.Errorf("outbox: %w", err)
-		}
-		b, _ = json.Marshal(logEntry{State: stateQueued, At: now.UTC()})
-		if _, err := p.logKV.Create(ctx, n.Key, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-			return nil, fmt.Errorf("notification log: %w", err)
-		}
-		p.m.queued.WithLabelValues(n.Channel).Inc()
+			EventAt: ev.At, QueuedAt: now.UTC()}
+	}
+	// Each notification is two round trips (the outbox, then the log);
+	// the notifications of one event make theirs side by side.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(roundTrips)
+	for i := range outbox {
+		g.Go(func() error { return p.put(gctx, outbox[i]) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return ns, nil
+}
+
+// put publishes one notification to the outbox (msg id = its log key, so
+// a second put within the stream's duplicate window is dropped) and then
+// marks it queued in the log (so a later one is not made at all).
+func (p *Pipeline) put(ctx context.Context, pd Pending) error {
+	b, err := json.Marshal(pd)
+	if err != nil {
+		return fmt.Errorf("encode outbox message: %w", err)
+	}
+	if _, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: OutboxSubjectPrefix + pd.Channel, Data: b},
+		jetstream.WithMsgID(pd.Key)); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	b, _ = json.Marshal(logEntry{State: stateQueued, At: pd.QueuedAt})
+	if _, err := p.logKV.Create(ctx, pd.Key, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("notification log: %w", err)
+	}
+	p.m.queued.WithLabelValues(pd.Channel).Inc()
+	return nil
 }

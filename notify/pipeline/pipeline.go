@@ -348,13 +348,17 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// pump feeds a consumer's messages into a channel until ctx is done.
+// pump feeds a consumer's messages into a channel until ctx is done. The
+// channel holds up to maxMessages, so a reader finds at once everything
+// already pulled (a sender's batch takes what waits, without lingering).
+// stop ends the pulling and naks what was pulled but not read, so it
+// comes again at once rather than after the ack wait.
 func pump(ctx context.Context, cons jetstream.Consumer, maxMessages int) (<-chan jetstream.Msg, func(), error) {
 	it, err := cons.Messages(jetstream.PullMaxMessages(maxMessages))
 	if err != nil {
 		return nil, nil, err
 	}
-	out := make(chan jetstream.Msg)
+	out := make(chan jetstream.Msg, maxMessages)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -375,7 +379,13 @@ func pump(ctx context.Context, cons jetstream.Consumer, maxMessages int) (<-chan
 			}
 		}
 	}()
-	stop := func() { it.Stop(); <-done }
+	stop := func() {
+		it.Stop()
+		<-done
+		for msg := range out {
+			_ = msg.Nak()
+		}
+	}
 	return out, stop, nil
 }
 

@@ -12,15 +12,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/upswatch/upswatch/notify"
 	"github.com/upswatch/upswatch/notify/recipients"
 	"github.com/upswatch/upswatch/ups"
 )
-
-// linger is how long a channel waits for more outbox messages to fill a
-// batch once one arrived.
-const linger = 5 * time.Millisecond
 
 // sendTimeout bounds one provider call.
 const sendTimeout = time.Minute
@@ -43,17 +40,27 @@ func (p *Pipeline) runChannel(ctx context.Context, c *channel, cons jetstream.Co
 	}
 	defer stop()
 	for {
+		// A free slot first, then the batch: while every slot is busy,
+		// messages gather in the pump and the next batch takes all that
+		// wait, so a storm is sent in full batches; an alert on a quiet
+		// channel goes out at once instead of waiting for company.
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
 		var batch []jetstream.Msg
 		select {
 		case <-ctx.Done():
+			<-sem
 			return nil
 		case msg, ok := <-msgs:
 			if !ok {
+				<-sem
 				return nil
 			}
 			batch = append(batch, msg)
 		}
-		timer := time.NewTimer(linger)
 	fill:
 		for len(batch) < c.batch {
 			select {
@@ -62,18 +69,9 @@ func (p *Pipeline) runChannel(ctx context.Context, c *channel, cons jetstream.Co
 					break fill
 				}
 				batch = append(batch, msg)
-			case <-timer.C:
+			default:
 				break fill
 			}
-		}
-		timer.Stop()
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			for _, m := range batch {
-				_ = m.Nak()
-			}
-			return nil
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
@@ -104,7 +102,7 @@ func (p *Pipeline) sendBatch(ctx context.Context, c *channel, batch []jetstream.
 	now := p.cfg.Now()
 	groups := map[string]*group{}
 	var order []string
-	silences := map[string]silenceState{} // by serial/rule, asked once per batch
+	pds := make([]*pending, 0, len(batch))
 	for _, msg := range batch {
 		pd := &pending{msg: msg}
 		if err := json.Unmarshal(msg.Data(), &pd.ob); err != nil {
@@ -115,18 +113,23 @@ func (p *Pipeline) sendBatch(ctx context.Context, c *channel, batch []jetstream.
 		if md, err := msg.Metadata(); err == nil {
 			pd.attempt = int(md.NumDelivered)
 		}
-		le, ok, err := p.readLog(ctx, pd.ob.Key)
-		if err != nil {
+		pds = append(pds, pd)
+	}
+	logs, silences := p.lookUp(ctx, pds, now)
+	for i, pd := range pds {
+		msg := pd.msg
+		lg := logs[i]
+		if lg.err != nil {
 			_ = msg.NakWithDelay(p.cfg.InitialBackoff)
 			continue
 		}
-		if ok && le.State != stateQueued {
+		if lg.ok && lg.entry.State != stateQueued {
 			_ = msg.Ack() // already delivered or failed: a redelivery
 			continue
 		}
 		// A silence set after the notification was queued (a provider
 		// down, a retry waiting) holds it too.
-		if st, err := p.silencedNow(ctx, silences, pd.ob, now); err != nil {
+		if st := silences[silenceKey(pd.ob)]; st.err != nil {
 			_ = msg.NakWithDelay(p.cfg.InitialBackoff)
 			continue
 		} else if st.silenced {
@@ -177,26 +180,63 @@ func (p *Pipeline) sendBatch(ctx context.Context, c *channel, batch []jetstream.
 type silenceState struct {
 	silenced bool
 	until    time.Time
+	err      error
 }
 
-// silencedNow asks Silences about the outbox message's (serial, rule),
-// once per batch.
-func (p *Pipeline) silencedNow(ctx context.Context, memo map[string]silenceState, ob Pending, now time.Time) (silenceState, error) {
-	if p.cfg.Silences == nil {
-		return silenceState{}, nil
-	}
-	k := ob.Serial + "/" + ob.Rule
-	if st, ok := memo[k]; ok {
-		return st, nil
-	}
-	until, silenced, err := p.cfg.Silences.Silenced(ctx, ups.Serial(ob.Serial), ob.Rule, now)
-	if err != nil {
-		p.log.Warn("silences unreadable; the notification waits", "alert", ob.AlertID, "err", err)
-		return silenceState{}, err
-	}
-	memo[k] = silenceState{silenced, until}
-	return memo[k], nil
+// logState is what the notification log holds for an outbox message.
+type logState struct {
+	entry logEntry
+	ok    bool
+	err   error
 }
+
+func silenceKey(ob Pending) string { return ob.Serial + "/" + ob.Rule }
+
+// lookUp reads, side by side, the notification log entry of each message
+// and the silence of each (serial, rule) of the batch (once each): every
+// read is a round trip, and made one after another they would hold the
+// batch's first message back by all of them.
+func (p *Pipeline) lookUp(ctx context.Context, pds []*pending, now time.Time) ([]logState, map[string]silenceState) {
+	logs := make([]logState, len(pds))
+	var asks []*pending // the first message of each (serial, rule)
+	silences := map[string]silenceState{}
+	if p.cfg.Silences != nil {
+		for _, pd := range pds {
+			// Silences are set on a unit's rule: a notification about
+			// no unit (Enqueue's) has none.
+			if k := silenceKey(pd.ob); !pd.ob.direct() && !hasKey(silences, k) {
+				silences[k] = silenceState{}
+				asks = append(asks, pd)
+			}
+		}
+	}
+	answers := make([]silenceState, len(asks))
+	var g errgroup.Group
+	g.SetLimit(roundTrips)
+	for i, pd := range pds {
+		g.Go(func() error {
+			logs[i].entry, logs[i].ok, logs[i].err = p.readLog(ctx, pd.ob.Key)
+			return nil
+		})
+	}
+	for i, pd := range asks {
+		g.Go(func() error {
+			until, silenced, err := p.cfg.Silences.Silenced(ctx, ups.Serial(pd.ob.Serial), pd.ob.Rule, now)
+			if err != nil {
+				p.log.Warn("silences unreadable; the notification waits", "alert", pd.ob.AlertID, "err", err)
+			}
+			answers[i] = silenceState{silenced, until, err}
+			return nil
+		})
+	}
+	_ = g.Wait() // each read's error is in its own slot
+	for i, pd := range asks {
+		silences[silenceKey(pd.ob)] = answers[i]
+	}
+	return logs, silences
+}
+
+func hasKey[V any](m map[string]V, k string) bool { _, ok := m[k]; return ok }
 
 // finishSilenced records a queued notification as silenced and settles
 // it unsent.
@@ -278,7 +318,9 @@ func (p *Pipeline) settle(ctx context.Context, c *channel, pd *pending, at time.
 		switch r.Outcome {
 		case notify.Delivered:
 			delivered = true
-			p.m.latency.WithLabelValues(c.name).Observe(at.Sub(pd.ob.EventAt).Seconds())
+			if !pd.ob.direct() { // the alerts' latency; a summary has no event
+				p.m.latency.WithLabelValues(c.name).Observe(at.Sub(pd.ob.EventAt).Seconds())
+			}
 		case notify.Retry:
 			retry = true
 			retryAfter = max(retryAfter, r.RetryAfter)

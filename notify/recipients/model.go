@@ -146,6 +146,11 @@ type Preferences struct {
 	QuietHours *QuietHours `json:"quiet_hours,omitempty"`
 	// Muted units send this account nothing.
 	Muted []ups.Serial `json:"muted,omitempty"`
+	// WeeklyReportOff opts the account out of the weekly power summary
+	// (package report/weekly). An opt-out, so that the accounts stored
+	// before the summary existed, and a client that leaves the field out,
+	// get the summary as every account does by default.
+	WeeklyReportOff bool `json:"weekly_report_off,omitempty"`
 }
 
 // QuietHours is a daily window "HH:MM" to "HH:MM" in the account's time
@@ -210,24 +215,53 @@ func (p Preferences) Quiet(t time.Time, loc *time.Location) bool {
 	return m >= start || m < end
 }
 
+// QuietUntil returns t when it falls outside the quiet hours (in loc),
+// else the end of the quiet period holding it: when something held back
+// rather than dropped (the weekly summary) may go out.
+func (p Preferences) QuietUntil(t time.Time, loc *time.Location) time.Time {
+	if !p.Quiet(t, loc) {
+		return t
+	}
+	end, _ := parseClock(p.QuietHours.End) // Quiet checked it
+	lt := t.In(loc)
+	y, m, d := lt.Date()
+	e := time.Date(y, m, d, end/60, end%60, 0, 0, loc)
+	if !e.After(t) {
+		e = time.Date(y, m, d+1, end/60, end%60, 0, 0, loc)
+	}
+	return e
+}
+
+// InFleet reports whether a unit (its serial and site) is in the
+// account's fleet: owned by it, or at a site it manages. The account
+// scope of a report, and of the weekly summary, is this set.
+func (a Account) InFleet(serial ups.Serial, site string) bool {
+	return slices.Contains(a.Units, serial) ||
+		a.Role == RoleManager && site != "" && slices.Contains(a.Sites, site)
+}
+
 // Location is the account's time zone (UTC when unset or unknown).
-func (a Account) Location() *time.Location { return location(a.TimeZone) }
+func (a Account) Location() *time.Location { l, _ := a.Zone(); return l }
+
+// Zone is Location, and false when the account names a zone this
+// machine does not know (so a caller can say it fell back to UTC).
+func (a Account) Zone() (*time.Location, bool) { return location(a.TimeZone) }
 
 var zones sync.Map // name -> *time.Location
 
-func location(name string) *time.Location {
+func location(name string) (*time.Location, bool) {
 	if name == "" {
-		return time.UTC
+		return time.UTC, true
 	}
 	if l, ok := zones.Load(name); ok {
-		return l.(*time.Location)
+		return l.(*time.Location), true
 	}
 	l, err := time.LoadLocation(name)
 	if err != nil {
-		return time.UTC
+		return time.UTC, false
 	}
 	zones.Store(name, l)
-	return l
+	return l, true
 }
 
 // Addresses returns the account's addresses on channel: FCM tokens, APNS

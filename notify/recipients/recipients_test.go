@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/keyring/keyringtest"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/ups"
@@ -80,7 +81,7 @@ func TestRoutingOwnersAndManagers(t *testing.T) {
 
 	// Another instance's view sees the same, through the watch.
 	other := second()
-	waitFor(t, func() bool { r, _ := other.For(ctx, serialA, ""); return len(r) == 2 })
+	wait.For(t, "the other store sees both recipients of A", func() bool { r, _ := other.For(ctx, serialA, ""); return len(r) == 2 })
 	r, _ := other.For(ctx, serialA, "")
 	if r[0].ID == owner.ID && r[0].Name != "Lan" || r[1].ID == owner.ID && r[1].Name != "Lan" {
 		t.Fatalf("personal record not in the other view: %+v", r)
@@ -93,7 +94,7 @@ func TestRoutingOwnersAndManagers(t *testing.T) {
 	if _, err := s.SetSite(ctx, owner.ID, "saigon", true); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { r, _ := other.For(ctx, serialB, "saigon"); return len(r) == 1 && r[0].ID == owner.ID })
+	wait.For(t, "the other store routes B's site to its owner", func() bool { r, _ := other.For(ctx, serialB, "saigon"); return len(r) == 1 && r[0].ID == owner.ID })
 	if got, _ := s.For(ctx, serialA, ""); !slices.Equal(idsOf(got), []string{"mgr-1"}) {
 		t.Fatalf("after SetUnit(false): %v", idsOf(got))
 	}
@@ -101,7 +102,7 @@ func TestRoutingOwnersAndManagers(t *testing.T) {
 	if err := s.Delete(ctx, "mgr-1"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { _, ok := other.Lookup("mgr-1"); return !ok })
+	wait.For(t, "the other store forgets the deleted manager", func() bool { _, ok := other.Lookup("mgr-1"); return !ok })
 	if err := s.Delete(ctx, "mgr-1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
@@ -213,17 +214,6 @@ func idsOf(rs []Recipient) []string {
 	return out
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // A write applies its result to the view at once; the watch delivers the
 // same key's older revisions later, and they must not roll it back.
 func TestViewIgnoresOlderRevisions(t *testing.T) {
@@ -249,5 +239,78 @@ func TestViewIgnoresOlderRevisions(t *testing.T) {
 	s.applyAt(key, e.Value(), false, e.Revision()+11)
 	if got, _ := s.Lookup(r.ID); got.Language != "en" {
 		t.Fatalf("language %q: a newer revision was not applied", got.Language)
+	}
+}
+
+// QuietUntil holds a time inside the quiet hours to their end, in the
+// account's zone, across midnight; a time outside them is left as it is.
+func TestQuietUntil(t *testing.T) {
+	hcm, _ := time.LoadLocation("Asia/Ho_Chi_Minh")
+	tests := []struct {
+		name       string
+		start, end string
+		at, want   string // local times in Asia/Ho_Chi_Minh
+	}{
+		{"outside", "22:00", "07:00", "2026-03-09T08:00", "2026-03-09T08:00"},
+		{"overnight, morning side", "22:00", "09:00", "2026-03-09T08:00", "2026-03-09T09:00"},
+		{"overnight, evening side", "22:00", "09:00", "2026-03-09T23:00", "2026-03-10T09:00"},
+		{"daytime window", "07:30", "12:15", "2026-03-09T08:00", "2026-03-09T12:15"},
+		{"nearly all day", "06:00", "05:00", "2026-03-09T08:00", "2026-03-10T05:00"},
+		{"at its end", "22:00", "08:00", "2026-03-09T08:00", "2026-03-09T08:00"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := Preferences{QuietHours: &QuietHours{Start: tt.start, End: tt.end}}
+			at, _ := time.ParseInLocation("2006-01-02T15:04", tt.at, hcm)
+			want, _ := time.ParseInLocation("2006-01-02T15:04", tt.want, hcm)
+			if got := p.QuietUntil(at, hcm); !got.Equal(want) {
+				t.Errorf("QuietUntil(%s) = %s, want %s", tt.at, got.In(hcm), tt.want)
+			}
+		})
+	}
+	if at := time.Date(2026, 3, 9, 1, 0, 0, 0, time.UTC); !(Preferences{}).QuietUntil(at, hcm).Equal(at) {
+		t.Error("QuietUntil without quiet hours moved the time")
+	}
+}
+
+// The fleet of an account: its own units, and a manager's sites' units
+// (an owner's Sites grant nothing; a unit without a site is no site's).
+func TestInFleet(t *testing.T) {
+	owner := Account{Role: RoleOwner, Units: []ups.Serial{serialA}, Sites: []string{"hq"}}
+	manager := Account{Role: RoleManager, Units: []ups.Serial{serialB}, Sites: []string{"hq"}}
+	tests := []struct {
+		a      Account
+		serial ups.Serial
+		site   string
+		want   bool
+	}{
+		{owner, serialA, "", true},
+		{owner, serialB, "hq", false},
+		{manager, serialB, "", true},
+		{manager, serialA, "hq", true},
+		{manager, serialA, "branch", false},
+		{manager, serialA, "", false},
+	}
+	for _, tt := range tests {
+		if got := tt.a.InFleet(tt.serial, tt.site); got != tt.want {
+			t.Errorf("%s InFleet(%s, %q) = %v, want %v", tt.a.Role, tt.serial, tt.site, got, tt.want)
+		}
+	}
+}
+
+// An account stored before the weekly summary existed has no
+// weekly_report_off: it decodes subscribed.
+func TestWeeklyReportDefaultsOn(t *testing.T) {
+	var a Account
+	if err := json.Unmarshal([]byte(`{"id":"lan","role":"owner","language":"vi","preferences":{"quiet_hours":{"start":"22:00","end":"06:00"}}}`), &a); err != nil {
+		t.Fatal(err)
+	}
+	if a.Preferences.WeeklyReportOff {
+		t.Error("an account stored without the field is opted out")
+	}
+	a.Preferences.WeeklyReportOff = true
+	b, _ := json.Marshal(a.Preferences)
+	if !strings.Contains(string(b), `"weekly_report_off":true`) {
+		t.Errorf("opt-out not in the JSON: %s", b)
 	}
 }

@@ -119,8 +119,11 @@ type file struct {
 		Minute string `yaml:"minute"`
 		Second string `yaml:"second"`
 	} `yaml:"duration_units"`
-	Test  *entry                       `yaml:"test"`
-	Rules map[string]map[string]*entry `yaml:"rules"`
+	// DecimalSeparator is how the language writes 99.2 ("." when unset).
+	DecimalSeparator string                       `yaml:"decimal_separator"`
+	Test             *entry                       `yaml:"test"`
+	Weekly           *entry                       `yaml:"weekly"`
+	Rules            map[string]map[string]*entry `yaml:"rules"`
 }
 
 type entry struct {
@@ -132,9 +135,11 @@ type entry struct {
 type compiled struct{ title, body, sms *template.Template }
 
 type language struct {
-	units [3]string // hour, minute, second
-	test  *compiled
-	rules map[string]map[string]*compiled
+	units   [3]string // hour, minute, second
+	decimal string
+	test    *compiled
+	weekly  *compiled // nil: the default language's
+	rules   map[string]map[string]*compiled
 }
 
 // Set holds every language's templates. It is safe for concurrent use.
@@ -205,6 +210,12 @@ func readAll(fsys fs.FS, dir string, raw map[string]*file) error {
 		if f.Test != nil {
 			base.Test = f.Test
 		}
+		if f.Weekly != nil {
+			base.Weekly = f.Weekly
+		}
+		if f.DecimalSeparator != "" {
+			base.DecimalSeparator = f.DecimalSeparator
+		}
 		for rule, kinds := range f.Rules {
 			if base.Rules[rule] == nil {
 				base.Rules[rule] = map[string]*entry{}
@@ -220,15 +231,20 @@ var sample = rules.Event{Kind: rules.Resolved, Rule: "on_battery", Severity: rul
 	Values: []rules.Value{{Name: "battery.runtime", Value: 1200}, {Name: "battery.charge", Value: 80}}, Message: "sample"}
 
 func compile(lang string, f *file) (*language, error) {
-	l := &language{units: [3]string{"h", "min", "s"}, rules: map[string]map[string]*compiled{}}
+	l := &language{units: [3]string{"h", "min", "s"}, decimal: ".", rules: map[string]map[string]*compiled{}}
 	if u := f.DurationUnits; u != nil {
 		l.units = [3]string{u.Hour, u.Minute, u.Second}
 	}
+	if f.DecimalSeparator != "" {
+		l.decimal = f.DecimalSeparator
+	}
 	// percent turns a fraction (a battery's state of health, 0.78) into
-	// the percentage people read (78).
-	funcs := template.FuncMap{"duration": l.duration, "percent": func(x float64) float64 { return x * 100 }}
-	data := NewData(&sample, "Office", "hq", time.UTC, sample.At)
-	one := func(where string, e *entry) (*compiled, error) {
+	// the percentage people read (78); decimal writes a number with one
+	// decimal the language's way (99.2, 99,2).
+	funcs := template.FuncMap{"duration": l.duration, "percent": func(x float64) float64 { return x * 100 },
+		"decimal": l.formatDecimal}
+	ruleData := NewData(&sample, "Office", "hq", time.UTC, sample.At)
+	one := func(where string, e *entry, data any) (*compiled, error) {
 		if e == nil || e.Title == "" || e.Body == "" {
 			return nil, fmt.Errorf("templates %s.yaml: %s: title and body are required", lang, where)
 		}
@@ -252,8 +268,17 @@ func compile(lang string, f *file) (*language, error) {
 		return c, nil
 	}
 	var err error
-	if l.test, err = one("test", f.Test); err != nil {
+	if l.test, err = one("test", f.Test, ruleData); err != nil {
 		return nil, err
+	}
+	if f.Weekly != nil {
+		// Executed with a busy week and an empty one: both branches of
+		// a template's conditions run at load.
+		for _, d := range []WeeklyData{sampleWeek, {From: "02/03", To: "08/03", Units: 1}} {
+			if l.weekly, err = one("weekly", f.Weekly, d); err != nil {
+				return nil, err
+			}
+		}
 	}
 	for rule, kinds := range f.Rules {
 		l.rules[rule] = map[string]*compiled{}
@@ -261,7 +286,7 @@ func compile(lang string, f *file) (*language, error) {
 			if !slices.Contains([]string{"firing", "resolved", "reminder", "updated"}, kind) {
 				return nil, fmt.Errorf("templates %s.yaml: rules.%s: unknown kind %q (firing, resolved, reminder, updated)", lang, rule, kind)
 			}
-			if l.rules[rule][kind], err = one("rules."+rule+"."+kind, e); err != nil {
+			if l.rules[rule][kind], err = one("rules."+rule+"."+kind, e, ruleData); err != nil {
 				return nil, err
 			}
 		}
@@ -269,7 +294,15 @@ func compile(lang string, f *file) (*language, error) {
 	if l.rules["default"]["firing"] == nil || l.rules["default"]["resolved"] == nil {
 		return nil, fmt.Errorf("templates %s.yaml: rules.default needs firing and resolved", lang)
 	}
+	if lang == DefaultLanguage && l.weekly == nil {
+		return nil, fmt.Errorf("templates %s.yaml: weekly is required (other languages fall back to it)", lang)
+	}
 	return l, nil
+}
+
+// formatDecimal writes x with one decimal and the language's separator.
+func (l *language) formatDecimal(x float64) string {
+	return strings.Replace(strconv.FormatFloat(x, 'f', 1, 64), ".", l.decimal, 1)
 }
 
 // duration renders d as "1 h 5 min" or "4 min 12 s".
@@ -321,12 +354,45 @@ func (s *Set) Render(lang string, d Data) (Text, error) {
 	return c.render(d)
 }
 
+// WeeklyData is what the weekly summary's template sees: an account's
+// fleet over the week from Monday 00:00 to Monday 00:00 in its zone.
+type WeeklyData struct {
+	// From and To are the week's first and last days ("02/03", "08/03").
+	From, To string
+	// Units is how many units the fleet has.
+	Units int
+	// Outages is how many on-battery periods there were; OnBattery their
+	// total length and Longest the longest, at LongestAt (the unit's name,
+	// with its site in parentheses when it has one).
+	Outages   int
+	OnBattery time.Duration
+	Longest   time.Duration
+	LongestAt string
+	// HasMains: some unit reported its input voltage; MainsInBand is then
+	// the share of 10-minute means within nominal ±10 %, in percent.
+	HasMains    bool
+	MainsInBand float64
+}
+
+var sampleWeek = WeeklyData{From: "02/03", To: "08/03", Units: 4, Outages: 3, OnBattery: 47 * time.Minute,
+	Longest: 31 * time.Minute, LongestAt: "Office (hq)", HasMains: true, MainsInBand: 99.2}
+
+// Weekly renders the weekly summary in lang (the default language's text
+// when lang has none).
+func (s *Set) Weekly(lang string, d WeeklyData) (Text, error) {
+	c := s.lang(lang).weekly
+	if c == nil {
+		c = s.langs[DefaultLanguage].weekly
+	}
+	return c.render(d)
+}
+
 // Test renders the test notification in lang.
 func (s *Set) Test(lang string) (Text, error) {
 	return s.lang(lang).test.render(NewData(&rules.Event{Rule: "test", At: time.Now()}, "upswatch", "", time.UTC, time.Now()))
 }
 
-func (c *compiled) render(d Data) (Text, error) {
+func (c *compiled) render(d any) (Text, error) {
 	exec := func(t *template.Template) (string, error) {
 		var b strings.Builder
 		if err := t.Execute(&b, d); err != nil {

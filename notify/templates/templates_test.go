@@ -110,3 +110,54 @@ func TestOverrideDir(t *testing.T) {
 		})
 	}
 }
+
+// TestWeekly renders the weekly summary of a hand-counted week (3
+// outages of 31, 12 and 4 min: 47 min on battery; 992 of 1000 ten-minute
+// voltage means in band) and of a week without outages or voltage
+// readings, in English and Vietnamese (its decimal comma), with the SMS
+// folded to GSM-7.
+func TestWeekly(t *testing.T) {
+	s, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := WeeklyData{From: "02/03", To: "08/03", Units: 4, Outages: 3, OnBattery: (31 + 12 + 4) * time.Minute,
+		Longest: 31 * time.Minute, LongestAt: "Office (hq)", HasMains: true, MainsInBand: 992.0 / 1000 * 100}
+	one := WeeklyData{From: "09/03", To: "15/03", Units: 1, Outages: 1, OnBattery: 90 * time.Second, Longest: 90 * time.Second,
+		LongestAt: "Kho"}
+	quiet := WeeklyData{From: "09/03", To: "15/03", Units: 1}
+	tests := []struct {
+		name, lang string
+		d          WeeklyData
+		title      string
+		body       string
+		sms        string
+	}{
+		{"busy", "en", busy, "📊 Your UPS week 02/03-08/03",
+			"Last week: 3 outages, 47 min on battery, longest 31 min at Office (hq); mains in band 99.2 %.",
+			"Your UPS week 02/03-08/03 Last week: 3 outages, 47 min on battery, longest 31 min at Office (hq); mains in band 99.2 %."},
+		{"busy", "vi", busy, "📊 Tuần UPS của bạn 02/03-08/03",
+			"Tuần trước: 3 lần mất điện, 47 phút chạy bằng pin, lâu nhất 31 phút tại Office (hq); điện lưới trong ngưỡng 99,2 %.",
+			"Tuan UPS cua ban 02/03-08/03 Tuan truoc: 3 lan mat dien, 47 phut chay bang pin, lau nhat 31 phut tai Office (hq); dien luoi trong nguong 99,2 %."},
+		{"one outage", "en", one, "📊 Your UPS week 09/03-15/03",
+			"Last week: 1 outage, 1 min 30 s on battery, longest 1 min 30 s at Kho.", ""},
+		{"no outages, no voltage", "en", quiet, "📊 Your UPS week 09/03-15/03", "Last week: no outages on your 1 unit.", ""},
+		{"no outages, no voltage", "vi", quiet, "📊 Tuần UPS của bạn 09/03-15/03",
+			"Tuần trước: không có lần mất điện nào trên 1 thiết bị của bạn.", ""},
+		{"a language without its own", "fr", quiet, "📊 Your UPS week 09/03-15/03", "Last week: no outages on your 1 unit.", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.lang+"/"+tt.name, func(t *testing.T) {
+			got, err := s.Weekly(tt.lang, tt.d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Title != tt.title || got.Body != tt.body {
+				t.Fatalf("got %q / %q\nwant %q / %q", got.Title, got.Body, tt.title, tt.body)
+			}
+			if tt.sms != "" && got.SMS != sms.FitGSM(tt.sms) {
+				t.Errorf("sms = %q, want %q", got.SMS, sms.FitGSM(tt.sms))
+			}
+		})
+	}
+}
