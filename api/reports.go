@@ -135,18 +135,14 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, rep *report.Repo
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
 		return
 	}
-	each := make([]report.Report, 0, len(serials))
-	for _, serial := range serials {
-		u, err := rep.Unit(r.Context(), serial, from, to)
-		if err != nil {
-			if errors.Is(err, report.ErrTimeline) {
-				s.alertsUnavailable(w, "report", err)
-				return
-			}
-			s.storeError(w, "report", err)
+	each, err := rep.Each(r.Context(), serials, from, to)
+	if err != nil {
+		if errors.Is(err, report.ErrTimeline) {
+			s.alertsUnavailable(w, "report", err)
 			return
 		}
-		each = append(each, u)
+		s.storeError(w, "report", err)
+		return
 	}
 	total := report.Sum(from, to, each)
 	if asCSV {

@@ -16,6 +16,8 @@ import (
 	"sort"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/upswatch/upswatch/battery"
 	"github.com/upswatch/upswatch/rules"
 	"github.com/upswatch/upswatch/store"
@@ -182,15 +184,37 @@ func (r *Reporter) Units(ctx context.Context, serials []ups.Serial, from, to tim
 	if !to.After(from) {
 		return Report{}, fmt.Errorf("report: %w: to (%s) must be after from (%s)", store.ErrBadQuery, to.Format(time.RFC3339), from.Format(time.RFC3339))
 	}
-	each := make([]Report, 0, len(serials))
-	for _, s := range serials {
-		u, err := r.Unit(ctx, s, from, to)
-		if err != nil {
-			return Report{}, err
-		}
-		each = append(each, u)
+	each, err := r.Each(ctx, serials, from, to)
+	if err != nil {
+		return Report{}, err
 	}
 	return Sum(from, to, each), nil
+}
+
+// parallel is how many units' reports Each computes at once: a unit's
+// report is mostly waiting on the history store (InfluxDB's queries, a
+// SQLite read connection of the pool), so a site's goes several times
+// faster side by side, while a few keep the store and the two cores free
+// for ingest.
+const parallel = 4
+
+// Each returns the report of each unit, in the order of serials, computed
+// a few at a time; the first error ends it.
+func (r *Reporter) Each(ctx context.Context, serials []ups.Serial, from, to time.Time) ([]Report, error) {
+	each := make([]Report, len(serials))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
+	for i, s := range serials {
+		g.Go(func() error {
+			u, err := r.Unit(gctx, s, from, to)
+			each[i] = u
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return each, nil
 }
 
 // Sum sums the reports of units over [from, to): counts and durations
@@ -207,8 +231,8 @@ func Sum(from, to time.Time, reports []Report) Report {
 func empty(from, to time.Time) Report {
 	return Report{From: from.UTC(), To: to.UTC(), Units: []ups.Serial{}, Alerts: map[string]int{},
 		OutOfContact: []UnitTime{}, Transfers: map[string]int{}, SelfTests: SelfTests{Results: map[string]int{}},
-		Outages:      Outages{List: []Outage{}},
-		Mains:        Mains{Sags: []Excursion{}, Swells: []Excursion{}, FrequencyExcursions: []Excursion{}}}
+		Outages: Outages{List: []Outage{}},
+		Mains:   Mains{Sags: []Excursion{}, Swells: []Excursion{}, FrequencyExcursions: []Excursion{}}}
 }
 
 // add sums u into t.

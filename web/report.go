@@ -86,14 +86,10 @@ func (c *Console) reportPage(w http.ResponseWriter, r *http.Request, v *view) {
 	pg.CSV = template.URL(url.Values{"scope": {pg.Scope}, "id": {pg.ID}, "format": {"csv"},
 		"from": {pg.From.UTC().Format(time.RFC3339)}, "to": {pg.To.UTC().Format(time.RFC3339)}}.Encode())
 
-	each := make([]report.Report, 0, len(serials))
-	for _, s := range serials {
-		u, err := c.reports.Unit(r.Context(), s, pg.From, pg.To)
-		if err != nil {
-			c.internal(w, v, "report page", err)
-			return
-		}
-		each = append(each, u)
+	each, err := c.reports.Each(r.Context(), serials, pg.From, pg.To)
+	if err != nil {
+		c.internal(w, v, "report page", err)
+		return
 	}
 	pg.Report = report.Sum(pg.From, pg.To, each)
 	if len(each) > 1 {
