@@ -31,7 +31,7 @@ const maxOutages = 1000
 // the end of it (power back), taken from the alert timeline; an outage
 // replayed from a device's backlog is listed, marked historical (it never
 // paged). With a history store that keeps ups.status per reading
-// (store.PowerHistory: SQLite), a stretch of OB readings no alert covers
+// (store.PowerHistory: SQLite and InfluxDB), a stretch of OB readings no alert covers
 // is an outage too, without alert_id: a blip shorter than the rule's
 // pending period did cut the power, though it alerted no one.
 // deliveries may be nil (paged is then false).

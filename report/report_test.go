@@ -380,10 +380,7 @@ func TestWeekInflux(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	if _, ok := any(s).(store.PowerHistory); ok {
-		t.Fatal("the influx store keeps power history now: expect the blip in this test")
-	}
-	checkWeek(t, s, false)
+	checkWeek(t, s, true)
 }
 
 func TestNewRequiresStoreAndTimeline(t *testing.T) {

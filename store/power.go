@@ -16,7 +16,8 @@ type Span struct {
 }
 
 // PowerHistory is implemented by backends that can tell from the stored
-// ups.status when a unit ran on battery (store/sqlite does).
+// ups.status when a unit ran on battery (store/sqlite and store/influx
+// do, both through OnBatterySpans of their StatusChanges).
 type PowerHistory interface {
 	// OnBattery returns the spans of [from, to) in which the unit's
 	// readings said OB (not while calibrating or testing), oldest first:
@@ -87,3 +88,28 @@ func (c *Changes) Add(t time.Time, flags ups.Flag, hasStatus bool, text func(i i
 
 // Result is the changes recorded.
 func (c *Changes) Result() []StatusChange { return c.out }
+
+// OnBatterySpans turns a unit's status changes (StatusChanges without
+// texts) into PowerHistory's spans: each from the first reading that said
+// OB (not while calibrating or testing) to the next that did not; the
+// last one open (zero End) when the changes end on battery. It is the one
+// definition of "on battery" behind every backend's OnBattery.
+func OnBatterySpans(changes []StatusChange) []Span {
+	var out []Span
+	var cur *Span
+	for _, c := range changes {
+		ob := c.Flags&ups.OB != 0 && c.Flags&(ups.CAL|ups.TEST) == 0
+		switch {
+		case ob && cur == nil:
+			cur = &Span{Start: c.Time}
+		case !ob && cur != nil:
+			cur.End = c.Time
+			out = append(out, *cur)
+			cur = nil
+		}
+	}
+	if cur != nil {
+		out = append(out, *cur)
+	}
+	return out
+}

@@ -475,6 +475,11 @@ func TestStatusChanges(t *testing.T) {
 	storetest.StatusChanges(t, s)
 }
 
+func TestOnBattery(t *testing.T) {
+	s, _ := newStore(t, testenv.Influxd(t), "onbattery", nil)
+	storetest.OnBattery(t, s)
+}
+
 // TestQueryRawMatchesFlux: on InfluxDB 1.x, narrow buckets are aggregated
 // from the raw points (queryRaw), wide ones by Flux (queryFlux); both
 // must answer alike: the same buckets, counts, minima and maxima, means

@@ -17,6 +17,70 @@ type History interface {
 	store.StatusHistory
 }
 
+// PowerHistory is a backend that tells when a unit ran on battery.
+type PowerHistory interface {
+	store.History
+	store.PowerHistory
+}
+
+// OnBattery checks h's store.PowerHistory: spans of OB readings, from the
+// first to the next reading that is not, calibration and self-test
+// excluded, readings without a status ignored, the last span open when
+// the range ends on battery, and another unit's readings not mixed in.
+func OnBattery(t *testing.T, h PowerHistory) {
+	t.Helper()
+	const unitA, unitB ups.Serial = "700000000011", "700000000012"
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	at := func(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
+	var rs []ups.Reading
+	for _, r := range []struct {
+		sec    int
+		status string
+	}{
+		{0, "OL"}, {10, "OB DISCHRG"}, {13, "OL CHRG"}, // a 3 s blip
+		{20, "OB CAL"}, {25, "OL"}, // calibration: not an outage
+		{30, "OB"}, {35, ""}, {40, "OB LB"}, {50, "OL"}, // a reading without status inside
+		{60, "OB TEST"}, {62, "OL"},
+		{70, "OB"}, // still on battery at the end
+	} {
+		rd := ups.Reading{Serial: unitA, Time: at(r.sec)}
+		if r.status != "" {
+			rd.SetText("ups.status", r.status)
+		}
+		rd.SetNum("battery.charge", 90)
+		other := ups.Reading{Serial: unitB, Time: at(r.sec)}
+		other.SetText("ups.status", "OB")
+		rs = append(rs, rd, other)
+	}
+	if err := h.WriteReadings(t.Context(), rs); err != nil {
+		t.Fatalf("WriteReadings: %v", err)
+	}
+	for _, tt := range []struct {
+		name     string
+		from, to int
+		want     []store.Span
+	}{
+		{"all", -10, 100, []store.Span{{Start: at(10), End: at(13)}, {Start: at(30), End: at(50)}, {Start: at(70)}}},
+		{"cut inside an outage", 32, 45, []store.Span{{Start: at(40)}}},
+		{"on line throughout", 0, 10, nil},
+		{"to is exclusive", 0, 13, []store.Span{{Start: at(10)}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := h.OnBattery(t.Context(), unitA, at(tt.from), at(tt.to))
+			if err != nil {
+				t.Fatal(err)
+			}
+			same := len(got) == len(tt.want)
+			for i := 0; same && i < len(got); i++ {
+				same = got[i].Start.Equal(tt.want[i].Start) && got[i].End.Equal(tt.want[i].End)
+			}
+			if !same {
+				t.Errorf("spans %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 // StatusChanges checks h's store.StatusHistory on one scripted unit: a
 // boost, a transfer reason sent without a status, a self-test and its
 // result, readings that repeat the state (no change), another unit's
