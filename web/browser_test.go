@@ -30,6 +30,7 @@ import (
 
 	"github.com/upswatch/upswatch/app"
 	"github.com/upswatch/upswatch/internal/servetest"
+	"github.com/upswatch/upswatch/internal/wait"
 )
 
 // server is one upswatch serve in-process (servetest).
@@ -53,12 +54,6 @@ func startServer(t testing.TB) *server {
 	a.Out = io.Discard
 	srv := servetest.Start(t, a, servetest.Options{Within: 60 * time.Second})
 	return &server{Server: srv, t: t, app: a, base: srv.Base}
-}
-
-// eventually polls cond until it holds or the timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	servetest.Eventually(t, what, timeout, cond)
 }
 
 // call makes an admin API request, decoding a JSON answer into out.
@@ -345,7 +340,7 @@ func TestConsole(t *testing.T) {
 	}
 	a2.publish(t, reading(time.Now(), 1, false))
 	b1.publish(t, reading(time.Now(), 2, false))
-	eventually(t, 60*time.Second, "the week of A1 stored", func() bool {
+	wait.Within(t, 60*time.Second, "the week of A1 stored", func() bool {
 		var h struct {
 			Fields []struct {
 				Points []struct{ Count int } `json:"points"`
@@ -363,7 +358,7 @@ func TestConsole(t *testing.T) {
 		return n == week
 	})
 	for _, u := range []*unit{a2, b1} {
-		eventually(t, 30*time.Second, "latest of "+u.Serial, func() bool {
+		wait.Within(t, 30*time.Second, "latest of "+u.Serial, func() bool {
 			code, _ := s.call("GET", "/v1/units/"+u.Serial+"/latest", nil, nil)
 			return code == http.StatusOK
 		})
@@ -414,7 +409,7 @@ func TestConsole(t *testing.T) {
 		a2.publish(t, map[string]any{"ts": base.UnixMilli(), "ups.status": "OB DISCHRG", "input.voltage": 0, "battery.charge": 94})
 		a2.publish(t, map[string]any{"ts": base.Add(7 * time.Second).UnixMilli(), "ups.status": "OB DISCHRG", "input.voltage": 0, "battery.charge": 93})
 		var fp string
-		eventually(t, 30*time.Second, "on_battery fires for A2", func() bool {
+		wait.Within(t, 30*time.Second, "on_battery fires for A2", func() bool {
 			var out struct {
 				Alerts []struct{ Rule, Serial, Fingerprint string } `json:"alerts"`
 			}
@@ -787,7 +782,7 @@ func BenchmarkUnitPageCharts(b *testing.B) {
 			batch = nil
 		}
 	}
-	eventually(b, 60*time.Second, "the week stored", func() bool {
+	wait.Within(b, 60*time.Second, "the week stored", func() bool {
 		var h struct {
 			Fields []struct {
 				Points []struct{ Count int } `json:"points"`

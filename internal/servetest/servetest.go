@@ -59,13 +59,6 @@ func Logger(level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
-// Eventually polls cond until it holds, failing the test (naming what)
-// after within.
-func Eventually(tb testing.TB, what string, within time.Duration, cond func() bool) {
-	tb.Helper()
-	wait.Within(tb, within, what, cond)
-}
-
 // Client calls one upswatch's HTTP API, in-process or a subprocess.
 type Client struct {
 	TB    testing.TB
@@ -210,7 +203,7 @@ func Start(tb testing.TB, a App, o Options) *Server {
 	tb.Cleanup(func() { s.Stop(tb) })
 	s.Client = &Client{TB: tb, Base: o.Scheme + "://" + a.HTTPAddr(), Token: a.AdminToken(), HTTP: o.HTTP}
 	if !o.Started {
-		Eventually(tb, o.Name+" ready", o.Within, s.Ready)
+		wait.Within(tb, o.Within, o.Name+" ready", s.Ready)
 	}
 	return s
 }
