@@ -25,7 +25,7 @@ func TestBrokerCutReplay(t *testing.T) {
 	serial := newSerial()
 	n := testenv.NUT(t, testenv.NUTUnit{Name: "ups1", Dump: baseDump(serial, 100)})
 	pw := s.register(t, serial)
-	px := newProxy(t, strings.TrimPrefix(s.mqttURL, "tcp://"))
+	px := testenv.NewProxy(t, strings.TrimPrefix(s.mqttURL, "tcp://"))
 	c := agentConfig(t, n, s, agentconfig.Unit{UPS: "ups1", Serial: serial, Password: pw})
 	c.Broker.URL = "tcp://" + px.Addr
 	c.Poll, c.Interval = 250*time.Millisecond, 250*time.Millisecond // every poll is a reading
@@ -33,7 +33,7 @@ func TestBrokerCutReplay(t *testing.T) {
 	begin := time.Now()
 	wait.Within(t, 10*time.Second, "first reading at upswatch", func() bool { return s.latest(serial) != nil })
 
-	px.cut()
+	px.Cut()
 	cut := time.Now()
 	buffered := func(n int) func() bool {
 		return func() bool { return ra.stats(serial).Buffer.Records >= n }
@@ -54,7 +54,7 @@ func TestBrokerCutReplay(t *testing.T) {
 	before = ra.stats(serial).Buffer.Records
 	wait.Within(t, 15*time.Second, "on-line readings buffered", buffered(before+2))
 
-	px.restore()
+	px.Restore()
 	restart := time.Now()
 	t.Logf("broker down %v; %d readings buffered", restart.Sub(cut), ra.stats(serial).Buffer.Records)
 	wait.Within(t, 30*time.Second, "buffer replayed", func() bool {
@@ -129,7 +129,7 @@ func TestFullBufferDropsOldest(t *testing.T) {
 	}
 	n := testenv.NUT(t, testenv.NUTUnit{Name: "ups1", Dump: dump})
 	pw := s.register(t, serial)
-	px := newProxy(t, strings.TrimPrefix(s.mqttURL, "tcp://"))
+	px := testenv.NewProxy(t, strings.TrimPrefix(s.mqttURL, "tcp://"))
 	c := agentConfig(t, n, s, agentconfig.Unit{UPS: "ups1", Serial: serial, Password: pw})
 	c.Broker.URL = "tcp://" + px.Addr
 	c.Poll, c.Interval = 100*time.Millisecond, 100*time.Millisecond
@@ -138,10 +138,10 @@ func TestFullBufferDropsOldest(t *testing.T) {
 	begin := time.Now()
 	wait.Within(t, 10*time.Second, "first reading at upswatch", func() bool { return s.latest(serial) != nil })
 
-	px.cut()
+	px.Cut()
 	cut := time.Now()
 	wait.Within(t, 30*time.Second, "the buffer full and dropping", func() bool { return ra.stats(serial).Buffer.DroppedFull > 0 })
-	px.restore()
+	px.Restore()
 	wait.Within(t, 30*time.Second, "buffer replayed", func() bool {
 		st := ra.stats(serial)
 		return st.Replayed > 0 && st.Buffer.Records == 0
@@ -190,7 +190,7 @@ func TestBrokerStopsAcknowledging(t *testing.T) {
 	serial := newSerial()
 	n := testenv.NUT(t, testenv.NUTUnit{Name: "ups1", Dump: baseDump(serial, 100)})
 	pw := s.register(t, serial)
-	px := newProxy(t, strings.TrimPrefix(s.mqttURL, "tcp://"))
+	px := testenv.NewProxy(t, strings.TrimPrefix(s.mqttURL, "tcp://"))
 	c := agentConfig(t, n, s, agentconfig.Unit{UPS: "ups1", Serial: serial, Password: pw})
 	c.Broker.URL = "tcp://" + px.Addr
 	c.Poll, c.Interval = 250*time.Millisecond, 250*time.Millisecond
@@ -199,7 +199,7 @@ func TestBrokerStopsAcknowledging(t *testing.T) {
 	begin := time.Now()
 	wait.Within(t, 10*time.Second, "first reading at upswatch", func() bool { return s.latest(serial) != nil })
 
-	px.blackhole()
+	px.Blackhole()
 	wait.Within(t, 15*time.Second, "unacknowledged readings buffered", func() bool { return ra.stats(serial).Buffer.Records >= 2 })
 	wait.Within(t, 30*time.Second, "reconnected and replayed", func() bool {
 		st := ra.stats(serial)

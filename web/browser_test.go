@@ -30,6 +30,7 @@ import (
 
 	"github.com/upswatch/upswatch/app"
 	"github.com/upswatch/upswatch/internal/servetest"
+	"github.com/upswatch/upswatch/internal/testenv"
 	"github.com/upswatch/upswatch/internal/wait"
 )
 
@@ -760,6 +761,50 @@ func TestConsole(t *testing.T) {
 		if errs := b.pageErrors(); len(errs) > 0 {
 			t.Fatalf("browser reported errors:\n%s", strings.Join(errs, "\n"))
 		}
+	})
+
+	// Events sent while the stream is down are lost: once it is back the
+	// fleet page takes the server's state again, without a reload. The
+	// browser reaches the console through a TCP proxy; cutting it breaks
+	// the open event stream and refuses the browser's retries, a reading
+	// changes A1 meanwhile, and once the proxy is back the row must show
+	// it. (The session cookie is the host's, whatever the port.)
+	t.Run("after the event stream was down the fleet page catches up", func(t *testing.T) {
+		px := testenv.NewProxy(t, strings.TrimPrefix(s.base, "http://"))
+		base := "http://" + px.Addr
+		row := `tr#u-` + a1.Serial
+		do(t, lan, 15*time.Second,
+			chromedp.Navigate(base+"/"),
+			chromedp.WaitVisible(chromedp.CSS(`[data-feed]`)),
+		)
+		get(t, lan, chromedp.Evaluate[string](`window.__sameDocument = "yes"`))
+		status, want := "OB DISCHRG", "on_battery"
+		if attr(t, lan, row, "data-state") == "on_battery" {
+			status, want = "OL CHRG", "online"
+		}
+		px.Cut()
+		do(t, lan, 15*time.Second, chromedp.WaitVisible(chromedp.CSS(`[data-feed-down]`))) // the stream broke
+		a1.publish(t, map[string]any{"ups.status": status, "input.voltage": 230, "battery.charge": 97})
+		// The reading is stored (and its event sent to no one) before the
+		// browser can reconnect.
+		wait.Within(t, 30*time.Second, "A1's reading stored", func() bool {
+			var latest map[string]any
+			s.call("GET", "/v1/units/"+a1.Serial+"/latest", nil, &latest)
+			return latest["ups.status"] == status
+		})
+		if got := attr(t, lan, row, "data-state"); got == want {
+			t.Fatalf("the row shows %s while the stream is down", got)
+		}
+		px.Restore()
+		do(t, lan, 30*time.Second,
+			chromedp.WaitVisible(chromedp.CSS(`[data-feed]`)),
+			chromedp.WaitVisible(chromedp.CSS(row+`[data-state="`+want+`"]`)),
+		)
+		if same := get(t, lan, chromedp.Evaluate[string](`window.__sameDocument || "reloaded"`)); same != "yes" {
+			t.Fatalf("the page reloaded (%q); it should refresh in place", same)
+		}
+		// The broken stream's errors are expected here.
+		b.pageErrors()
 	})
 }
 
