@@ -187,6 +187,7 @@ func writeCreds(path string, creds []testenv.Credential) error {
 // process measured, and how to count what is queryable.
 type load struct {
 	name      string
+	kind      runKind
 	bin       string // upswatch, for `upswatch sim`
 	dir       string
 	broker    string
@@ -202,6 +203,15 @@ type load struct {
 	onStart func()
 }
 
+// runKind tells the summary which runs to set side by side.
+type runKind int
+
+const (
+	kindServe    runKind = iota + 1 // upswatch serve on mosquitto + InfluxDB
+	kindTelegraf                    // Telegraf on the same mosquitto + InfluxDB
+	kindEmbedded                    // upswatch serve alone
+)
+
 // stallTimeout ends the wait for readings the broker never acknowledged
 // once the count has not grown for this long (and every acknowledged
 // reading is there).
@@ -210,6 +220,7 @@ const stallTimeout = 15 * time.Second
 // result is what one run measured.
 type result struct {
 	name       string
+	kind       runKind
 	connected  int
 	published  uint64
 	acked      uint64
@@ -267,7 +278,7 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 
 // run drives the load and measures it.
 func (ld load) run(ctx context.Context) (result, error) {
-	res := result{name: ld.name}
+	res := result{name: ld.name, kind: ld.kind}
 	logPath := filepath.Join(ld.dir, "sim.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
