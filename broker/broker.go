@@ -146,7 +146,8 @@ func New(o Options) (*Broker, error) {
 		// $SYS topics are of no use to devices; keep the broker quiet.
 		SysTopicResendInterval: 0,
 	})
-	h := &authHook{opts: o, prefix: o.TopicPrefix + "/", logged: map[string]time.Time{}, refused: map[string]*atomic.Int64{}}
+	h := &authHook{opts: o, prefix: o.TopicPrefix + "/", logged: map[string]time.Time{}, refused: map[string]*atomic.Int64{},
+		sinkLog: sparseLog{every: sinkFailLogEvery}, now: time.Now}
 	for _, r := range RefusalReasons {
 		h.refused[r] = new(atomic.Int64)
 	}
@@ -372,6 +373,8 @@ type authHook struct {
 
 	sink      atomic.Pointer[Sink]
 	sinkFails atomic.Int64
+	sinkLog   sparseLog // the warning for sinkFails
+	now       func() time.Time
 	ctx       context.Context // cancelled by Close: pending offers give up
 	cancel    context.CancelFunc
 }
@@ -566,8 +569,13 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	}
 	if err := (*sink).Offer(h.ctx, pk.TopicName, pk.Payload); err != nil {
 		h.sinkFails.Add(1)
-		h.opts.Logger.Warn("device message not stored; withholding its ack so the device resends",
-			"username", truncate(user, 32), "err", err)
+		// While the bus is down every device message fails: one line
+		// per message would be thousands a second. The counter has them
+		// all (upswatch_mqtt_broker_unstored_total).
+		if ok, quiet := h.sinkLog.allow(h.now()); ok {
+			h.opts.Logger.Warn("device message not stored; withholding its ack so the device resends",
+				"username", truncate(user, 32), "err", err, "not_logged_since_last", quiet)
+		}
 		return pk, packets.ErrRejectPacket
 	}
 	return pk, packets.CodeSuccessIgnore
@@ -603,6 +611,36 @@ func (h *authHook) allow(user string) bool {
 			"rate", h.opts.DeviceRate, "burst", h.opts.DeviceBurst)
 	}
 	return false
+}
+
+// sinkFailLogEvery: at most one warning this often for device messages
+// the ingest did not store.
+const sinkFailLogEvery = 10 * time.Second
+
+// sparseLog lets one log line through per interval and counts the ones
+// it held back, so a failure that hits every message is still seen at
+// once, and then as a steady trickle with how much it hid.
+type sparseLog struct {
+	every time.Duration
+
+	mu     sync.Mutex
+	last   time.Time
+	logged bool
+	quiet  int64
+}
+
+// allow reports whether to log now and, if so, how many were held back
+// since the last line.
+func (l *sparseLog) allow(now time.Time) (bool, int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.logged && now.Sub(l.last) < l.every {
+		l.quiet++
+		return false, 0
+	}
+	quiet := l.quiet
+	l.last, l.logged, l.quiet = now, true, 0
+	return true, quiet
 }
 
 func truncate(s string, n int) string {
