@@ -153,12 +153,21 @@ func (s *serve) addUnit(ctx context.Context, serial string) (string, error) {
 
 // profile saves a CPU profile of serve over the next seconds to path.
 func (s *serve) profile(path string, seconds int) error {
-	req, err := http.NewRequest(http.MethodGet, s.httpURL+"/debug/pprof/profile?seconds="+strconv.Itoa(seconds), nil)
+	return s.fetch(path, "profile?seconds="+strconv.Itoa(seconds), time.Duration(seconds+30)*time.Second)
+}
+
+// fetchProfile saves /debug/pprof/<what> of serve to path.
+func (s *serve) fetchProfile(path, what string) error {
+	return s.fetch(path, what, time.Minute)
+}
+
+func (s *serve) fetch(path, what string, timeout time.Duration) error {
+	req, err := http.NewRequest(http.MethodGet, s.httpURL+"/debug/pprof/"+what, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+s.token)
-	c := &http.Client{Timeout: time.Duration(seconds+30) * time.Second}
+	c := &http.Client{Timeout: timeout}
 	resp, err := c.Do(req)
 	if err != nil {
 		return err

@@ -43,6 +43,7 @@ type options struct {
 	modes      []string
 	timeout    time.Duration
 	cpuprofile string
+	heapprof   string
 	profileSec int
 	keep       bool
 	first      uint64
@@ -60,6 +61,7 @@ func run() int {
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "per run: how long to wait at most, after the sim ends, for every reading to be queryable")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of serve under load to this file (influx run; the embedded run's to FILE.embedded)")
 	flag.IntVar(&o.profileSec, "profile-seconds", 10, "length of the -cpuprofile profile, from the first publish")
+	flag.StringVar(&o.heapprof, "heapprofile", "", "write a heap profile of the embedded serve (its 10,000 connections open) to this file, -profile-seconds after the first publish")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (logs, data) instead of removing it")
 	flag.Uint64Var(&o.first, "first-serial", 900000000001, "serial of the first unit (12 digits)")
 	flag.Parse()
@@ -287,11 +289,18 @@ func embedded(ctx context.Context, o options, bin, tmp string) (result, error) {
 		credsFile: credsFile, units: o.units, count: o.count, rate: o.rate, timeout: o.timeout,
 		consumer: s.p, stored: count,
 	}
-	if o.cpuprofile != "" {
+	if o.cpuprofile != "" || o.heapprof != "" {
 		path := o.cpuprofile + ".embedded"
 		ld.onStart = func() {
-			if err := s.profile(path, o.profileSec); err != nil {
+			if o.cpuprofile == "" {
+				time.Sleep(time.Duration(o.profileSec) * time.Second)
+			} else if err := s.profile(path, o.profileSec); err != nil {
 				fmt.Printf("  cpu profile failed: %v\n", err)
+			}
+			if o.heapprof != "" {
+				if err := s.fetchProfile(o.heapprof, "heap?gc=1"); err != nil {
+					fmt.Printf("  heap profile failed: %v\n", err)
+				}
 			}
 		}
 	}
