@@ -305,6 +305,9 @@ func (ld load) run(ctx context.Context) (result, error) {
 	}
 	started := make(chan mark, 1)
 	finished := make(chan mark, 1)
+	// onStartDone: a profile being taken keeps serve running until it is
+	// saved, also when the run ends sooner than the profile's length.
+	onStartDone := make(chan struct{})
 	onLine := func(line string) {
 		var ev simEvent
 		if json.Unmarshal([]byte(line), &ev) != nil {
@@ -320,7 +323,9 @@ func (ld load) run(ctx context.Context) (result, error) {
 			}
 			started <- m
 			if ld.onStart != nil {
-				go ld.onStart()
+				go func() { defer close(onStartDone); ld.onStart() }()
+			} else {
+				close(onStartDone)
 			}
 		case "simulation finished":
 			finished <- mark{at: time.Now(), ev: ev}
@@ -434,6 +439,11 @@ func (ld load) run(ctx context.Context) (result, error) {
 		if err == nil && i < len(m0.others) {
 			res.otherCPU = append(res.otherCPU, namedCPU{o.name, c - m0.others[i]})
 		}
+	}
+	select {
+	case <-onStartDone:
+	case <-ctx.Done():
+		return res, ctx.Err()
 	}
 	return res, nil
 }
