@@ -29,6 +29,14 @@ import (
 // Durable is the name of the shared history consumer.
 const Durable = "history"
 
+// DefaultLinger is long enough that a store write carries some
+// thousands of readings at fleet rates: each write costs InfluxDB a WAL
+// sync and SQLite a commit whatever its size, and at 20 ms the writes
+// of a few hundred readings cost InfluxDB more CPU per reading than
+// upswatch spent in all. Nothing waits on the history this fast: alerts
+// and the live view read the bus.
+const DefaultLinger = 200 * time.Millisecond
+
 // Config of the recorder.
 type Config struct {
 	// MaxReadings per store write; several bus batches are merged up to it.
@@ -59,7 +67,7 @@ func New(js jetstream.JetStream, h store.History, cfg Config) (*Recorder, error)
 		cfg.MaxReadings = 5000
 	}
 	if cfg.Linger <= 0 {
-		cfg.Linger = 20 * time.Millisecond
+		cfg.Linger = DefaultLinger
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
