@@ -57,8 +57,17 @@ const (
 // Sink takes a device message before the broker acks it (the ingest's
 // Offer): nil means stored on the bus (or rejected for good), an error
 // means not stored, and the broker withholds the device's PUBACK.
+//
+// OfferAsync is the same without waiting: it must not keep payload after
+// it returns, and it calls done exactly once, from any goroutine, when
+// the message is settled. A device's QoS 0 and 1 telemetry takes it, so
+// the device's connection goroutine goes back to reading at once instead
+// of waiting (up to the ingest's flush interval) deep in the broker's
+// call stack: there, under load, 10,000 connection goroutines held 32 KiB
+// stacks each (BenchmarkConnectionMemory).
 type Sink interface {
 	Offer(ctx context.Context, topic string, payload []byte) error
+	OfferAsync(topic string, payload []byte, done func(error))
 }
 
 // Options configure the broker.
@@ -145,6 +154,11 @@ func New(o Options) (*Broker, error) {
 		Logger:       o.Logger.With("component", "mqtt-broker"),
 		// $SYS topics are of no use to devices; keep the broker quiet.
 		SysTopicResendInterval: 0,
+		// Every connected device holds a read buffer for its life:
+		// mochi's 2 KiB default is 20 MiB at 10,000 devices. A reading's
+		// fixed header and topic fit in far less, and a larger payload
+		// is read straight into its own slice whatever the buffer size.
+		ClientNetReadBufferSize: clientReadBuffer,
 	})
 	h := &authHook{opts: o, prefix: o.TopicPrefix + "/", logged: map[string]time.Time{}, refused: map[string]*atomic.Int64{},
 		sinkLog: sparseLog{every: sinkFailLogEvery}, now: time.Now}
@@ -567,18 +581,44 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	if sink == nil {
 		return pk, nil
 	}
+	if pk.FixedHeader.Qos <= 1 && !pk.FixedHeader.Retain {
+		// Acked later, by us: mochi is told to drop the packet (no ack,
+		// no routing) and the PUBACK goes out once the bus has the
+		// readings. Retained messages (presence) and QoS 2 take the
+		// waiting path below, since mochi must store or acknowledge
+		// them itself; they are one per connection, not per reading.
+		id, qos := pk.PacketID, pk.FixedHeader.Qos
+		(*sink).OfferAsync(pk.TopicName, pk.Payload, func(err error) {
+			if err != nil {
+				h.unstored(user, err)
+				return
+			}
+			if qos == 1 {
+				// A device gone meanwhile resends it on its next session:
+				// at least once, deduplicated downstream.
+				_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: id})
+			}
+		})
+		return pk, packets.ErrRejectPacket
+	}
 	if err := (*sink).Offer(h.ctx, pk.TopicName, pk.Payload); err != nil {
-		h.sinkFails.Add(1)
-		// While the bus is down every device message fails: one line
-		// per message would be thousands a second. The counter has them
-		// all (upswatch_mqtt_broker_unstored_total).
-		if ok, quiet := h.sinkLog.allow(h.now()); ok {
-			h.opts.Logger.Warn("device message not stored; withholding its ack so the device resends",
-				"username", truncate(user, 32), "err", err, "not_logged_since_last", quiet)
-		}
+		h.unstored(user, err)
 		return pk, packets.ErrRejectPacket
 	}
 	return pk, packets.CodeSuccessIgnore
+}
+
+// unstored counts a device message the sink did not store, whose ack is
+// withheld so that the device resends it.
+func (h *authHook) unstored(user string, err error) {
+	h.sinkFails.Add(1)
+	// While the bus is down every device message fails: one line per
+	// message would be thousands a second. The counter has them all
+	// (upswatch_mqtt_broker_unstored_total).
+	if ok, quiet := h.sinkLog.allow(h.now()); ok {
+		h.opts.Logger.Warn("device message not stored; withholding its ack so the device resends",
+			"username", truncate(user, 32), "err", err, "not_logged_since_last", quiet)
+	}
 }
 
 // allow takes one message from the device's budget.
@@ -612,6 +652,9 @@ func (h *authHook) allow(user string) bool {
 	}
 	return false
 }
+
+// clientReadBuffer is each connection's read buffer (see New).
+const clientReadBuffer = 512
 
 // sinkFailLogEvery: at most one warning this often for device messages
 // the ingest did not store.

@@ -332,6 +332,30 @@ func (in *Ingest) Offer(ctx context.Context, topic string, body []byte) error {
 	}
 }
 
+// OfferAsync is Offer without waiting, for a broker that acks the device
+// itself once done runs (exactly once, from the partition's goroutine or
+// this one): with nil when the readings are stored on the bus or the
+// message was rejected for good, ErrStopping when shutdown came first.
+// While the ingest holds MaxInflight messages it blocks, which pushes back
+// on the device's connection. There is no timeout: while the bus is down
+// the message is held (and retried) until it is stored or the ingest
+// stops, and the device's PUBACK waits with it.
+func (in *Ingest) OfferAsync(topic string, body []byte, done func(error)) {
+	in.gate.RLock()
+	defer in.gate.RUnlock()
+	if in.closed {
+		done(ErrStopping)
+		return
+	}
+	in.accept(topic, body, func(stored bool) {
+		if stored {
+			done(nil)
+		} else {
+			done(ErrStopping)
+		}
+	})
+}
+
 // accept validates one message and hands its readings to their
 // partition; done(true) runs once they are stored on the bus (or at once
 // for a rejected message), done(false) if they never will be (shutdown).
