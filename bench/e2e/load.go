@@ -153,16 +153,17 @@ func (s *serve) addUnit(ctx context.Context, serial string) (string, error) {
 
 // profile saves a CPU profile of serve over the next seconds to path.
 func (s *serve) profile(path string, seconds int) error {
-	return s.fetch(path, "profile?seconds="+strconv.Itoa(seconds), time.Duration(seconds+30)*time.Second)
+	return s.fetch(path, "/debug/pprof/profile?seconds="+strconv.Itoa(seconds), time.Duration(seconds+30)*time.Second)
 }
 
 // fetchProfile saves /debug/pprof/<what> of serve to path.
 func (s *serve) fetchProfile(path, what string) error {
-	return s.fetch(path, what, time.Minute)
+	return s.fetch(path, "/debug/pprof/"+what, time.Minute)
 }
 
-func (s *serve) fetch(path, what string, timeout time.Duration) error {
-	req, err := http.NewRequest(http.MethodGet, s.httpURL+"/debug/pprof/"+what, nil)
+// fetch saves what serve answers at urlPath, as admin, to path.
+func (s *serve) fetch(path, urlPath string, timeout time.Duration) error {
+	req, err := http.NewRequest(http.MethodGet, s.httpURL+urlPath, nil)
 	if err != nil {
 		return err
 	}

@@ -301,6 +301,11 @@ func embedded(ctx context.Context, o options, bin, tmp string) (result, error) {
 				if err := s.fetchProfile(o.heapprof, "heap?gc=1"); err != nil {
 					fmt.Printf("  heap profile failed: %v\n", err)
 				}
+				// The heap profile has no stacks: the Go runtime's
+				// gauges (goroutines, stack and heap bytes) beside it.
+				if err := s.fetch(o.heapprof+".metrics", "/metrics", time.Minute); err != nil {
+					fmt.Printf("  metrics failed: %v\n", err)
+				}
 			}
 		}
 	}
