@@ -181,7 +181,7 @@ func New(o Options) (*Broker, error) {
 		_ = srv.Close()
 		return nil, err
 	}
-	tcp.gate = h.admit
+	tcp.gate, tcp.pace = h.admit, h.pace
 	if err = srv.AddListener(tcp); err != nil {
 		_ = tcp.ln.Close()
 		return fail(fmt.Errorf("mqtt listen %s: %w", o.Listen, err))
@@ -198,7 +198,7 @@ func New(o Options) (*Broker, error) {
 		if b.tls, err = newStreamListener("tls", o.TLSListen, tlsConf); err != nil {
 			return fail(err)
 		}
-		b.tls.gate = h.admit
+		b.tls.gate, b.tls.pace = h.admit, h.pace
 		if err := srv.AddListener(b.tls); err != nil {
 			_ = b.tls.ln.Close()
 			return fail(fmt.Errorf("mqtt tls listener: %w", err))
@@ -606,6 +606,19 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		return pk, packets.ErrRejectPacket
 	}
 	return pk, packets.CodeSuccessIgnore
+}
+
+// roomWaiter is a Sink that can say when it has room (the ingest's
+// WaitRoom).
+type roomWaiter interface{ WaitRoom() }
+
+// pace waits, before a read from a connection, until the sink has room.
+func (h *authHook) pace() {
+	if s := h.sink.Load(); s != nil {
+		if w, ok := (*s).(roomWaiter); ok {
+			w.WaitRoom()
+		}
+	}
 }
 
 // unstored counts a device message the sink did not store, whose ack is

@@ -353,3 +353,33 @@ func TestOfferAsync(t *testing.T) {
 		t.Fatalf("after shutdown: %v, want ErrStopping", err)
 	}
 }
+
+// WaitRoom returns at once while the ingest has room, else when a slot is
+// freed (a token) or at shutdown.
+func TestWaitRoom(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		full   bool
+		settle func(in *Ingest)
+	}{
+		{name: "room", settle: func(*Ingest) {}},
+		{name: "full, then a slot freed", full: true, settle: func(in *Ingest) { <-in.slots; in.room <- struct{}{} }},
+		{name: "full, then shutdown", full: true, settle: func(in *Ingest) { close(in.stopping) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := &Ingest{slots: make(chan struct{}, 2), room: make(chan struct{}, roomTokens), stopping: make(chan struct{})}
+			in.slots <- struct{}{}
+			if tc.full {
+				in.slots <- struct{}{}
+			}
+			returned := make(chan struct{})
+			go func() { in.WaitRoom(); close(returned) }()
+			tc.settle(in)
+			select {
+			case <-returned:
+			case <-time.After(WaitRoomMax / 2):
+				t.Fatal("WaitRoom did not return")
+			}
+		})
+	}
+}
