@@ -68,8 +68,10 @@ bench: deps
 bench-agent: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./agent
 
-# End to end: serve on mosquitto + InfluxDB 1.8 (and Telegraf side by side
-# when on PATH), then embedded; 10,000 units. See bench/README.md.
+# End to end: serve on mosquitto + InfluxDB 1.8, Telegraf 1.37.2 on the
+# same (built into .cache/tools on first use, about 90 s), then embedded;
+# 10,000 units. Ends with the summary table the README shows, with the
+# upswatch/Telegraf ratios. See bench/README.md.
 # BENCH_E2E_FLAGS=-quick for a smoke check.
 bench-e2e: deps
 	$(GO) run ./bench/e2e $(BENCH_E2E_FLAGS)

@@ -81,6 +81,9 @@ type Tracker struct {
 	active  jetstream.KeyValue
 	units   map[ups.Serial]*entry
 	touched []ups.Serial
+	// dec decodes batch after batch into reused memory with interned
+	// serials (see ups.BatchDecoder).
+	dec *ups.BatchDecoder
 	// deleted holds units deregistered within deletedGrace: readings of
 	// theirs still on the bus (redelivered, or accepted just before the
 	// deletion) must not bring the state back.
@@ -244,6 +247,7 @@ func (t *Tracker) Run(ctx context.Context) error {
 
 	var rs []ups.Reading
 	var evs []rules.Event
+	t.dec = ups.NewBatchDecoder()
 	checkpoint := time.NewTicker(time.Minute)
 	defer checkpoint.Stop()
 	for {
@@ -286,7 +290,8 @@ func (t *Tracker) handle(ctx context.Context, msg jetstream.Msg, rs []ups.Readin
 		_ = msg.Ack() // another component's command
 		return rs, evs
 	}
-	rs, err := ups.DecodeBatch(msg.Data(), rs)
+	t.dec.Reset() // the previous batch's readings are done with
+	rs, err := t.dec.Append(rs, msg.Data())
 	if err != nil {
 		t.log.Error("undecodable bus message terminated", "subject", msg.Subject(), "err", err)
 		_ = msg.TermWithReason("undecodable reading batch")

@@ -57,8 +57,17 @@ const (
 // Sink takes a device message before the broker acks it (the ingest's
 // Offer): nil means stored on the bus (or rejected for good), an error
 // means not stored, and the broker withholds the device's PUBACK.
+//
+// OfferAsync is the same without waiting: it must not keep payload after
+// it returns, and it calls done exactly once, from any goroutine, when
+// the message is settled. A device's QoS 0 and 1 telemetry takes it, so
+// the device's connection goroutine goes back to reading at once instead
+// of waiting (up to the ingest's flush interval) deep in the broker's
+// call stack: there, under load, 10,000 connection goroutines held 32 KiB
+// stacks each (BenchmarkConnectionMemory).
 type Sink interface {
 	Offer(ctx context.Context, topic string, payload []byte) error
+	OfferAsync(topic string, payload []byte, done func(error))
 }
 
 // Options configure the broker.
@@ -145,8 +154,14 @@ func New(o Options) (*Broker, error) {
 		Logger:       o.Logger.With("component", "mqtt-broker"),
 		// $SYS topics are of no use to devices; keep the broker quiet.
 		SysTopicResendInterval: 0,
+		// Every connected device holds a read buffer for its life:
+		// mochi's 2 KiB default is 20 MiB at 10,000 devices. A reading's
+		// fixed header and topic fit in far less, and a larger payload
+		// is read straight into its own slice whatever the buffer size.
+		ClientNetReadBufferSize: clientReadBuffer,
 	})
-	h := &authHook{opts: o, prefix: o.TopicPrefix + "/", logged: map[string]time.Time{}, refused: map[string]*atomic.Int64{}}
+	h := &authHook{opts: o, prefix: o.TopicPrefix + "/", logged: map[string]time.Time{}, refused: map[string]*atomic.Int64{},
+		sinkLog: sparseLog{every: sinkFailLogEvery}, now: time.Now}
 	for _, r := range RefusalReasons {
 		h.refused[r] = new(atomic.Int64)
 	}
@@ -166,7 +181,7 @@ func New(o Options) (*Broker, error) {
 		_ = srv.Close()
 		return nil, err
 	}
-	tcp.gate = h.admit
+	tcp.gate, tcp.pace = h.admit, h.pace
 	if err = srv.AddListener(tcp); err != nil {
 		_ = tcp.ln.Close()
 		return fail(fmt.Errorf("mqtt listen %s: %w", o.Listen, err))
@@ -183,7 +198,7 @@ func New(o Options) (*Broker, error) {
 		if b.tls, err = newStreamListener("tls", o.TLSListen, tlsConf); err != nil {
 			return fail(err)
 		}
-		b.tls.gate = h.admit
+		b.tls.gate, b.tls.pace = h.admit, h.pace
 		if err := srv.AddListener(b.tls); err != nil {
 			_ = b.tls.ln.Close()
 			return fail(fmt.Errorf("mqtt tls listener: %w", err))
@@ -372,6 +387,8 @@ type authHook struct {
 
 	sink      atomic.Pointer[Sink]
 	sinkFails atomic.Int64
+	sinkLog   sparseLog // the warning for sinkFails
+	now       func() time.Time
 	ctx       context.Context // cancelled by Close: pending offers give up
 	cancel    context.CancelFunc
 }
@@ -564,13 +581,57 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	if sink == nil {
 		return pk, nil
 	}
+	if pk.FixedHeader.Qos <= 1 && !pk.FixedHeader.Retain {
+		// Acked later, by us: mochi is told to drop the packet (no ack,
+		// no routing) and the PUBACK goes out once the bus has the
+		// readings. Retained messages (presence) and QoS 2 take the
+		// waiting path below, since mochi must store or acknowledge
+		// them itself; they are one per connection, not per reading.
+		id, qos := pk.PacketID, pk.FixedHeader.Qos
+		(*sink).OfferAsync(pk.TopicName, pk.Payload, func(err error) {
+			if err != nil {
+				h.unstored(user, err)
+				return
+			}
+			if qos == 1 {
+				// A device gone meanwhile resends it on its next session:
+				// at least once, deduplicated downstream.
+				_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: id})
+			}
+		})
+		return pk, packets.ErrRejectPacket
+	}
 	if err := (*sink).Offer(h.ctx, pk.TopicName, pk.Payload); err != nil {
-		h.sinkFails.Add(1)
-		h.opts.Logger.Warn("device message not stored; withholding its ack so the device resends",
-			"username", truncate(user, 32), "err", err)
+		h.unstored(user, err)
 		return pk, packets.ErrRejectPacket
 	}
 	return pk, packets.CodeSuccessIgnore
+}
+
+// roomWaiter is a Sink that can say when it has room (the ingest's
+// WaitRoom).
+type roomWaiter interface{ WaitRoom() }
+
+// pace waits, before a read from a connection, until the sink has room.
+func (h *authHook) pace() {
+	if s := h.sink.Load(); s != nil {
+		if w, ok := (*s).(roomWaiter); ok {
+			w.WaitRoom()
+		}
+	}
+}
+
+// unstored counts a device message the sink did not store, whose ack is
+// withheld so that the device resends it.
+func (h *authHook) unstored(user string, err error) {
+	h.sinkFails.Add(1)
+	// While the bus is down every device message fails: one line per
+	// message would be thousands a second. The counter has them all
+	// (upswatch_mqtt_broker_unstored_total).
+	if ok, quiet := h.sinkLog.allow(h.now()); ok {
+		h.opts.Logger.Warn("device message not stored; withholding its ack so the device resends",
+			"username", truncate(user, 32), "err", err, "not_logged_since_last", quiet)
+	}
 }
 
 // allow takes one message from the device's budget.
@@ -603,6 +664,39 @@ func (h *authHook) allow(user string) bool {
 			"rate", h.opts.DeviceRate, "burst", h.opts.DeviceBurst)
 	}
 	return false
+}
+
+// clientReadBuffer is each connection's read buffer (see New).
+const clientReadBuffer = 512
+
+// sinkFailLogEvery: at most one warning this often for device messages
+// the ingest did not store.
+const sinkFailLogEvery = 10 * time.Second
+
+// sparseLog lets one log line through per interval and counts the ones
+// it held back, so a failure that hits every message is still seen at
+// once, and then as a steady trickle with how much it hid.
+type sparseLog struct {
+	every time.Duration
+
+	mu     sync.Mutex
+	last   time.Time
+	logged bool
+	quiet  int64
+}
+
+// allow reports whether to log now and, if so, how many were held back
+// since the last line.
+func (l *sparseLog) allow(now time.Time) (bool, int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.logged && now.Sub(l.last) < l.every {
+		l.quiet++
+		return false, 0
+	}
+	quiet := l.quiet
+	l.last, l.logged, l.quiet = now, true, 0
+	return true, quiet
 }
 
 func truncate(s string, n int) string {

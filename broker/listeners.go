@@ -37,6 +37,9 @@ type streamListener struct {
 	// gate, when set, tells whether to serve a new connection from a
 	// remote address; a connection it refuses is closed unread.
 	gate func(remote string) bool
+	// pace, when set, runs before each read from a connection (see
+	// pacedConn).
+	pace func()
 	end  atomic.Bool
 	log  *slog.Logger
 	wg   sync.WaitGroup
@@ -74,6 +77,9 @@ func (l *streamListener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		_ = conn.SetDeadline(time.Now().Add(connectTimeout))
+		if l.pace != nil {
+			conn = &pacedConn{Conn: conn, pace: l.pace}
+		}
 		go func() { _ = establish(l.id, conn) }()
 	}
 }
@@ -207,9 +213,24 @@ func (c *wsConn) ConnectionState() tls.ConnectionState {
 	return *c.tls
 }
 
+// pacedConn waits for pace before each read: while the ingest is full,
+// a device's connection waits here, at the top of the broker's read loop
+// with a shallow stack, rather than inside its packet handling.
+type pacedConn struct {
+	net.Conn
+	pace func()
+}
+
+func (c *pacedConn) Read(p []byte) (int, error) {
+	c.pace()
+	return c.Conn.Read(p)
+}
+
 // tlsState returns a client connection's TLS state, nil when plain.
 func tlsState(conn net.Conn) *tls.ConnectionState {
 	switch c := conn.(type) {
+	case *pacedConn:
+		return tlsState(c.Conn)
 	case *tls.Conn:
 		s := c.ConnectionState()
 		return &s

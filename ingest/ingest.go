@@ -78,6 +78,9 @@ type Ingest struct {
 	log    *slog.Logger
 	m      *metrics
 	slots  chan struct{} // in-flight MQTT messages
+	// room carries one token per slot freed while someone may wait in
+	// WaitRoom: a freed slot wakes one waiter, not all of them.
+	room chan struct{}
 	parts  []*partition
 	idBase string
 	client paho.Client
@@ -135,6 +138,7 @@ func New(cfg Config, units Units, js jetstream.JetStream) (*Ingest, error) {
 		log:       cfg.Logger.With("component", "ingest"),
 		m:         m,
 		slots:     make(chan struct{}, cfg.MaxInflight),
+		room:      make(chan struct{}, roomTokens),
 		idBase:    cfg.ClientID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36),
 		rejectLog: map[ups.Serial]time.Time{},
 		stopping:  make(chan struct{}),
@@ -329,6 +333,57 @@ func (in *Ingest) Offer(ctx context.Context, topic string, body []byte) error {
 		return ctx.Err()
 	case <-timer.C:
 		return fmt.Errorf("bus did not store the message within %s", OfferTimeout)
+	}
+}
+
+// OfferAsync is Offer without waiting, for a broker that acks the device
+// itself once done runs (exactly once, from the partition's goroutine or
+// this one): with nil when the readings are stored on the bus or the
+// message was rejected for good, ErrStopping when shutdown came first.
+// While the ingest holds MaxInflight messages it blocks, which pushes back
+// on the device's connection. There is no timeout: while the bus is down
+// the message is held (and retried) until it is stored or the ingest
+// stops, and the device's PUBACK waits with it.
+func (in *Ingest) OfferAsync(topic string, body []byte, done func(error)) {
+	in.gate.RLock()
+	defer in.gate.RUnlock()
+	if in.closed {
+		done(ErrStopping)
+		return
+	}
+	in.accept(topic, body, func(stored bool) {
+		if stored {
+			done(nil)
+		} else {
+			done(ErrStopping)
+		}
+	})
+}
+
+// roomTokens bounds the wake-ups WaitRoom has pending: a token left over
+// lets one caller through early, who then waits in accept as before.
+const roomTokens = 64
+
+// WaitRoomMax bounds one WaitRoom: a connection is not kept from reading
+// (its keepalives) for longer while the bus is down.
+const WaitRoomMax = 5 * time.Second
+
+// WaitRoom returns when the ingest can take a message without waiting, or
+// after WaitRoomMax, or at shutdown. The embedded broker calls it before
+// reading from a device's connection: a connection goroutine that waits
+// here, in its read, has a shallow stack the GC can shrink, where one
+// blocked in accept (MaxInflight reached) sits deep in the broker's
+// packet handling, and 10,000 of those held 32 KiB stacks each.
+func (in *Ingest) WaitRoom() {
+	if len(in.slots) < cap(in.slots) {
+		return
+	}
+	t := time.NewTimer(WaitRoomMax)
+	defer t.Stop()
+	select {
+	case <-in.room:
+	case <-t.C:
+	case <-in.stopping:
 	}
 }
 
@@ -590,6 +645,10 @@ func (p *partition) release(ack bool) {
 		<-p.in.slots
 		p.in.m.inflight.Dec()
 		p.held[i] = item{}
+		select {
+		case p.in.room <- struct{}{}:
+		default: // enough tokens out already
+		}
 	}
 	p.held = p.held[:0]
 	clear(p.readings)

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -302,5 +303,83 @@ func TestUnregisteredRejected(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(r.in.m.rejected.WithLabelValues("unregistered")); got != 1 {
 		t.Fatalf("rejected{unregistered} = %v, want 1", got)
+	}
+}
+
+// OfferAsync settles each message once: a good one only after its batch
+// is on the bus, a bad one at once (rejected for good, so the broker acks
+// it), and after shutdown with ErrStopping (the broker withholds the ack).
+func TestOfferAsync(t *testing.T) {
+	r := newRig(t, bus.StreamConfig{Partitions: partitions})
+	offer := func(topic, body string) error {
+		t.Helper()
+		done := make(chan error, 2)
+		r.in.OfferAsync(topic, []byte(body), func(err error) { done <- err })
+		select {
+		case err := <-done:
+			if len(done) != 0 {
+				t.Fatalf("done called twice for %s", topic)
+			}
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s never settled", topic)
+			return nil
+		}
+	}
+	if err := offer("ups/111111111111/telemetry", `{"battery.charge":50}`); err != nil {
+		t.Fatalf("good message settled with %v", err)
+	}
+	// Settled means stored: the reading is on the bus now, not later.
+	s, err := r.js.Stream(context.Background(), bus.ReadingsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Info(context.Background()); err != nil || info.State.Msgs != 1 {
+		t.Fatalf("bus holds %v batches after the message settled (%v), want 1", info.State.Msgs, err)
+	}
+	for _, bad := range []struct{ topic, body, reason string }{
+		{"ups/333333333333/telemetry", `{"battery.charge":50}`, "unregistered"},
+		{"ups/111111111111/telemetry", `{"battery.charge":`, "malformed"},
+	} {
+		if err := offer(bad.topic, bad.body); err != nil {
+			t.Fatalf("%s message settled with %v, want nil (rejected for good)", bad.reason, err)
+		}
+		if got := testutil.ToFloat64(r.in.m.rejected.WithLabelValues(bad.reason)); got != 1 {
+			t.Fatalf("rejected{%s} = %v, want 1", bad.reason, got)
+		}
+	}
+	r.stop()
+	if err := offer("ups/111111111111/telemetry", `{"battery.charge":51}`); !errors.Is(err, ErrStopping) {
+		t.Fatalf("after shutdown: %v, want ErrStopping", err)
+	}
+}
+
+// WaitRoom returns at once while the ingest has room, else when a slot is
+// freed (a token) or at shutdown.
+func TestWaitRoom(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		full   bool
+		settle func(in *Ingest)
+	}{
+		{name: "room", settle: func(*Ingest) {}},
+		{name: "full, then a slot freed", full: true, settle: func(in *Ingest) { <-in.slots; in.room <- struct{}{} }},
+		{name: "full, then shutdown", full: true, settle: func(in *Ingest) { close(in.stopping) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := &Ingest{slots: make(chan struct{}, 2), room: make(chan struct{}, roomTokens), stopping: make(chan struct{})}
+			in.slots <- struct{}{}
+			if tc.full {
+				in.slots <- struct{}{}
+			}
+			returned := make(chan struct{})
+			go func() { in.WaitRoom(); close(returned) }()
+			tc.settle(in)
+			select {
+			case <-returned:
+			case <-time.After(WaitRoomMax / 2):
+				t.Fatal("WaitRoom did not return")
+			}
+		})
 	}
 }

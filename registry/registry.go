@@ -153,6 +153,19 @@ func (r *Registry) Lookup(serial ups.Serial) (Unit, bool) {
 	return *u, true
 }
 
+// SiteOf returns a unit's site: what the rule engine asks per reading,
+// without copying the whole Unit as Lookup does.
+func (r *Registry) SiteOf(serial ups.Serial) (string, bool) {
+	r.mu.RLock()
+	u, ok := r.units[serial]
+	var site string
+	if ok {
+		site = u.Site
+	}
+	r.mu.RUnlock()
+	return site, ok
+}
+
 // Registered reports whether serial is registered. It is the ingest's
 // per-message check: a map read under a read lock.
 func (r *Registry) Registered(serial ups.Serial) bool {

@@ -48,6 +48,12 @@ func TestAddAuthenticateRemove(t *testing.T) {
 	if !r.Registered("123456789012") || !r.Authenticate("123456789012", pw) {
 		t.Fatal("registered unit does not authenticate")
 	}
+	if site, ok := r.SiteOf("123456789012"); !ok || site != "hq" {
+		t.Fatalf("SiteOf = %q, %v; want hq, true", site, ok)
+	}
+	if site, ok := r.SiteOf("999999999999"); ok || site != "" {
+		t.Fatalf("SiteOf of an unknown unit = %q, %v", site, ok)
+	}
 	if r.Authenticate("123456789012", pw+"x") || r.Authenticate("999999999999", pw) {
 		t.Fatal("wrong credentials accepted")
 	}
@@ -59,6 +65,9 @@ func TestAddAuthenticateRemove(t *testing.T) {
 	}
 	if r.Registered("123456789012") {
 		t.Fatal("removed unit still registered")
+	}
+	if _, ok := r.SiteOf("123456789012"); ok {
+		t.Fatal("SiteOf finds a removed unit")
 	}
 	if err := r.Remove(ctx, "123456789012"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second Remove err = %v, want ErrNotFound", err)

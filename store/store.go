@@ -32,6 +32,9 @@ type History interface {
 	// assumed written and the caller retries the whole batch; points a
 	// backend refuses as bad data are dropped and counted by it, not
 	// returned as an error, so one bad point cannot wedge the stream.
+	// rs and its readings' Metrics and Texts are the caller's again once
+	// it returns (the recorder reuses them for the next batch): a backend
+	// must not keep them.
 	WriteReadings(ctx context.Context, rs []ups.Reading) error
 
 	// Query aggregates numeric fields of one unit over [From, To) in

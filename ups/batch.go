@@ -3,9 +3,7 @@ package ups
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"math"
-	"time"
 
 	"github.com/upswatch/upswatch/internal/wire"
 )
@@ -101,83 +99,10 @@ func appendName(dst []byte, s string) []byte {
 	return wire.AppendStr(dst, s)
 }
 
-// DecodeBatch decodes a batch made by AppendBatch, appending to rs.
+// DecodeBatch decodes a batch made by AppendBatch, appending to rs. Its
+// readings own their memory; a consumer that decodes batch after batch
+// uses a BatchDecoder instead.
 func DecodeBatch(b []byte, rs []Reading) ([]Reading, error) {
-	d := decoder{wire.NewDecoder(b, ErrBadBatch)}
-	if v := d.Byte(); v != batchVersion {
-		if d.Err() != nil {
-			return rs, d.Err()
-		}
-		return rs, fmt.Errorf("%w: unknown version %d", ErrBadBatch, v)
-	}
-	n := d.Uvarint()
-	if n > uint64(len(b)) { // each reading takes at least one byte
-		return rs, fmt.Errorf("%w: count %d exceeds size", ErrBadBatch, n)
-	}
-	for i := uint64(0); i < n && d.Err() == nil; i++ {
-		var r Reading
-		d.reading(&r)
-		rs = append(rs, r)
-	}
-	if d.Err() != nil {
-		return rs, d.Err()
-	}
-	if d.Len() != 0 {
-		return rs, fmt.Errorf("%w: %d trailing bytes", ErrBadBatch, d.Len())
-	}
-	return rs, nil
-}
-
-// decoder adds the batch's name dictionary to the wire primitives.
-type decoder struct{ *wire.Decoder }
-
-func (d decoder) name() string {
-	k := d.Uvarint()
-	if k == 0 {
-		return d.Str()
-	}
-	if k > uint64(len(dictionary)) {
-		d.Failf("unknown name index %d", k)
-		return ""
-	}
-	return dictionary[k-1]
-}
-
-func (d decoder) reading(r *Reading) {
-	r.Serial = Serial(d.Str())
-	r.Time = time.UnixMilli(d.Varint()).UTC()
-	r.Presence = Presence(d.Byte())
-	if d.Byte() == 1 {
-		r.Status = ParseStatus(d.Str())
-		r.HasStatus = true
-	}
-	n := d.Uvarint()
-	if n > uint64(d.Len())/9 {
-		d.Failf("truncated metrics")
-		return
-	}
-	if n > 0 {
-		r.Metrics = make([]Metric, 0, n)
-	}
-	for i := uint64(0); i < n && d.Err() == nil; i++ {
-		name := d.name()
-		v := math.Float64frombits(d.U64())
-		if d.Err() != nil {
-			return
-		}
-		r.Metrics = append(r.Metrics, Metric{name, v})
-	}
-	r.Reindex()
-	n = d.Uvarint()
-	if n > uint64(d.Len())/2 {
-		d.Failf("truncated texts")
-		return
-	}
-	if n > 0 {
-		r.Texts = make([]Text, 0, n)
-	}
-	for i := uint64(0); i < n && d.Err() == nil; i++ {
-		name := d.name()
-		r.Texts = append(r.Texts, Text{name, d.Str()})
-	}
+	var bd BatchDecoder // no intern tables: nothing kept
+	return bd.Append(rs, b)
 }

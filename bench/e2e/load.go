@@ -153,12 +153,22 @@ func (s *serve) addUnit(ctx context.Context, serial string) (string, error) {
 
 // profile saves a CPU profile of serve over the next seconds to path.
 func (s *serve) profile(path string, seconds int) error {
-	req, err := http.NewRequest(http.MethodGet, s.httpURL+"/debug/pprof/profile?seconds="+strconv.Itoa(seconds), nil)
+	return s.fetch(path, "/debug/pprof/profile?seconds="+strconv.Itoa(seconds), time.Duration(seconds+30)*time.Second)
+}
+
+// fetchProfile saves /debug/pprof/<what> of serve to path.
+func (s *serve) fetchProfile(path, what string) error {
+	return s.fetch(path, "/debug/pprof/"+what, time.Minute)
+}
+
+// fetch saves what serve answers at urlPath, as admin, to path.
+func (s *serve) fetch(path, urlPath string, timeout time.Duration) error {
+	req, err := http.NewRequest(http.MethodGet, s.httpURL+urlPath, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+s.token)
-	c := &http.Client{Timeout: time.Duration(seconds+30) * time.Second}
+	c := &http.Client{Timeout: timeout}
 	resp, err := c.Do(req)
 	if err != nil {
 		return err
@@ -187,6 +197,7 @@ func writeCreds(path string, creds []testenv.Credential) error {
 // process measured, and how to count what is queryable.
 type load struct {
 	name      string
+	kind      runKind
 	bin       string // upswatch, for `upswatch sim`
 	dir       string
 	broker    string
@@ -202,6 +213,15 @@ type load struct {
 	onStart func()
 }
 
+// runKind tells the summary which runs to set side by side.
+type runKind int
+
+const (
+	kindServe    runKind = iota + 1 // upswatch serve on mosquitto + InfluxDB
+	kindTelegraf                    // Telegraf on the same mosquitto + InfluxDB
+	kindEmbedded                    // upswatch serve alone
+)
+
 // stallTimeout ends the wait for readings the broker never acknowledged
 // once the count has not grown for this long (and every acknowledged
 // reading is there).
@@ -210,6 +230,7 @@ const stallTimeout = 15 * time.Second
 // result is what one run measured.
 type result struct {
 	name       string
+	kind       runKind
 	connected  int
 	published  uint64
 	acked      uint64
@@ -267,7 +288,7 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 
 // run drives the load and measures it.
 func (ld load) run(ctx context.Context) (result, error) {
-	res := result{name: ld.name}
+	res := result{name: ld.name, kind: ld.kind}
 	logPath := filepath.Join(ld.dir, "sim.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -285,6 +306,9 @@ func (ld load) run(ctx context.Context) (result, error) {
 	}
 	started := make(chan mark, 1)
 	finished := make(chan mark, 1)
+	// onStartDone: a profile being taken keeps serve running until it is
+	// saved, also when the run ends sooner than the profile's length.
+	onStartDone := make(chan struct{})
 	onLine := func(line string) {
 		var ev simEvent
 		if json.Unmarshal([]byte(line), &ev) != nil {
@@ -300,7 +324,9 @@ func (ld load) run(ctx context.Context) (result, error) {
 			}
 			started <- m
 			if ld.onStart != nil {
-				go ld.onStart()
+				go func() { defer close(onStartDone); ld.onStart() }()
+			} else {
+				close(onStartDone)
 			}
 		case "simulation finished":
 			finished <- mark{at: time.Now(), ev: ev}
@@ -414,6 +440,11 @@ func (ld load) run(ctx context.Context) (result, error) {
 		if err == nil && i < len(m0.others) {
 			res.otherCPU = append(res.otherCPU, namedCPU{o.name, c - m0.others[i]})
 		}
+	}
+	select {
+	case <-onStartDone:
+	case <-ctx.Done():
+		return res, ctx.Err()
 	}
 	return res, nil
 }

@@ -8,8 +8,9 @@
 // every acknowledged reading is queryable in the store: readings per
 // second end to end, the CPU seconds the upswatch process spent per 100k
 // readings, and its peak RSS. Then the same with Telegraf in upswatch's
-// place when a telegraf binary is on PATH, and the same for the embedded
-// defaults (upswatch's own broker and SQLite).
+// place (built from source into the tools dir when missing), and the same
+// for the embedded defaults (upswatch's own broker and SQLite); the
+// summary sets upswatch beside Telegraf, alone and as whole stacks.
 //
 // Every child process is killed when the benchmark ends, however it ends.
 // See bench/README.md.
@@ -42,6 +43,7 @@ type options struct {
 	modes      []string
 	timeout    time.Duration
 	cpuprofile string
+	heapprof   string
 	profileSec int
 	keep       bool
 	first      uint64
@@ -55,10 +57,11 @@ func run() int {
 	flag.IntVar(&o.units, "units", 10000, "simulated units")
 	flag.IntVar(&o.count, "count", 30, "readings per unit (total N = units x count)")
 	flag.Float64Var(&o.rate, "rate", 40000, "readings per second over all units the sim aims at (above what the pipeline stores, so it measures capacity)")
-	modes := flag.String("modes", "influx,telegraf,embedded", "runs, in order: influx (serve + mosquitto + influxdb), telegraf (side by side, when on PATH), embedded (serve alone)")
+	modes := flag.String("modes", "influx,telegraf,embedded", "runs, in order: influx (serve + mosquitto + influxdb), telegraf (side by side; built into the tools dir when missing), embedded (serve alone)")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "per run: how long to wait at most, after the sim ends, for every reading to be queryable")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of serve under load to this file (influx run; the embedded run's to FILE.embedded)")
 	flag.IntVar(&o.profileSec, "profile-seconds", 10, "length of the -cpuprofile profile, from the first publish")
+	flag.StringVar(&o.heapprof, "heapprofile", "", "write a heap profile of the embedded serve (its 10,000 connections open) to this file, -profile-seconds after the first publish")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (logs, data) instead of removing it")
 	flag.Uint64Var(&o.first, "first-serial", 900000000001, "serial of the first unit (12 digits)")
 	flag.Parse()
@@ -152,12 +155,9 @@ func external(ctx context.Context, o options, root, bin, tmp string, withServe, 
 	}
 	var telegraf string
 	if withTelegraf {
-		telegraf, _ = exec.LookPath("telegraf")
-		if telegraf == "" {
-			fmt.Println("telegraf: no telegraf binary on PATH; the side-by-side Telegraf run is skipped (install Telegraf and re-run to compare)")
-			if !withServe {
-				return nil, nil
-			}
+		telegraf, err = telegrafBinary(ctx, root)
+		if err != nil {
+			return nil, err
 		}
 	}
 	dir := mkdir(tmp, "external")
@@ -208,7 +208,7 @@ func external(ctx context.Context, o options, root, bin, tmp string, withServe, 
 			return nil, err
 		}
 		ld := load{
-			name: "upswatch serve + mosquitto + influxdb 1.8", bin: bin, dir: sdir, broker: m.url,
+			name: "upswatch serve + mosquitto + influxdb 1.8", kind: kindServe, bin: bin, dir: sdir, broker: m.url,
 			credsFile: credsFile, units: o.units, count: o.count, rate: o.rate, timeout: o.timeout,
 			consumer: s.p, others: []*proc{m.p, inf.p},
 			stored: func() (int64, error) {
@@ -285,15 +285,27 @@ func embedded(ctx context.Context, o options, bin, tmp string) (result, error) {
 	}
 	defer closeDB()
 	ld := load{
-		name: "upswatch serve, embedded (broker + sqlite)", bin: bin, dir: dir, broker: "tcp://" + mqttAddr,
+		name: "upswatch serve, embedded (broker + sqlite)", kind: kindEmbedded, bin: bin, dir: dir, broker: "tcp://" + mqttAddr,
 		credsFile: credsFile, units: o.units, count: o.count, rate: o.rate, timeout: o.timeout,
 		consumer: s.p, stored: count,
 	}
-	if o.cpuprofile != "" {
+	if o.cpuprofile != "" || o.heapprof != "" {
 		path := o.cpuprofile + ".embedded"
 		ld.onStart = func() {
-			if err := s.profile(path, o.profileSec); err != nil {
+			if o.cpuprofile == "" {
+				time.Sleep(time.Duration(o.profileSec) * time.Second)
+			} else if err := s.profile(path, o.profileSec); err != nil {
 				fmt.Printf("  cpu profile failed: %v\n", err)
+			}
+			if o.heapprof != "" {
+				if err := s.fetchProfile(o.heapprof, "heap?gc=1"); err != nil {
+					fmt.Printf("  heap profile failed: %v\n", err)
+				}
+				// The heap profile has no stacks: the Go runtime's
+				// gauges (goroutines, stack and heap bytes) beside it.
+				if err := s.fetch(o.heapprof+".metrics", "/metrics", time.Minute); err != nil {
+					fmt.Printf("  metrics failed: %v\n", err)
+				}
 			}
 		}
 	}
@@ -305,31 +317,14 @@ func report(o options, results []result) {
 	fmt.Printf("\nupswatch end-to-end benchmark: %d units x %d readings, QoS 1, sim aiming at %.0f readings/s\n", o.units, o.count, o.rate)
 	fmt.Printf("%s/%s, %d CPUs; broker, store and load generator share the machine (numbers are noisy: compare runs of one invocation)\n\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "run\treadings\tqueryable\te2e s\treadings/s\tCPU s/100k\tus/reading\tpeak RSS MiB\t")
-	for _, r := range results {
-		rate, cpu100k, us := 0.0, 0.0, 0.0
-		if r.elapsed > 0 {
-			rate = float64(r.stored) / r.elapsed.Seconds()
-		}
-		if r.stored > 0 {
-			cpu100k = r.cpu / float64(r.stored) * 1e5
-			us = r.cpu / float64(r.stored) * 1e6
-		}
-		state := ""
-		if !r.complete {
-			state = " INCOMPLETE"
-		}
-		fmt.Fprintf(tw, "%s%s\t%d\t%d\t%.2f\t%.0f\t%.2f\t%.1f\t%.1f\t\n", r.name, state, r.published, r.stored,
-			r.elapsed.Seconds(), rate, cpu100k, us, float64(r.rss)/(1<<20))
-	}
-	tw.Flush()
+	fmt.Print(summary(results))
 	fmt.Println()
 	for _, r := range results {
 		fmt.Printf("%s:\n", r.name)
 		fmt.Printf("  sim: %d units connected, published %d, acked %d, skipped %d, errors %d, unconfirmed %d; last ack after %.2fs (%.0f/s); sim CPU %.1fs\n",
 			r.connected, r.published, r.acked, r.skipped, r.errors, r.unconf, r.publishDur.Seconds(),
 			float64(r.acked)/max(r.publishDur.Seconds(), 1e-9), r.simCPU)
+		fmt.Printf("  %s CPU over the run: %.1fs (%.1f us/reading)\n", r.consumerName(), r.cpu, r.cpu/max(float64(r.stored), 1)*1e6)
 		for _, oc := range r.otherCPU {
 			fmt.Printf("  %s CPU over the run: %.1fs (%.1f us/reading)\n", oc.name, oc.cpu, oc.cpu/max(float64(r.stored), 1)*1e6)
 		}
@@ -341,6 +336,73 @@ func report(o options, results []result) {
 				r.stored, r.published, r.acked)
 		}
 	}
+}
+
+func (r result) consumerName() string {
+	if r.kind == kindTelegraf {
+		return "telegraf"
+	}
+	return "upswatch serve"
+}
+
+// rate is readings queryable per second end to end.
+func (r result) rate() float64 {
+	if r.elapsed <= 0 {
+		return 0
+	}
+	return float64(r.stored) / r.elapsed.Seconds()
+}
+
+// perReading is CPU seconds spread over the readings stored, in us.
+func (r result) perReading(cpu float64) float64 {
+	if r.stored <= 0 {
+		return 0
+	}
+	return cpu / float64(r.stored) * 1e6
+}
+
+// stackCPU is the consumer's CPU plus its broker's and store's: for the
+// embedded run the consumer is the whole stack.
+func (r result) stackCPU() float64 {
+	c := r.cpu
+	for _, o := range r.otherCPU {
+		c += o.cpu
+	}
+	return c
+}
+
+// summary is the table the README shows: each run's end-to-end rate, its
+// consumer's and its whole stack's CPU per reading and peak RSS, then
+// upswatch over Telegraf (same broker and store, same invocation).
+func summary(results []result) string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "run\treadings\tqueryable\te2e s\treadings/s\tconsumer us/reading\tstack us/reading\tpeak RSS MiB\tRSS KiB/unit\t")
+	for _, r := range results {
+		state := ""
+		if !r.complete {
+			state = " INCOMPLETE"
+		}
+		fmt.Fprintf(tw, "%s%s\t%d\t%d\t%.2f\t%.0f\t%.1f\t%.1f\t%.1f\t%.0f\t\n", r.name, state, r.published, r.stored,
+			r.elapsed.Seconds(), r.rate(), r.perReading(r.cpu), r.perReading(r.stackCPU()),
+			float64(r.rss)/(1<<20), float64(r.rss)/1024/float64(max(r.connected, 1)))
+	}
+	tw.Flush()
+	var serve, tele *result
+	for i := range results {
+		switch results[i].kind {
+		case kindServe:
+			serve = &results[i]
+		case kindTelegraf:
+			tele = &results[i]
+		}
+	}
+	if serve != nil && tele != nil && tele.rate() > 0 && tele.cpu > 0 {
+		fmt.Fprintf(&b, "\nupswatch / Telegraf (same mosquitto and InfluxDB): rate %.2fx, consumer CPU per reading %.2fx, stack CPU per reading %.2fx\n",
+			serve.rate()/tele.rate(), serve.perReading(serve.cpu)/tele.perReading(tele.cpu),
+			serve.perReading(serve.stackCPU())/tele.perReading(tele.stackCPU()))
+	}
+	return b.String()
 }
 
 func mkdir(parent, name string) string {

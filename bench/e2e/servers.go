@@ -86,13 +86,18 @@ func repoRoot() (string, error) {
 	}
 }
 
+// toolsDir is where scripts/deps.sh and internal/testenv keep the servers
+// they build: UPSWATCH_TOOLS_DIR, else <repo>/.cache/tools (gitignored).
+func toolsDir(root string) string {
+	if dir := os.Getenv("UPSWATCH_TOOLS_DIR"); dir != "" {
+		return dir
+	}
+	return filepath.Join(root, ".cache", "tools")
+}
+
 // influxdBinary is the influxd that scripts/deps.sh builds (`make deps`).
 func influxdBinary(root string) (string, error) {
-	dir := os.Getenv("UPSWATCH_TOOLS_DIR")
-	if dir == "" {
-		dir = filepath.Join(root, ".cache", "tools")
-	}
-	bin := filepath.Join(dir, "influxd-"+testenv.InfluxdVersion)
+	bin := filepath.Join(toolsDir(root), "influxd-"+testenv.InfluxdVersion)
 	if _, err := os.Stat(bin); err != nil {
 		return "", fmt.Errorf("influxd %s not found at %s: run `make deps` (scripts/deps.sh)", testenv.InfluxdVersion, bin)
 	}

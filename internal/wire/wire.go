@@ -107,10 +107,16 @@ func (d *Decoder) Varint() int64 {
 
 // Str reads a string written by AppendStr.
 func (d *Decoder) Str() string {
+	return string(d.StrBytes())
+}
+
+// StrBytes reads a string written by AppendStr without copying it: the
+// result aliases the input, for a caller that interns or parses it.
+func (d *Decoder) StrBytes() []byte {
 	n := d.Uvarint()
 	if n > uint64(len(d.b)) {
 		d.truncated("string")
-		return ""
+		return nil
 	}
-	return string(d.take(int(n), "string"))
+	return d.take(int(n), "string")
 }

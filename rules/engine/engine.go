@@ -97,6 +97,22 @@ type Units interface {
 	Lookup(serial ups.Serial) (registry.Unit, bool)
 }
 
+// siteOf is the cheap way to a unit's site, when Units has it: the
+// engine asks once per reading, and Lookup copies a whole registry.Unit
+// (salt and hash slices included) under the registry's lock to answer.
+type siteOf interface {
+	SiteOf(serial ups.Serial) (string, bool)
+}
+
+// site is the registered site of serial.
+func (e *Engine) site(serial ups.Serial) (string, bool) {
+	if so, ok := e.cfg.Units.(siteOf); ok {
+		return so.SiteOf(serial)
+	}
+	u, ok := e.cfg.Units.Lookup(serial)
+	return u.Site, ok
+}
+
 // Config of the engine.
 type Config struct {
 	Evaluator *rules.Evaluator
@@ -232,7 +248,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			return fmt.Errorf("rules engine: consumer of partition %d: %w", p, err)
 		}
 		parts[p] = &partition{e: e, p: p, cons: cons, stream: stream, state: state, active: active,
-			units: map[ups.Serial]*unit{}}
+			units: map[ups.Serial]*unit{}, dec: ups.NewBatchDecoder()}
 	}
 	iters := make([]jetstream.MessagesContext, len(parts))
 	for i, pt := range parts {
@@ -304,8 +320,11 @@ type partition struct {
 	// deletedStraggler).
 	deleted map[ups.Serial]time.Time
 
+	dec      *ups.BatchDecoder // reused batch after batch
 	readings []ups.Reading
 	events   []rules.Event
+	sigBuf   []byte // scratch for the significant-state comparison
+	acks     []pendingPub
 }
 
 func (pt *partition) run(ctx context.Context, it jetstream.MessagesContext) error {
@@ -432,8 +451,8 @@ func (pt *partition) unit(ctx context.Context, s ups.Serial) (*unit, error) {
 			u.saved = ent.Value()
 		}
 	}
-	if reg, ok := pt.e.cfg.Units.Lookup(s); ok {
-		u.st.Site = reg.Site
+	if site, ok := pt.e.site(s); ok {
+		u.st.Site = site
 	}
 	pt.units[s] = u
 	return u, nil
@@ -447,7 +466,9 @@ func (pt *partition) handle(ctx context.Context, log *slog.Logger, msg jetstream
 		return
 	}
 	var err error
-	pt.readings, err = ups.DecodeBatch(msg.Data(), pt.readings[:0])
+	clear(pt.readings)
+	pt.dec.Reset()
+	pt.readings, err = pt.dec.Append(pt.readings[:0], msg.Data())
 	if err != nil {
 		pt.e.m.poison.Inc()
 		log.Error("undecodable bus message terminated", "subject", msg.Subject(), "bytes", len(msg.Data()), "err", err)
@@ -468,8 +489,8 @@ func (pt *partition) handle(ctx context.Context, log *slog.Logger, msg jetstream
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
-		if reg, ok := pt.e.cfg.Units.Lookup(r.Serial); ok {
-			u.st.Site = reg.Site
+		if site, ok := pt.e.site(r.Serial); ok {
+			u.st.Site = site
 		}
 		events = pt.e.cfg.Evaluator.Evaluate(&u.st, r, now, events)
 		pt.markDirty(r.Serial, u)
@@ -516,13 +537,16 @@ func (pt *partition) commitOrDrop(ctx context.Context, log *slog.Logger, events 
 	return false
 }
 
-// commit publishes events, updates the active bucket and persists the
-// changed states, in that order.
+// commit publishes events and updates the active bucket, then persists
+// the changed states. The events and their active-bucket writes go out
+// asynchronously and are awaited together (one round trip for the batch,
+// not two per event); the states are written only after all of them are
+// stored, so a crash in between re-evaluates the batch (the events'
+// dedup ids absorb the repeat) rather than saving a state whose alert
+// never went out.
 func (pt *partition) commit(ctx context.Context, events []rules.Event) error {
-	for i := range events {
-		if err := pt.publish(ctx, &events[i]); err != nil {
-			return err
-		}
+	if err := pt.publishAll(ctx, events); err != nil {
+		return err
 	}
 	return pt.saveDirty(ctx, false)
 }
@@ -565,15 +589,20 @@ func (pt *partition) saveDirty(ctx context.Context, force bool) error {
 			continue
 		}
 		u.dirty = false
-		sig, err := u.st.AppendSignificant(nil)
+		// Encoded into a scratch buffer: most dirty units only moved
+		// per-reading fields and are not saved, so their encoding is
+		// thrown away; a unit that is saved gets its own copy.
+		var err error
+		pt.sigBuf, err = u.st.AppendSignificant(pt.sigBuf[:0])
 		if err != nil {
 			return fmt.Errorf("encode state of %s: %w", s, err)
 		}
 		now := time.Now()
-		if !force && u.saved != nil && string(sig) == string(u.sig) && now.Sub(u.savedAt) < CheckpointEvery {
+		if !force && u.saved != nil && string(pt.sigBuf) == string(u.sig) && now.Sub(u.savedAt) < CheckpointEvery {
 			u.lazy = true
 			continue // only per-reading fields moved: the checkpoint can wait
 		}
+		sig := append([]byte(nil), pt.sigBuf...)
 		blob, err := u.st.MarshalBinary()
 		if err != nil {
 			return fmt.Errorf("encode state of %s: %w", s, err)
@@ -607,31 +636,86 @@ func (pt *partition) saveDirty(ctx context.Context, force bool) error {
 	return errors.Join(errs...)
 }
 
-func (pt *partition) publish(ctx context.Context, ev *rules.Event) error {
-	body, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("encode event: %w", err)
+// pendingPub is one event or active-bucket write in flight.
+type pendingPub struct {
+	what string // for the error
+	ack  jetstream.PubAckFuture
+}
+
+// publishAll publishes every event (with its dedup id) and its
+// active-bucket update without waiting in between, then awaits them all.
+// Publications from one connection reach the server in order, so two
+// events of one alert in a batch (firing, then resolved) and their
+// active-bucket put and delete are stored in that order.
+func (pt *partition) publishAll(ctx context.Context, events []rules.Event) error {
+	if len(events) == 0 {
+		return nil
 	}
-	if _, err := pt.e.js.Publish(ctx, AlertSubject(ev.Serial, ev.Rule), body, jetstream.WithMsgID(ev.DedupID())); err != nil {
-		return fmt.Errorf("publish %s event of %s/%s: %w", ev.Kind, ev.Serial, ev.Rule, err)
+	acks := pt.acks[:0]
+	defer func() { clear(acks); pt.acks = acks[:0] }()
+	for i := range events {
+		ev := &events[i]
+		body, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encode event: %w", err)
+		}
+		msg := nats.NewMsg(AlertSubject(ev.Serial, ev.Rule))
+		msg.Data = body
+		msg.Header.Set(jetstream.MsgIDHeader, ev.DedupID())
+		ack, err := pt.e.js.PublishMsgAsync(msg)
+		if err != nil {
+			return fmt.Errorf("publish %s event of %s/%s: %w", ev.Kind, ev.Serial, ev.Rule, err)
+		}
+		acks = append(acks, pendingPub{what: "publish " + ev.Kind.String() + " event of " + string(ev.Serial) + "/" + ev.Rule, ack: ack})
+		key := string(ev.Serial) + "." + ev.Rule
+		// The active bucket's own put and delete, as KeyValue.Put and
+		// Delete write them, but not awaited one by one.
+		kv := nats.NewMsg("$KV." + ActiveBucket + "." + key)
+		switch ev.Kind {
+		case rules.Firing, rules.Updated:
+			if ev.Historical {
+				continue
+			}
+			kv.Data = body
+			ack, err = pt.e.js.PublishMsgAsync(kv)
+			acks = append(acks, pendingPub{what: "mark " + key + " active", ack: ack})
+		case rules.Resolved:
+			// A delete marker is stored whether or not the key exists,
+			// as KeyValue.Delete does: nothing to tell apart.
+			kv.Header.Set(kvOperationHeader, kvOperationDelete)
+			ack, err = pt.e.js.PublishMsgAsync(kv)
+			acks = append(acks, pendingPub{what: "clear active " + key, ack: ack})
+		default:
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", acks[len(acks)-1].what, err)
+		}
 	}
-	pt.e.m.events.WithLabelValues(ev.Rule, ev.Kind.String()).Inc()
-	key := string(ev.Serial) + "." + ev.Rule
-	switch ev.Kind {
-	case rules.Firing, rules.Updated:
-		if ev.Historical {
-			break
+	var errs []error
+	for _, p := range acks {
+		select {
+		case <-p.ack.Ok():
+		case err := <-p.ack.Err():
+			errs = append(errs, fmt.Errorf("%s: %w", p.what, err))
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		if _, err := pt.active.Put(ctx, key, body); err != nil {
-			return fmt.Errorf("mark %s active: %w", key, err)
-		}
-	case rules.Resolved:
-		if err := pt.active.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return fmt.Errorf("clear active %s: %w", key, err)
-		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for i := range events {
+		pt.e.m.events.WithLabelValues(events[i].Rule, events[i].Kind.String()).Inc()
 	}
 	return nil
 }
+
+// The KV bucket's delete marker, as jetstream.KeyValue.Delete writes it.
+const (
+	kvOperationHeader = "KV-Operation"
+	kvOperationDelete = "DEL"
+)
 
 // tick checks ownership against the server and, when owned and caught
 // up, ticks the partition's units.

@@ -65,7 +65,7 @@ func BenchmarkEncode(b *testing.B) {
 		for b.Loop() {
 			e.reset()
 			for i := range rs {
-				e.appendReading(&rs[i])
+				e.appendReading(&rs[i], len(rs[i].Texts) > 0)
 			}
 			_ = string(e.buf)
 		}

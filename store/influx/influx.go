@@ -40,6 +40,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/upswatch/upswatch/store"
+	"github.com/upswatch/upswatch/ups"
 )
 
 // Defaults for Config.
@@ -86,6 +87,8 @@ type Store struct {
 	version string
 
 	encoders sync.Pool // *encoder
+	texts    textCache
+	now      func() time.Time // the text cache's clock (tests set it)
 }
 
 var _ store.History = (*Store)(nil)
@@ -131,7 +134,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		write:  client.WriteAPIBlocking(cfg.Org, cfg.Bucket),
 		query:  client.QueryAPI(cfg.Org),
 	}
-	s.encoders.New = func() any { return &encoder{drop: s.countDropped} }
+	s.now = time.Now
+	s.encoders.New = func() any { return &encoder{drop: s.countDropped, texts: map[ups.Serial]textMark{}} }
 	if err := s.ping(ctx); err != nil {
 		client.Close()
 		return nil, err

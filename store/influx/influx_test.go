@@ -216,6 +216,40 @@ func TestInflux(t *testing.T) {
 		checkSeries(t, res, expectAggregates(rs, q))
 	})
 
+	t.Run("latest texts of an earlier point", func(t *testing.T) {
+		s, _ := newStore(t, inf, "texts", nil)
+		nums := map[string]float64{"battery.charge": 90}
+		for _, st := range []struct {
+			r         ups.Reading
+			wantTexts map[string]string
+		}{
+			// The second reading's unchanged texts are not written again:
+			// Latest still has them, at the second reading's time.
+			{reading(serialA, 0, "OL", nums, "device.model", "Back-UPS 700", "ups.alarm", "fan"), map[string]string{"device.model": "Back-UPS 700", "ups.alarm": "fan"}},
+			{reading(serialA, 10*time.Second, "OL", nums, "device.model", "Back-UPS 700", "ups.alarm", "fan"), map[string]string{"device.model": "Back-UPS 700", "ups.alarm": "fan"}},
+			// A text gone: only the rest.
+			{reading(serialA, 20*time.Second, "OL", nums, "device.model", "Back-UPS 700"), map[string]string{"device.model": "Back-UPS 700"}},
+			// All gone: none.
+			{reading(serialA, 30*time.Second, "OL", nums), map[string]string{}},
+		} {
+			if err := s.WriteReadings(ctx, []ups.Reading{st.r}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Latest(ctx, serialA)
+			if err != nil {
+				t.Fatalf("Latest: %v", err)
+			}
+			texts := map[string]string{}
+			for _, x := range got.Texts {
+				texts[x.Name] = x.Value
+			}
+			if !got.Time.Equal(st.r.Time) || got.NumOr(ups.BatteryCharge, -1) != 90 || fmt.Sprint(texts) != fmt.Sprint(st.wantTexts) {
+				t.Errorf("after the reading at %v: Latest at %v, charge %v, texts %v; want texts %v",
+					st.r.Time, got.Time, got.NumOr(ups.BatteryCharge, -1), texts, st.wantTexts)
+			}
+		}
+	})
+
 	t.Run("delete unit", func(t *testing.T) {
 		s, _ := newStore(t, inf, "deleteunit", nil)
 		rs := append(series(serialA), series(serialB)...)

@@ -28,6 +28,10 @@ const (
 	tagSerial   = "serial"
 	fieldStatus = "status"
 	fieldState  = "state"
+	// fieldNoTexts is the ups_text point of a unit whose reading carries
+	// no text variable any more (a point needs a field): Latest then
+	// shows none. NUT names never start with '_'.
+	fieldNoTexts = "_none"
 )
 
 // InfluxDB stores nanoseconds since the epoch in an int64; a time outside
@@ -45,6 +49,8 @@ type encoder struct {
 	buf  []byte
 	ends []int // ends[i]: offset just past line i's '\n'
 	drop func(reason string, n int)
+	// texts: the text sets this write decided on, per unit (textCache).
+	texts map[ups.Serial]textMark
 }
 
 func (e *encoder) reset() {
@@ -66,8 +72,10 @@ func (e *encoder) line(i int) []byte {
 
 // appendReading encodes r, dropping (and counting) what no InfluxDB
 // would accept: a bad serial or time drops the reading, a NaN, an
-// infinity or a bad name drops one value.
-func (e *encoder) appendReading(r *ups.Reading) {
+// infinity or a bad name drops one value. Its texts (the ups_text point)
+// are written only when texts is set: the store leaves out texts that
+// did not change since the unit's last text point (see textCache).
+func (e *encoder) appendReading(r *ups.Reading, texts bool) {
 	if !ups.ValidSerial(string(r.Serial)) {
 		e.drop(reasonBadSerial, 1)
 		return
@@ -118,6 +126,9 @@ func (e *encoder) appendReading(r *ups.Reading) {
 	} else {
 		e.end(ts)
 	}
+	if !texts {
+		return
+	}
 
 	mark = len(e.buf)
 	e.begin(measText, r.Serial)
@@ -133,10 +144,13 @@ func (e *encoder) appendReading(r *ups.Reading) {
 		e.buf = appendString(e.buf, t.Value)
 	}
 	if len(e.buf) == fieldsStart {
-		e.buf = e.buf[:mark]
-	} else {
-		e.end(ts)
+		if len(r.Texts) > 0 {
+			e.buf = e.buf[:mark] // every text dropped: write nothing
+			return
+		}
+		e.buf = append(e.buf, fieldNoTexts+"=true"...)
 	}
+	e.end(ts)
 }
 
 // begin appends "measurement,serial=S ". A valid serial is digits only:

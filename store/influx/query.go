@@ -261,15 +261,26 @@ func (s *Store) latestIn(ctx context.Context, serial ups.Serial, from, to time.T
 		t           time.Time
 		v           any
 	}
+	// The newest reading point and, apart, the newest text point: texts
+	// are written only when they change (see WriteReadings), so the
+	// unit's current texts are those of its last text point, often
+	// older than its last reading.
 	var vals []value
-	var newest time.Time
+	var newest, newestText time.Time
 	for res.Next() {
 		r := res.Record()
 		v := value{r.Measurement(), r.Field(), r.Time(), r.Value()}
-		if v.t.After(newest) || len(vals) == 0 {
+		if v.meas == measText {
+			if v.t.After(newestText) {
+				newestText = v.t
+			}
+		} else if v.t.After(newest) {
 			newest = v.t
 		}
 		vals = append(vals, v)
+	}
+	if newestText.After(newest) {
+		newest = newestText // the newest reading had texts only
 	}
 	if err := res.Err(); err != nil {
 		return ups.Reading{}, false, s.queryErr("latest", err)
@@ -281,7 +292,10 @@ func (s *Store) latestIn(ctx context.Context, serial ups.Serial, from, to time.T
 	slices.SortFunc(vals, func(a, b value) int { return strings.Compare(a.field, b.field) })
 	r := ups.Reading{Serial: serial, Time: newest.UTC()}
 	for _, v := range vals {
-		if !v.t.Equal(newest) {
+		if v.meas == measText && (!v.t.Equal(newestText) || v.field == fieldNoTexts) {
+			continue
+		}
+		if v.meas != measText && !v.t.Equal(newest) {
 			continue
 		}
 		switch {

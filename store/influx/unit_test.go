@@ -110,7 +110,7 @@ func TestEncoder(t *testing.T) {
 			dropped := map[string]int{}
 			e := &encoder{drop: func(reason string, n int) { dropped[reason] += n }}
 			r := tc.r()
-			e.appendReading(&r)
+			e.appendReading(&r, len(r.Texts) > 0)
 			if got := string(e.buf); got != tc.want {
 				t.Errorf("encoded\n%q\nwant\n%q", got, tc.want)
 			}

@@ -503,3 +503,74 @@ func TestDeleteFallsBackToV1(t *testing.T) {
 		t.Fatalf("requests %v, form %v; want the v2 delete, then DROP SERIES on db telemetry", paths, form)
 	}
 }
+
+// A unit's texts are written when they change (or go), not with every
+// reading, and again after textRefresh; a failed write forgets what it
+// decided, so its retry writes the texts.
+func TestTextsWrittenWhenChanged(t *testing.T) {
+	f := newV2Fake(t)
+	s, _ := f.open(t, nil)
+	now := base
+	s.now = func() time.Time { return now }
+	at := time.Duration(0)
+	withTexts := func(texts ...string) ups.Reading {
+		at += 10 * time.Second
+		return reading(serialA, at, "OL", map[string]float64{"input.voltage": 230}, texts...)
+	}
+	steps := []struct {
+		name      string
+		advance   time.Duration
+		rs        []ups.Reading
+		fail      bool
+		wantTexts []string // ups_text fields written by this step
+	}{
+		{name: "first sight", rs: []ups.Reading{withTexts("device.model", "X", "device.mfr", "M")},
+			wantTexts: []string{`device.model="X",device.mfr="M"`}},
+		{name: "unchanged", rs: []ups.Reading{withTexts("device.model", "X", "device.mfr", "M")}},
+		{name: "changed within a batch", rs: []ups.Reading{withTexts("device.model", "X", "device.mfr", "M"),
+			withTexts("device.model", "Y", "device.mfr", "M"), withTexts("device.model", "Y", "device.mfr", "M")},
+			wantTexts: []string{`device.model="Y",device.mfr="M"`}},
+		{name: "write fails", rs: []ups.Reading{withTexts("device.model", "Z")}, fail: true},
+		{name: "its retry writes them", rs: []ups.Reading{withTexts("device.model", "Z")},
+			wantTexts: []string{`device.model="Z"`}},
+		{name: "gone", rs: []ups.Reading{withTexts()}, wantTexts: []string{`_none=true`}},
+		{name: "still none", rs: []ups.Reading{withTexts()}},
+		{name: "back", rs: []ups.Reading{withTexts("ups.alarm", "fan")}, wantTexts: []string{`ups.alarm="fan"`}},
+		{name: "unchanged before the refresh", advance: textRefresh - time.Second, rs: []ups.Reading{withTexts("ups.alarm", "fan")}},
+		{name: "refreshed", advance: time.Second, rs: []ups.Reading{withTexts("ups.alarm", "fan")},
+			wantTexts: []string{`ups.alarm="fan"`}},
+	}
+	for _, st := range steps {
+		now = now.Add(st.advance)
+		f.mu.Lock()
+		f.writes, f.fail = nil, 0
+		if st.fail {
+			f.fail = http.StatusServiceUnavailable
+		}
+		f.mu.Unlock()
+		err := s.WriteReadings(t.Context(), st.rs)
+		if st.fail != (err != nil) {
+			t.Fatalf("%s: WriteReadings = %v", st.name, err)
+		}
+		if st.fail {
+			continue
+		}
+		var texts []string
+		readings := 0
+		for _, l := range f.lines() {
+			parts := strings.Split(l, " ")
+			switch {
+			case strings.HasPrefix(l, measText+","):
+				texts = append(texts, parts[1])
+			case strings.HasPrefix(l, measReading+","):
+				readings++
+			}
+		}
+		if readings != len(st.rs) {
+			t.Errorf("%s: %d reading points, want one per reading (%d)", st.name, readings, len(st.rs))
+		}
+		if fmt.Sprint(texts) != fmt.Sprint(st.wantTexts) {
+			t.Errorf("%s: text points %q, want %q", st.name, texts, st.wantTexts)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	http2 "github.com/influxdata/influxdb-client-go/v2/api/http"
@@ -19,17 +20,26 @@ import (
 // each, and returns after the server accepted them all. On an error some
 // chunks may already be written; the caller's retry rewrites them, which
 // (serial, time) keys make harmless.
+//
+// A reading's texts (device.model, device.mfr, ups.alarm...) are written
+// only when they differ from the unit's last text point written by this
+// store, or that is older than textRefresh: a unit repeats the same
+// texts in nearly every reading, and rewriting them was a third of the
+// values InfluxDB stored per reading. Latest reads the texts of the
+// newest text point.
 func (s *Store) WriteReadings(ctx context.Context, rs []ups.Reading) error {
 	if len(rs) == 0 {
 		return nil
 	}
 	start := time.Now()
+	now := s.now()
 	e := s.encoders.Get().(*encoder)
 	defer s.encoders.Put(e)
 	e.reset()
+	clear(e.texts)
 	var readings, presence int
 	for i := range rs {
-		e.appendReading(&rs[i])
+		e.appendReading(&rs[i], s.texts.changed(e.texts, &rs[i], now))
 		if rs[i].Presence == ups.PresenceNone {
 			readings++
 		} else {
@@ -44,10 +54,99 @@ func (s *Store) WriteReadings(ctx context.Context, rs []ups.Reading) error {
 	if err := s.flush(ctx, e); err != nil {
 		return s.writeFailed(err)
 	}
+	// Only now: after a failed write the retry must write the texts again.
+	s.texts.remember(e.texts)
 	s.m.Written.Add(float64(readings))
 	s.m.Presence.Add(float64(presence))
 	s.m.WriteSeconds.Observe(time.Since(start).Seconds())
 	return nil
+}
+
+// textRefresh bounds how long a unit's unchanged texts go unwritten, so
+// that another instance's text point (several share the history
+// consumer) or a lost cache (a restart) is superseded within it.
+const textRefresh = 10 * time.Minute
+
+// textCache is the text set last written per unit: its hash and when.
+type textCache struct {
+	mu    sync.Mutex
+	units map[ups.Serial]textMark
+}
+
+type textMark struct {
+	hash uint64 // 0: the reading had no texts
+	at   time.Time
+}
+
+// maxTextCache bounds the cache: past it, it starts again (the texts of
+// every unit are then written once more).
+const maxTextCache = 1 << 20
+
+// changed reports whether r's texts must be written, noting the decision
+// in pending (this write's, remembered once it succeeded).
+func (c *textCache) changed(pending map[ups.Serial]textMark, r *ups.Reading, now time.Time) bool {
+	if r.Presence != ups.PresenceNone {
+		return false
+	}
+	h := textsHash(r.Texts)
+	last, ok := pending[r.Serial]
+	if !ok {
+		c.mu.Lock()
+		last, ok = c.units[r.Serial]
+		c.mu.Unlock()
+	}
+	write := false
+	switch {
+	case !r.HasStatus && len(r.Metrics) == 0:
+		// No ups_reading point: the text point is the reading.
+		write = len(r.Texts) > 0
+	case !ok:
+		write = h != 0 // first sight: texts if it has any
+	case h != last.hash:
+		write = true // changed, or gone (the "_none" point)
+	default:
+		write = h != 0 && now.Sub(last.at) >= textRefresh
+	}
+	if write || !ok {
+		pending[r.Serial] = textMark{h, now}
+	}
+	return write
+}
+
+// remember keeps the marks of a successful write.
+func (c *textCache) remember(pending map[ups.Serial]textMark) {
+	if len(pending) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.units == nil || len(c.units) >= maxTextCache {
+		c.units = make(map[ups.Serial]textMark, len(pending))
+	}
+	for s, m := range pending {
+		c.units[s] = m
+	}
+}
+
+// textsHash is FNV-1a over the names and values, never 0 for a
+// non-empty set.
+func textsHash(ts []ups.Text) uint64 {
+	if len(ts) == 0 {
+		return 0
+	}
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	add := func(s string) {
+		for i := 0; i < len(s); i++ {
+			h = (h ^ uint64(s[i])) * prime
+		}
+		h = (h ^ 0xff) * prime // separator: "ab"+"c" differs from "a"+"bc"
+	}
+	for _, t := range ts {
+		add(t.Name)
+		add(t.Value)
+	}
+	return max(h, 1)
 }
 
 func (s *Store) writeFailed(err error) error {

@@ -29,6 +29,14 @@ import (
 // Durable is the name of the shared history consumer.
 const Durable = "history"
 
+// DefaultLinger is long enough that a store write carries some
+// thousands of readings at fleet rates: each write costs InfluxDB a WAL
+// sync and SQLite a commit whatever its size, and at 20 ms the writes
+// of a few hundred readings cost InfluxDB more CPU per reading than
+// upswatch spent in all. Nothing waits on the history this fast: alerts
+// and the live view read the bus.
+const DefaultLinger = 200 * time.Millisecond
+
 // Config of the recorder.
 type Config struct {
 	// MaxReadings per store write; several bus batches are merged up to it.
@@ -59,7 +67,7 @@ func New(js jetstream.JetStream, h store.History, cfg Config) (*Recorder, error)
 		cfg.MaxReadings = 5000
 	}
 	if cfg.Linger <= 0 {
-		cfg.Linger = 20 * time.Millisecond
+		cfg.Linger = DefaultLinger
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -108,6 +116,9 @@ func (r *Recorder) Run(ctx context.Context) error {
 
 	var held []jetstream.Msg
 	var readings []ups.Reading
+	// One decoder for the life of the loop: its arenas and interned
+	// serials are reused batch after batch (see ups.BatchDecoder).
+	dec := ups.NewBatchDecoder()
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -117,7 +128,8 @@ func (r *Recorder) Run(ctx context.Context) error {
 			r.log.Warn("history consumer: next failed", "err", err)
 			continue
 		}
-		held, readings = r.take(msg, held[:0], readings[:0])
+		dec.Reset() // the last write is done with its readings
+		held, readings = r.take(dec, msg, held[:0], readings[:0])
 		deadline := time.Now().Add(r.cfg.Linger)
 		for len(readings) < r.cfg.MaxReadings {
 			wait := time.Until(deadline)
@@ -128,7 +140,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 			if err != nil {
 				break // timeout, or stopping: write what we have
 			}
-			held, readings = r.take(msg, held, readings)
+			held, readings = r.take(dec, msg, held, readings)
 		}
 		// Write with a context that outlives shutdown's cancellation: a
 		// write that started should finish, so its batches get acked.
@@ -140,11 +152,9 @@ func (r *Recorder) Run(ctx context.Context) error {
 // take decodes one bus message into readings; a message that cannot be
 // decoded will never decode, so it is terminated (and counted) rather than
 // redelivered forever.
-func (r *Recorder) take(msg jetstream.Msg, held []jetstream.Msg, readings []ups.Reading) ([]jetstream.Msg, []ups.Reading) {
-	before := len(readings)
-	readings, err := ups.DecodeBatch(msg.Data(), readings)
+func (r *Recorder) take(dec *ups.BatchDecoder, msg jetstream.Msg, held []jetstream.Msg, readings []ups.Reading) ([]jetstream.Msg, []ups.Reading) {
+	readings, err := dec.Append(readings, msg.Data())
 	if err != nil {
-		readings = readings[:before]
 		r.m.poison.Inc()
 		r.log.Error("undecodable bus message terminated", "subject", msg.Subject(), "bytes", len(msg.Data()), "err", err)
 		_ = msg.TermWithReason("undecodable reading batch")

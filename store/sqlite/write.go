@@ -13,24 +13,48 @@ import (
 	"github.com/upswatch/upswatch/ups"
 )
 
-// insertReading upserts a telemetry reading. INSERT OR REPLACE makes a
-// redelivered batch idempotent on (serial, ts): the later copy replaces
-// the earlier one whole, so no field of a stale copy survives.
-var insertReading = func() string {
-	var cols, params strings.Builder
+// insertReadings[k] upserts rowsPerInsert[k] telemetry readings in one
+// statement. INSERT OR REPLACE makes a redelivered batch idempotent on
+// (serial, ts): the later copy replaces the earlier one whole, so no
+// field of a stale copy survives; rows of one statement are applied in
+// order, so within a batch the later copy wins too.
+//
+// Several rows per statement because each Exec through database/sql and
+// the driver costs about as much as the row itself; a batch goes out in
+// statements of 64 rows, the rest in 8s and 1s (three statements to
+// prepare per transaction rather than one per remainder size).
+var rowsPerInsert = [...]int{64, 8, 1}
+
+var insertReadings = func() (q [len(rowsPerInsert)]string) {
+	var cols, row strings.Builder
 	cols.WriteString("serial, ts, status, flags")
-	params.WriteString("?, ?, ?, ?")
+	row.WriteString("(?, ?, ?, ?")
 	for i := range columns {
 		cols.WriteString(", " + columnName(i))
-		params.WriteString(", ?")
+		row.WriteString(", ?")
 	}
 	cols.WriteString(", extra, texts")
-	params.WriteString(", ?, ?")
-	return "INSERT OR REPLACE INTO readings (" + cols.String() + ") VALUES (" + params.String() + ")"
+	row.WriteString(", ?, ?)")
+	for k, n := range rowsPerInsert {
+		var b strings.Builder
+		b.WriteString("INSERT OR REPLACE INTO readings (" + cols.String() + ") VALUES ")
+		for i := range n {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(row.String())
+		}
+		q[k] = b.String()
+	}
+	return q
 }()
 
-// nFixed is the number of parameters before the variable columns.
-const nFixed = 4
+// nFixed is the number of parameters before the variable columns, and
+// nParams those of one row.
+const (
+	nFixed  = 4
+	nParams = nFixed + len(columns) + 2
+)
 
 const (
 	insertPresence = "INSERT OR REPLACE INTO presence (serial, ts, state) VALUES (?, ?, ?)"
@@ -65,7 +89,8 @@ func (s *Store) WriteReadings(ctx context.Context, rs []ups.Reading) (err error)
 	}()
 
 	// Prepared once per transaction; database/sql closes them with it.
-	var readingStmt, presenceStmt, unitStmt *sql.Stmt
+	var presenceStmt, unitStmt *sql.Stmt
+	var readingStmts [len(rowsPerInsert)]*sql.Stmt
 	prepare := func(stmt **sql.Stmt, query string) error {
 		if *stmt != nil {
 			return nil
@@ -85,12 +110,30 @@ func (s *Store) WriteReadings(ctx context.Context, rs []ups.Reading) (err error)
 	s.mu.Unlock()
 
 	var (
-		args                = make([]any, nFixed+len(columns)+2)
+		// rows holds the parameters of readings not inserted yet, in
+		// order, up to the largest statement's worth.
+		rows                = make([]any, 0, rowsPerInsert[0]*nParams)
 		enc                 encoder
 		newUnits            []ups.Serial
 		nReading, nPresence int
 		drops               dropTally
 	)
+	// insert writes the held rows, the most per statement that fits;
+	// all of them when final, else only whole statements of the largest.
+	insert := func(final bool) error {
+		for k, n := range rowsPerInsert {
+			for len(rows) >= n*nParams && (final || k == 0) {
+				if err := prepare(&readingStmts[k], insertReadings[k]); err != nil {
+					return err
+				}
+				if _, err := readingStmts[k].ExecContext(ctx, rows[:n*nParams]...); err != nil {
+					return fmt.Errorf("sqlite store: insert %d readings: %w", n, err)
+				}
+				rows = rows[:copy(rows, rows[n*nParams:])]
+			}
+		}
+		return nil
+	}
 	for i := range rs {
 		r := &rs[i]
 		if !ups.ValidSerial(string(r.Serial)) {
@@ -101,12 +144,12 @@ func (s *Store) WriteReadings(ctx context.Context, rs []ups.Reading) (err error)
 		ts := r.Time.UnixMilli()
 		switch r.Presence {
 		case ups.PresenceNone:
-			if err := prepare(&readingStmt, insertReading); err != nil {
-				return err
-			}
-			s.readingArgs(args, r, ts, &enc, &drops)
-			if _, err := readingStmt.ExecContext(ctx, args...); err != nil {
-				return fmt.Errorf("sqlite store: insert reading: %w", err)
+			rows = rows[:len(rows)+nParams]
+			s.readingArgs(rows[len(rows)-nParams:], r, ts, &enc, &drops)
+			if len(rows) == cap(rows) {
+				if err := insert(false); err != nil {
+					return err
+				}
 			}
 			nReading++
 		case ups.PresenceOnline, ups.PresenceOffline:
@@ -131,6 +174,9 @@ func (s *Store) WriteReadings(ctx context.Context, rs []ups.Reading) (err error)
 			}
 			newUnits = append(newUnits, r.Serial)
 		}
+	}
+	if err := insert(true); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite store: commit write: %w", err)
