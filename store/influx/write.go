@@ -64,7 +64,11 @@ func (s *Store) WriteReadings(ctx context.Context, rs []ups.Reading) error {
 
 // textRefresh bounds how long a unit's unchanged texts go unwritten, so
 // that another instance's text point (several share the history
-// consumer) or a lost cache (a restart) is superseded within it.
+// consumer) or a lost cache (a restart) is superseded within it. With
+// several instances that is also the error bound of one case: a text
+// that changes (on instance B) and changes back (on instance A, whose
+// cache still holds the first value) shows the changed value until A
+// rewrites it, at most textRefresh later.
 const textRefresh = 10 * time.Minute
 
 // textCache is the text set last written per unit: its hash and when.
