@@ -194,6 +194,11 @@ func TestServeKilledUnderLoad(t *testing.T) {
 				brokerURL = "tcp://" + d.mqtt
 			}
 			d.start()
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("serve's log, last lines:\n%s", d.logTail())
+				}
+			})
 			devs := map[string]paho.Client{}
 			for i, serial := range ss {
 				r := d.register(serial)

@@ -71,16 +71,16 @@ type Config struct {
 
 // Ingest is the MQTT -> JetStream pipeline.
 type Ingest struct {
-	cfg    Config
-	units  Units
-	js     jetstream.JetStream
-	dec    *payload.Decoder
-	log    *slog.Logger
-	m      *metrics
-	slots  chan struct{} // in-flight MQTT messages
+	cfg   Config
+	units Units
+	js    jetstream.JetStream
+	dec   *payload.Decoder
+	log   *slog.Logger
+	m     *metrics
+	slots chan struct{} // in-flight MQTT messages
 	// room carries one token per slot freed while someone may wait in
 	// WaitRoom: a freed slot wakes one waiter, not all of them.
-	room chan struct{}
+	room   chan struct{}
 	parts  []*partition
 	idBase string
 	client paho.Client
@@ -182,6 +182,12 @@ func (in *Ingest) Run(ctx context.Context) error {
 		// the broker delivered them.
 		SetOrderMatters(true).
 		SetOnConnectHandler(in.onConnect).
+		// A resumed session's queue arrives right after CONNACK, while
+		// onConnect runs in its own goroutine: a message dispatched
+		// before its subscription has set the route in paho finds no
+		// handler, and paho drops it unacked; it then stays stuck in the
+		// session until the next reconnect. The default handler takes it.
+		SetDefaultPublishHandler(in.handle).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			in.ready.Store(false)
 			in.log.Warn("mqtt connection lost; reconnecting", "err", err)

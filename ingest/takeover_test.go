@@ -15,6 +15,7 @@ import (
 	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/bus/bustest"
 	"github.com/upswatch/upswatch/internal/testenv"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/ups"
 )
 
@@ -181,5 +182,92 @@ func waitUntil(t *testing.T, what string, within time.Duration, cond func() bool
 			t.Fatalf("%s: not true within %s", what, within)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRestartTakesQueuedMessages: the ingest dies (its persistent
+// session stays subscribed), devices publish meanwhile and Mosquitto
+// queues it all, and an ingest with the same client id comes back: every
+// queued reading must reach the bus, once. Mosquitto sends the queue
+// right after CONNACK, racing the ingest's on-connect subscription for
+// paho's route (the default publish handler covers the loser; the race
+// is rare here, and was seen as a flaky loss in e2e's
+// TestServeKilledUnderLoad on a loaded CI box).
+func TestRestartTakesQueuedMessages(t *testing.T) {
+	const perUnit = 100
+	serials := []string{"555555555555", "666666666666"}
+	svc := testenv.Credential{Username: "svc", Password: "svc-password-123"}
+	var creds []testenv.Credential
+	units := fakeUnits{}
+	for _, s := range serials {
+		creds = append(creds, testenv.Credential{Username: s, Password: "pw-" + s})
+		units[ups.Serial(s)] = "pw-" + s
+	}
+	mq := testenv.Mosquitto(t, testenv.MosquittoOptions{Devices: creds, Ingest: svc})
+	_, _, js := bustest.Server(t)
+	ctx := context.Background()
+	if _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: partitions, Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	run := func() (stop func()) {
+		in, err := New(Config{BrokerURL: mq.URL, Username: svc.Username, Password: svc.Password, ClientID: "upswatch-restart",
+			TopicPrefix: "ups", SharedGroup: "upswatch", Partitions: partitions, BatchSize: 100, FlushInterval: 5 * time.Millisecond,
+			MaxInflight: 1000, Registerer: prometheus.NewRegistry()}, units, js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- in.Run(rctx) }()
+		waitUntil(t, "ingest subscribed", 10*time.Second, in.Ready)
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("ingest run: %v", err)
+			}
+		}
+	}
+	// The instance that died: its persistent session subscribed in the
+	// group and gone without unsubscribing (a clean stop unsubscribes).
+	dead := paho.NewClient(paho.NewClientOptions().AddBroker(mq.URL).SetClientID("upswatch-restart").
+		SetUsername(svc.Username).SetPassword(svc.Password).SetCleanSession(false).SetAutoReconnect(false))
+	if tok := dead.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("first run connect: %v", tok.Error())
+	}
+	subs := map[string]byte{"$share/upswatch/ups/+/telemetry": 1, "$share/upswatch/ups/+/status": 1}
+	if tok := dead.SubscribeMultiple(subs, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("first run subscribe: %v", tok.Error())
+	}
+	dead.Disconnect(0)
+
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	for _, s := range serials {
+		c := paho.NewClient(paho.NewClientOptions().AddBroker(mq.URL).SetClientID("dev-" + s).
+			SetUsername(s).SetPassword("pw-" + s))
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("device connect: %v", tok.Error())
+		}
+		var toks []paho.Token
+		for i := range perUnit {
+			toks = append(toks, c.Publish("ups/"+s+"/telemetry", 1, false,
+				fmt.Sprintf(`{"ts":%d,"ups.status":"OL","input.voltage":230}`, base.Add(time.Duration(i)*time.Second).UnixMilli())))
+		}
+		for _, tok := range toks {
+			if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatalf("publish: %v", tok.Error())
+			}
+		}
+		c.Disconnect(0)
+	}
+
+	t.Cleanup(run())
+	want := len(serials) * perUnit
+	if !wait.Poll(20*time.Second, func() bool { return len(busCount(t, js)) == want }) {
+		t.Fatalf("%d of %d queued readings on the bus", len(busCount(t, js)), want)
+	}
+	for k, n := range busCount(t, js) {
+		if n != 1 {
+			t.Errorf("%s on the bus %d times", k, n)
+		}
 	}
 }
