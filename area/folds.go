@@ -28,9 +28,6 @@ type Folds struct {
 	// Poll) before it is notified anyway, the evaluator being down.
 	MaxWait time.Duration
 	Poll    time.Duration
-	// Settle: how long Fold itself watches for a verdict not yet stored
-	// before it asks the pipeline to come back (0: it does not watch).
-	Settle time.Duration
 	// HoldPoll: how often a held event is asked about again.
 	HoldPoll time.Duration
 	// Grace: how long past its end a hold waits for the evaluator to
@@ -56,7 +53,7 @@ func NewFolds(js jetstream.JetStream, cfg Config, units Units, log *slog.Logger)
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Folds{js: js, cfg: cfg, units: units, log: log.With("component", "areas"), now: time.Now,
-		MaxWait: 30 * time.Second, Poll: 20 * time.Millisecond, Settle: 250 * time.Millisecond, HoldPoll: time.Second, Grace: 30 * time.Second}, nil
+		MaxWait: 30 * time.Second, Poll: 20 * time.Millisecond, HoldPoll: time.Second, Grace: 30 * time.Second}, nil
 }
 
 func (f *Folds) bucket(ctx context.Context) (jetstream.KeyValue, error) {
@@ -92,16 +89,15 @@ func (f *Folds) Fold(ctx context.Context, ev *rules.Event, waited time.Duration)
 	if err != nil {
 		return false, 0, fmt.Errorf("areas bucket: %w", err)
 	}
-	v, err := readVerdict(ctx, kv, ev)
-	if err != nil {
-		return false, 0, err
-	}
-	if !decided(v, ev) && waited < f.MaxWait && f.Settle > 0 {
-		// The evaluator reads the same event from ALERTS and usually
-		// judges it within milliseconds: wait for its verdict here
-		// rather than come back after a Poll at the earliest.
-		if v, err = f.watchVerdict(ctx, kv, ev); err != nil {
-			return false, 0, err
+	var v Verdict
+	ent, err := kv.Get(ctx, VerdictKey(ev.Serial, ev.Rule))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+	case err != nil:
+		return false, 0, fmt.Errorf("read verdict: %w", err)
+	default:
+		if err := json.Unmarshal(ent.Value(), &v); err != nil {
+			return false, 0, fmt.Errorf("decode verdict: %w", err)
 		}
 	}
 	known := v.Fingerprint == ev.Fingerprint
@@ -131,71 +127,6 @@ func (f *Folds) Fold(ctx context.Context, ev *rules.Event, waited time.Duration)
 		f.log.Warn("hold past its end and not released; sent", "serial", ev.Serial, "rule", ev.Rule)
 	}
 	return false, 0, nil
-}
-
-// decided reports whether v is the evaluator's verdict on ev (a
-// reminder or an update needs none: they follow the firing's).
-func decided(v Verdict, ev *rules.Event) bool {
-	switch ev.Kind {
-	case rules.Reminder, rules.Updated:
-		return true
-	case rules.Resolved:
-		return v.Fingerprint == ev.Fingerprint && v.Resolved != ""
-	}
-	return v.Fingerprint == ev.Fingerprint
-}
-
-func readVerdict(ctx context.Context, kv jetstream.KeyValue, ev *rules.Event) (Verdict, error) {
-	var v Verdict
-	ent, err := kv.Get(ctx, VerdictKey(ev.Serial, ev.Rule))
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
-		return v, nil
-	case err != nil:
-		return v, fmt.Errorf("read verdict: %w", err)
-	}
-	if err := json.Unmarshal(ent.Value(), &v); err != nil {
-		return v, fmt.Errorf("decode verdict: %w", err)
-	}
-	return v, nil
-}
-
-// watchVerdict waits up to Settle for the evaluator's verdict on ev and
-// returns the last verdict seen (perhaps still not on ev). The watch
-// starts with the key's current value, so a verdict stored between the
-// first read and the watch is not missed.
-func (f *Folds) watchVerdict(ctx context.Context, kv jetstream.KeyValue, ev *rules.Event) (Verdict, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.Settle)
-	defer cancel()
-	var v Verdict
-	w, err := kv.Watch(ctx, VerdictKey(ev.Serial, ev.Rule))
-	if err != nil {
-		if ctx.Err() != nil {
-			return v, nil // out of time: the caller comes back later
-		}
-		return v, fmt.Errorf("watch verdict: %w", err)
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return v, nil
-		case ent, ok := <-w.Updates():
-			if !ok {
-				return v, nil
-			}
-			if ent == nil || ent.Operation() != jetstream.KeyValuePut {
-				continue // the end of the initial values, or a delete
-			}
-			var got Verdict
-			if err := json.Unmarshal(ent.Value(), &got); err != nil {
-				return v, fmt.Errorf("decode verdict: %w", err)
-			}
-			if v = got; decided(v, ev) {
-				return v, nil
-			}
-		}
-	}
 }
 
 // await asks the pipeline to come back while the evaluator has not yet
