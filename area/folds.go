@@ -53,7 +53,7 @@ func NewFolds(js jetstream.JetStream, cfg Config, units Units, log *slog.Logger)
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Folds{js: js, cfg: cfg, units: units, log: log.With("component", "areas"), now: time.Now,
-		MaxWait: 30 * time.Second, Poll: 20 * time.Millisecond, HoldPoll: time.Second, Grace: 30 * time.Second}, nil
+		MaxWait: 30 * time.Second, Poll: 5 * time.Millisecond, HoldPoll: time.Second, Grace: 30 * time.Second}, nil
 }
 
 func (f *Folds) bucket(ctx context.Context) (jetstream.KeyValue, error) {
