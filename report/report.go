@@ -454,23 +454,7 @@ func (r *Reporter) status(ctx context.Context, rep *Report, sh store.StatusHisto
 // change that set it to the one that cleared it (a zero End: still set at
 // the last change).
 func flagSpans(changes []store.StatusChange, flag ups.Flag) []store.Span {
-	var out []store.Span
-	var cur *store.Span
-	for _, c := range changes {
-		on := c.Flags&flag != 0
-		switch {
-		case on && cur == nil:
-			cur = &store.Span{Start: c.Time}
-		case !on && cur != nil:
-			cur.End = c.Time
-			out = append(out, *cur)
-			cur = nil
-		}
-	}
-	if cur != nil {
-		out = append(out, *cur)
-	}
-	return out
+	return store.Spans(changes, func(f ups.Flag) bool { return f&flag != 0 })
 }
 
 // outages fills rep.Outages from the on_battery alerts and, where the

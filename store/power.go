@@ -95,14 +95,21 @@ func (c *Changes) Result() []StatusChange { return c.out }
 // last one open (zero End) when the changes end on battery. It is the one
 // definition of "on battery" behind every backend's OnBattery.
 func OnBatterySpans(changes []StatusChange) []Span {
+	return Spans(changes, func(f ups.Flag) bool { return f&ups.OB != 0 && f&(ups.CAL|ups.TEST) == 0 })
+}
+
+// Spans returns the stretches of changes in which on holds: each from the
+// first change where it does to the next where it does not; the last one
+// open (zero End) when the changes end with it holding.
+func Spans(changes []StatusChange, on func(ups.Flag) bool) []Span {
 	var out []Span
 	var cur *Span
 	for _, c := range changes {
-		ob := c.Flags&ups.OB != 0 && c.Flags&(ups.CAL|ups.TEST) == 0
+		now := on(c.Flags)
 		switch {
-		case ob && cur == nil:
+		case now && cur == nil:
 			cur = &Span{Start: c.Time}
-		case !ob && cur != nil:
+		case !now && cur != nil:
 			cur.End = c.Time
 			out = append(out, *cur)
 			cur = nil
