@@ -113,6 +113,38 @@ func (p *Pipeline) runIntake(ctx context.Context, cons jetstream.Consumer) error
 
 func subjectSerial(subject string) string { return bus.AlertSubjectSerial(subject) }
 
+// A Resolved waits for its Firing to have been processed (asking every
+// firingPoll), but not for longer than firingWait: a Firing processed
+// before the marks existed, or one that was unreadable, has none.
+const (
+	firingPoll = 50 * time.Millisecond
+	firingWait = 30 * time.Second
+)
+
+// firingSeenKey is the notification log key marking that the intake
+// processed an alert's Firing (whoever it notified, if anyone).
+func firingSeenKey(fingerprint string) string {
+	return LogKey("_intake", "seen", fingerprint+"/"+rules.Firing.String())
+}
+
+func (p *Pipeline) markFiringSeen(ctx context.Context, fingerprint string) error {
+	if _, err := p.logKV.Put(ctx, firingSeenKey(fingerprint), []byte("1")); err != nil {
+		return fmt.Errorf("notification log: mark firing processed: %w", err)
+	}
+	return nil
+}
+
+func (p *Pipeline) firingSeen(ctx context.Context, fingerprint string) (bool, error) {
+	_, err := p.logKV.Get(ctx, firingSeenKey(fingerprint))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+		return false, nil
+	}
+	return false, fmt.Errorf("notification log: %w", err)
+}
+
 func (p *Pipeline) handleEvent(ctx context.Context, msg jetstream.Msg) {
 	var ev rules.Event
 	if err := json.Unmarshal(msg.Data(), &ev); err != nil || ev.Serial == "" || ev.Fingerprint == "" {
@@ -120,12 +152,23 @@ func (p *Pipeline) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	var waited time.Duration
+	if md, err := msg.Metadata(); err == nil {
+		waited = max(p.cfg.Now().Sub(md.Timestamp), 0)
+	}
+	if ev.Kind == rules.Resolved && !ev.Historical && !ev.Silent {
+		// Its Firing may have been sent away to wait (an area verdict
+		// not stored yet) and not be processed yet: a Resolved taken
+		// first would find no notice of the Firing to follow and be
+		// dropped, and the Firing would then go out alone.
+		seen, err := p.firingSeen(ctx, ev.Fingerprint)
+		if err != nil || (!seen && waited < firingWait) {
+			_ = msg.NakWithDelay(firingPoll)
+			return
+		}
+	}
 	folded, later := false, time.Duration(0)
 	if p.cfg.Folds != nil {
-		var waited time.Duration
-		if md, err := msg.Metadata(); err == nil {
-			waited = max(p.cfg.Now().Sub(md.Timestamp), 0)
-		}
 		fold, wait, err := p.cfg.Folds.Fold(ctx, &ev, waited)
 		switch {
 		case err != nil:
@@ -141,6 +184,9 @@ func (p *Pipeline) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		folded, later = fold, wait
 	}
 	n, err := p.processEvent(ctx, &ev, folded)
+	if err == nil && ev.Kind == rules.Firing {
+		err = p.markFiringSeen(ctx, ev.Fingerprint)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			p.log.Warn("alert event not processed; will retry", "alert", ev.Fingerprint, "kind", ev.Kind.String(), "err", err)
