@@ -48,14 +48,11 @@ func busCount(t *testing.T, js jetstream.JetStream) map[string]int {
 	return out
 }
 
-// TestTakeoverDrainsDeadSession: an instance joined the shared group with
-// a persistent session on Mosquitto and died; Mosquitto queues a share of
-// the devices' messages for it. Once its lease expires, the surviving
-// instance takes the session over, stores what was queued (exactly once)
-// and unsubscribes it, so later messages all come to the survivor.
-func TestTakeoverDrainsDeadSession(t *testing.T) {
-	const group, perPhase = "upswatch", 200
-	serials := []string{"111111111111", "222222222222", "333333333333", "444444444444"}
+// mosquittoAndBus starts Mosquitto with a device per serial (password
+// "pw-" + serial) and the ingest's credential svc, and an in-process NATS
+// with the READINGS stream.
+func mosquittoAndBus(t *testing.T, serials []string) (testenv.Credential, fakeUnits, *testenv.Broker, jetstream.JetStream) {
+	t.Helper()
 	svc := testenv.Credential{Username: "svc", Password: "svc-password-123"}
 	var creds []testenv.Credential
 	units := fakeUnits{}
@@ -65,10 +62,22 @@ func TestTakeoverDrainsDeadSession(t *testing.T) {
 	}
 	mq := testenv.Mosquitto(t, testenv.MosquittoOptions{Devices: creds, Ingest: svc})
 	_, _, js := bustest.Server(t)
-	ctx := context.Background()
-	if _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: partitions, Replicas: 1}); err != nil {
+	if _, err := bus.EnsureReadingsStream(context.Background(), js, bus.StreamConfig{Partitions: partitions, Replicas: 1}); err != nil {
 		t.Fatal(err)
 	}
+	return svc, units, mq, js
+}
+
+// TestTakeoverDrainsDeadSession: an instance joined the shared group with
+// a persistent session on Mosquitto and died; Mosquitto queues a share of
+// the devices' messages for it. Once its lease expires, the surviving
+// instance takes the session over, stores what was queued (exactly once)
+// and unsubscribes it, so later messages all come to the survivor.
+func TestTakeoverDrainsDeadSession(t *testing.T) {
+	const group, perPhase = "upswatch", 200
+	serials := []string{"111111111111", "222222222222", "333333333333", "444444444444"}
+	svc, units, mq, js := mosquittoAndBus(t, serials)
+	ctx := context.Background()
 	kv, err := EnsureLeases(ctx, js, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -196,19 +205,8 @@ func waitUntil(t *testing.T, what string, within time.Duration, cond func() bool
 func TestRestartTakesQueuedMessages(t *testing.T) {
 	const perUnit = 100
 	serials := []string{"555555555555", "666666666666"}
-	svc := testenv.Credential{Username: "svc", Password: "svc-password-123"}
-	var creds []testenv.Credential
-	units := fakeUnits{}
-	for _, s := range serials {
-		creds = append(creds, testenv.Credential{Username: s, Password: "pw-" + s})
-		units[ups.Serial(s)] = "pw-" + s
-	}
-	mq := testenv.Mosquitto(t, testenv.MosquittoOptions{Devices: creds, Ingest: svc})
-	_, _, js := bustest.Server(t)
+	svc, units, mq, js := mosquittoAndBus(t, serials)
 	ctx := context.Background()
-	if _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: partitions, Replicas: 1}); err != nil {
-		t.Fatal(err)
-	}
 	run := func() (stop func()) {
 		in, err := New(Config{BrokerURL: mq.URL, Username: svc.Username, Password: svc.Password, ClientID: "upswatch-restart",
 			TopicPrefix: "ups", SharedGroup: "upswatch", Partitions: partitions, BatchSize: 100, FlushInterval: 5 * time.Millisecond,
