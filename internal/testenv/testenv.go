@@ -13,6 +13,7 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -213,3 +214,22 @@ var httpClient = &http.Client{Timeout: 5 * time.Second}
 var sigterm os.Signal = syscall.SIGTERM
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// Background runs run(ctx) in a goroutine until the returned stop (or the
+// test's cleanup) cancels ctx and waits for it to return; an error from
+// run fails the test. stop may be called more than once.
+func Background(t testing.TB, run func(ctx context.Context) error) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := run(ctx); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/internal/testenv"
 	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/keyring/keyringtest"
 	"github.com/upswatch/upswatch/notify"
@@ -141,17 +142,7 @@ func (e *env) start(t testing.TB) (*Pipeline, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := p.Run(ctx); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	var once sync.Once
-	stop := func() { once.Do(func() { cancel(); <-done }) }
-	t.Cleanup(stop)
+	stop := testenv.Background(t, p.Run)
 	select {
 	case <-p.Ready():
 	case <-time.After(10 * time.Second):

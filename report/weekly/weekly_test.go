@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/internal/testenv"
 	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/keyring/keyringtest"
 	"github.com/upswatch/upswatch/notify"
@@ -254,17 +255,7 @@ func (e *env) run(t *testing.T, js jetstream.JetStream, outbox Outbox, accounts 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := s.Run(ctx); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	var once sync.Once
-	stop := func() { once.Do(func() { cancel(); <-done }) }
-	t.Cleanup(stop)
+	stop := testenv.Background(t, s.Run)
 	return s, stop
 }
 
