@@ -36,13 +36,15 @@ func startServe(ctx context.Context, bin, dir string, env []string) (*serve, err
 		return nil, err
 	}
 	s := &serve{httpURL: "http://" + httpAddr, token: randomSecret(), dataDir: filepath.Join(dir, "data")}
-	env = append(env,
-		"UPSWATCH_DATA_DIR="+s.dataDir,
-		"UPSWATCH_HTTP_ADDR="+httpAddr,
-		"UPSWATCH_ADMIN_TOKEN="+s.token,
+	// The caller's settings come last: a variable set twice takes its
+	// last value, so -serve-env can change the log level too.
+	env = append([]string{
+		"UPSWATCH_DATA_DIR=" + s.dataDir,
+		"UPSWATCH_HTTP_ADDR=" + httpAddr,
+		"UPSWATCH_ADMIN_TOKEN=" + s.token,
 		"UPSWATCH_LOG_LEVEL=warn",
 		"UPSWATCH_MQTT_CLIENT_ID=upswatch-bench",
-	)
+	}, env...)
 	// dir has no configs/upswatch.yaml: only the environment configures it.
 	s.p, err = startProc("upswatch serve", dir, filepath.Join(dir, "serve.log"), env, nil, bin, "serve")
 	if err != nil {

@@ -47,6 +47,7 @@ type options struct {
 	profileSec int
 	keep       bool
 	first      uint64
+	serveEnv   []string // extra UPSWATCH_* settings for serve (-serve-env)
 }
 
 func main() { os.Exit(run()) }
@@ -64,6 +65,13 @@ func run() int {
 	flag.StringVar(&o.heapprof, "heapprofile", "", "write a heap profile of the embedded serve (its 10,000 connections open) to this file, -profile-seconds after the first publish")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (logs, data) instead of removing it")
 	flag.Uint64Var(&o.first, "first-serial", 900000000001, "serial of the first unit (12 digits)")
+	flag.Func("serve-env", "an UPSWATCH_KEY=value setting for serve, e.g. UPSWATCH_NATS_PARTITIONS=4 (repeatable; the benchmark's own UPSWATCH_* environment is not passed on)", func(v string) error {
+		if !strings.HasPrefix(v, "UPSWATCH_") || !strings.Contains(v, "=") {
+			return fmt.Errorf("want UPSWATCH_KEY=value, got %q", v)
+		}
+		o.serveEnv = append(o.serveEnv, v)
+		return nil
+	})
 	flag.Parse()
 	if *quick {
 		o.units, o.count, o.rate = 300, 10, 3000
@@ -180,13 +188,13 @@ func external(ctx context.Context, o options, root, bin, tmp string, withServe, 
 	var creds []testenv.Credential
 	if withServe {
 		sdir := mkdir(dir, "serve")
-		s, err := startServe(ctx, bin, sdir, []string{
+		s, err := startServe(ctx, bin, sdir, append([]string{
 			"UPSWATCH_MQTT_URL=" + m.url,
 			"UPSWATCH_MQTT_USERNAME=" + ingest.Username,
 			"UPSWATCH_MQTT_PASSWORD=" + ingest.Password,
 			"UPSWATCH_INFLUX_URL=" + inf.url,
 			"UPSWATCH_INFLUX_BUCKET=upswatch/autogen",
-		})
+		}, o.serveEnv...))
 		if err != nil {
 			return nil, err
 		}
@@ -264,7 +272,7 @@ func embedded(ctx context.Context, o options, bin, tmp string) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	s, err := startServe(ctx, bin, dir, []string{"UPSWATCH_MQTT_LISTEN=" + mqttAddr})
+	s, err := startServe(ctx, bin, dir, append([]string{"UPSWATCH_MQTT_LISTEN=" + mqttAddr}, o.serveEnv...))
 	if err != nil {
 		return result{}, err
 	}
