@@ -35,7 +35,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upswatch/upswatch/bus"
@@ -185,6 +184,11 @@ func (e *Evaluator) Run(ctx context.Context) error {
 	return nil
 }
 
+// maxBatch bounds how many events are applied before the states they
+// touched are saved and the events acked. It is MaxAckPending: every
+// event the consumer lets out may sit in one batch.
+const maxBatch = 256
+
 func (e *Evaluator) loop(ctx context.Context, it jetstream.MessagesContext) {
 	defer func() {
 		if e.pin != "" {
@@ -196,31 +200,81 @@ func (e *Evaluator) loop(ctx context.Context, it jetstream.MessagesContext) {
 			e.release()
 		}
 	}()
-	nextTick := time.Now().Add(e.cfg.TickEvery)
-	for {
-		wait := time.Until(nextTick)
-		if wait <= 0 {
-			e.tick(ctx)
-			nextTick = time.Now().Add(e.cfg.TickEvery)
-			continue
-		}
-		msg, err := it.Next(jetstream.NextMaxWait(wait))
-		switch {
-		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
-			return
-		case ctx.Err() != nil:
-			if err == nil {
+	// The iterator is read on its own goroutine, so that the loop can
+	// take, after the event it waited for, every one already delivered
+	// without waiting for more: in a storm (a site's network dropping,
+	// thousands of comm_lost at once) each state is saved once per batch
+	// instead of once per event, and a lone event is not delayed.
+	msgs := make(chan jetstream.Msg, maxBatch)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		defer close(msgs)
+		for {
+			msg, err := it.Next()
+			switch {
+			case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+				return
+			case err != nil:
+				continue // a missed heartbeat: the iterator goes on
+			}
+			select {
+			case msgs <- msg:
+			case <-ctx.Done():
 				_ = msg.Nak()
 			}
-			if errors.Is(err, nats.ErrTimeout) {
+		}
+	})
+	tick := time.NewTimer(e.cfg.TickEvery)
+	defer tick.Stop()
+	var b batch
+	for {
+		select {
+		case <-tick.C:
+			e.tick(ctx)
+			tick.Reset(e.cfg.TickEvery)
+			continue
+		case msg, ok := <-msgs:
+			if !ok {
 				return
 			}
-			continue
-		case err != nil:
-			continue // timeout (tick due) or a missed heartbeat
+			if ctx.Err() != nil {
+				_ = msg.Nak()
+				continue
+			}
+			b.add(msg)
 		}
-		e.handle(ctx, msg)
+	more:
+		for len(b.msgs) < maxBatch {
+			select {
+			case msg, ok := <-msgs:
+				if !ok {
+					break more
+				}
+				b.add(msg)
+			default:
+				break more
+			}
+		}
+		e.handle(ctx, &b)
+		b.reset()
 	}
+}
+
+// batch is the events taken together: applied one by one, their verdicts
+// and area alerts committed at once, the states they changed saved once
+// at the end, then acked.
+type batch struct {
+	msgs  []jetstream.Msg
+	dirty map[string]*State
+}
+
+func (b *batch) add(msg jetstream.Msg) { b.msgs = append(b.msgs, msg) }
+
+func (b *batch) reset() {
+	clear(b.msgs)
+	b.msgs = b.msgs[:0]
+	clear(b.dirty)
 }
 
 // own records that the server delivered us a message under pin; a new
@@ -262,51 +316,97 @@ func (e *Evaluator) load(ctx context.Context, key string) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
-	var st State
-	if err := json.Unmarshal(ent.Value(), &st); err != nil {
+	st, err := decodeState(ent.Value())
+	if err != nil {
 		return nil, fmt.Errorf("decode %s: %w", key, err)
 	}
-	st.fix()
-	return &st, nil
+	return st, nil
 }
 
-func (e *Evaluator) handle(ctx context.Context, msg jetstream.Msg) {
-	if err := e.own(ctx, msg.Headers().Get("Nats-Pin-Id")); err != nil {
-		e.log.Warn("area states unavailable; event left for redelivery", "err", err)
-		e.release()
-		_ = msg.NakWithDelay(time.Second)
-		return
+// handle applies a batch of events in order. Each event's verdicts and
+// area alerts are committed as soon as it is applied (the notifier waits
+// on the verdicts); the states are saved once the batch is through, and
+// only then are the events acked. On a failure every event not acked
+// goes back for redelivery, onto the states last saved: verdicts are
+// rewritten the same and area events carry dedup ids.
+func (e *Evaluator) handle(ctx context.Context, b *batch) {
+	if b.dirty == nil {
+		b.dirty = map[string]*State{}
 	}
-	var ev rules.Event
-	if err := json.Unmarshal(msg.Data(), &ev); err != nil || ev.Serial == "" {
-		e.log.Error("alert event unreadable; skipped", "subject", msg.Subject(), "err", err)
-		_ = msg.Term()
-		return
-	}
-	u, _ := e.cfg.Units.Lookup(ev.Serial)
-	id := e.cfg.Areas.Of(ev.Serial, u.Site)
-	if id == "" || ev.Area != "" {
-		_ = msg.Ack()
-		return
-	}
-	st := e.states[id]
-	if st == nil {
-		st = NewState(id)
-	}
-	now := e.cfg.Now()
-	out, verdicts := st.Apply(&e.cfg.Areas, &ev, e.count(id, now), now)
-	if err := e.commit(ctx, st, out, verdicts); err != nil {
+	done := 0 // msgs[:done] are acked or settled for good
+	fail := func(what string, err error, attrs ...any) {
 		if ctx.Err() == nil {
-			e.log.Warn("area alert not committed; event left for redelivery", "area", id, "err", err)
+			e.log.Warn(what, append(attrs, "err", err, "events_redelivered", len(b.msgs)-done)...)
 		}
-		e.release() // reload from the bucket: the state in memory ran ahead
-		_ = msg.NakWithDelay(time.Second)
-		return
+		e.release() // reload from the bucket: the states in memory ran ahead
+		for _, m := range b.msgs[done:] {
+			_ = m.NakWithDelay(time.Second)
+		}
 	}
-	e.states[id] = st
-	if err := msg.Ack(); err != nil && ctx.Err() == nil {
-		e.log.Warn("area event ack failed", "err", err)
+	var applied []jetstream.Msg // applied, to ack once their states are saved
+	for i, msg := range b.msgs {
+		if pin := msg.Headers().Get("Nats-Pin-Id"); pin != e.pin || e.states == nil {
+			// Taken (again): what was applied so far is saved under the
+			// pin it came with before the states are read anew.
+			if err := e.save(ctx, b, applied); err != nil {
+				fail("area states not saved; events left for redelivery", err)
+				return
+			}
+			applied, done = applied[:0], i
+			if err := e.own(ctx, pin); err != nil {
+				fail("area states unavailable; events left for redelivery", err)
+				return
+			}
+		}
+		var ev rules.Event
+		if err := json.Unmarshal(msg.Data(), &ev); err != nil || ev.Serial == "" {
+			e.log.Error("alert event unreadable; skipped", "subject", msg.Subject(), "err", err)
+			_ = msg.Term()
+			continue
+		}
+		u, _ := e.cfg.Units.Lookup(ev.Serial)
+		id := e.cfg.Areas.Of(ev.Serial, u.Site)
+		if id == "" || ev.Area != "" {
+			applied = append(applied, msg)
+			continue
+		}
+		st := e.states[id]
+		if st == nil {
+			st = NewState(id)
+			e.states[id] = st
+		}
+		now := e.cfg.Now()
+		out, verdicts := st.Apply(&e.cfg.Areas, &ev, e.count(id, now), now)
+		if err := e.publish(ctx, out, verdicts); err != nil {
+			fail("area alert not committed; events left for redelivery", err, "area", id)
+			return
+		}
+		b.dirty[id] = st
+		applied = append(applied, msg)
 	}
+	if err := e.save(ctx, b, applied); err != nil {
+		fail("area states not saved; events left for redelivery", err)
+	}
+}
+
+// save stores the states a batch changed, then acks the events applied
+// to them.
+func (e *Evaluator) save(ctx context.Context, b *batch, applied []jetstream.Msg) error {
+	for id, st := range b.dirty {
+		if err := e.saveState(ctx, st); err != nil {
+			return err
+		}
+		if st.Idle() {
+			delete(e.states, id)
+		}
+		delete(b.dirty, id)
+	}
+	for _, m := range applied {
+		if err := m.Ack(); err != nil && ctx.Err() == nil {
+			e.log.Warn("area event ack failed", "err", err)
+		}
+	}
+	return nil
 }
 
 // count is how many registered units an area has (recounted at most
@@ -327,6 +427,15 @@ func (e *Evaluator) count(area string, now time.Time) int {
 // commit stores the verdicts, publishes the area events (and marks them
 // in the active-alerts bucket), then saves the state.
 func (e *Evaluator) commit(ctx context.Context, st *State, out []rules.Event, verdicts []Verdict) error {
+	if err := e.publish(ctx, out, verdicts); err != nil {
+		return err
+	}
+	return e.saveState(ctx, st)
+}
+
+// publish stores the verdicts and publishes the area events, marking
+// them in the active-alerts bucket.
+func (e *Evaluator) publish(ctx context.Context, out []rules.Event, verdicts []Verdict) error {
 	for _, v := range verdicts {
 		b, _ := json.Marshal(v)
 		if _, err := e.kv.Put(ctx, VerdictKey(v.Serial, v.Rule), b); err != nil {
@@ -353,6 +462,11 @@ func (e *Evaluator) commit(ctx context.Context, st *State, out []rules.Event, ve
 		e.log.Info("area alert", "area", ev.Area, "rule", ev.Rule, "kind", ev.Kind.String(),
 			"severity", ev.Severity.String(), "units", len(ev.Units))
 	}
+	return nil
+}
+
+// saveState stores an area's state, or removes it once idle.
+func (e *Evaluator) saveState(ctx context.Context, st *State) error {
 	key := stateKey(st.Area)
 	if st.Idle() {
 		if err := e.kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -360,12 +474,12 @@ func (e *Evaluator) commit(ctx context.Context, st *State, out []rules.Event, ve
 		}
 		return nil
 	}
-	b, err := json.Marshal(st)
+	b, err := encodeState(st)
 	if err != nil {
-		return fmt.Errorf("encode area state: %w", err)
+		return fmt.Errorf("encode area state %s: %w", st.Area, err)
 	}
 	if _, err := e.kv.Put(ctx, key, b); err != nil {
-		return fmt.Errorf("save area state %s: %w", st.Area, err)
+		return fmt.Errorf("save area state %s (%d bytes): %w", st.Area, len(b), err)
 	}
 	return nil
 }

@@ -31,7 +31,7 @@ func (f fakeUnits) List() []registry.Unit {
 	return out
 }
 
-func connect(t *testing.T, url string) jetstream.JetStream {
+func connect(t testing.TB, url string) jetstream.JetStream {
 	t.Helper()
 	_, js := bustest.Dial(t, url)
 	return js
@@ -39,7 +39,7 @@ func connect(t *testing.T, url string) jetstream.JetStream {
 
 // runEvaluator runs an evaluator on its own connection; the returned stop
 // ends it and waits.
-func runEvaluator(t *testing.T, url string, units Units, cfg Config) (stop func()) {
+func runEvaluator(t testing.TB, url string, units Units, cfg Config) (stop func()) {
 	t.Helper()
 	e, err := NewEvaluator(connect(t, url), EvaluatorConfig{Areas: cfg, Units: units, TickEvery: 50 * time.Millisecond, PinnedTTL: 5 * time.Second})
 	if err != nil {

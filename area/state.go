@@ -202,7 +202,9 @@ func (s *State) join(cfg *Config, c *cluster, ev *rules.Event, threshold int, no
 		if !slices.Contains(a.Units, ev.Serial) {
 			a.Units = append(a.Units, ev.Serial)
 		}
-		if !c.backEnough(cfg) {
+		// Only a return in progress can be undone (and backEnough walks
+		// every unit of the alert: not once per joining unit of a storm).
+		if !a.BackSince.IsZero() && !c.backEnough(cfg) {
 			a.BackSince = time.Time{}
 		}
 		return nil, []Verdict{m.verdict(c.Member)}
