@@ -20,7 +20,7 @@ import (
 func batteryCalls(t *testing.T, ctx context.Context, js jetstream.JetStream,
 	do func(token, method, pattern, path string, body any, code int) map[string]any, owner string) {
 	t.Helper()
-	if _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: 1, Replicas: 1}); err != nil {
+	if _, _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: 1, Replicas: 1}); err != nil {
 		t.Fatal(err)
 	}
 	kv, err := battery.EnsureBucket(ctx, js, 1)

@@ -57,12 +57,16 @@ func (a *App) startBus(ctx context.Context, g *group, reg prometheus.Registerer)
 	if err != nil {
 		return busPhase{}, fmt.Errorf("jetstream: %w", err)
 	}
-	if _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{
+	_, partitions, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{
 		Partitions: a.cfg.NATS.Partitions, Replicas: a.cfg.NATS.Replicas,
 		MaxAge: a.cfg.NATS.StreamMaxAge, MaxBytes: a.cfg.NATS.StreamMaxBytes,
-	}); err != nil {
+	})
+	if err != nil {
 		return busPhase{}, err
 	}
+	// Unset (0), the count is the stream's: the phases after this one
+	// (ingest, rule engine) read it here.
+	a.cfg.NATS.Partitions = partitions
 	mon, err := bus.NewStreamMonitor(js, bus.ReadingsStream, 15*time.Second, a.log, reg)
 	if err != nil {
 		return busPhase{}, err

@@ -71,7 +71,7 @@ func TestFailedComponentIsRetried(t *testing.T) {
 		{name: "history: a consumer of another shape holds the recorder's name",
 			breakIt: func(t *testing.T, js jetstream.JetStream) func() {
 				ctx := context.Background()
-				if _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: 4, Replicas: 1}); err != nil {
+				if _, _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: 4, Replicas: 1}); err != nil {
 					t.Fatal(err)
 				}
 				if _, err := js.CreateConsumer(ctx, bus.ReadingsStream, jetstream.ConsumerConfig{

@@ -98,7 +98,7 @@ func nextEvent(t *testing.T, cons jetstream.Consumer) rules.Event {
 func TestTracker(t *testing.T) {
 	_, _, js := bustest.Server(t)
 	ctx := context.Background()
-	if _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: testPartitions, Replicas: 1}); err != nil {
+	if _, _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: testPartitions, Replicas: 1}); err != nil {
 		t.Fatal(err)
 	}
 	_, active, err := engine.EnsureAlerts(ctx, js, time.Hour, 1)
@@ -201,7 +201,7 @@ func TestTracker(t *testing.T) {
 func TestStoreInstallDate(t *testing.T) {
 	_, _, js := bustest.Server(t)
 	ctx := context.Background()
-	if _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: testPartitions, Replicas: 1}); err != nil {
+	if _, _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: testPartitions, Replicas: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := engine.EnsureAlerts(ctx, js, time.Hour, 1); err != nil {
@@ -305,7 +305,7 @@ func TestStoreDue(t *testing.T) {
 func TestTwoTrackers(t *testing.T) {
 	ns, _, js := bustest.Server(t)
 	ctx := context.Background()
-	if _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: testPartitions, Replicas: 1}); err != nil {
+	if _, _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: testPartitions, Replicas: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := engine.EnsureAlerts(ctx, js, time.Hour, 1); err != nil {

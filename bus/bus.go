@@ -69,8 +69,18 @@ func ReadingsSubject(p int) string { return ReadingsSubjectPrefix + strconv.Itoa
 // differs from the one the existing stream was created with.
 var ErrPartitionsChanged = errors.New("nats.partitions differs from the existing stream")
 
+// DefaultPartitions is the partition count of a readings stream created
+// without one configured. Each partition costs every reader of the
+// stream (recorder, rule engine, battery tracker) a durable consumer
+// whose state the server rewrites up to 10 times a second, and the
+// ingest a batch of its own; four keep the batches large on a small box
+// and still let four instances share the rule engine.
+const DefaultPartitions = 4
+
 // StreamConfig sizes the readings stream.
 type StreamConfig struct {
+	// Partitions: 0 keeps the existing stream's count, or creates the
+	// stream with DefaultPartitions.
 	Partitions int
 	Replicas   int
 	MaxAge     time.Duration
@@ -78,9 +88,42 @@ type StreamConfig struct {
 }
 
 // EnsureReadingsStream creates the readings stream or updates its limits,
-// refusing to change its partition count.
-func EnsureReadingsStream(ctx context.Context, js jetstream.JetStream, c StreamConfig) (jetstream.Stream, error) {
-	cfg := jetstream.StreamConfig{
+// refusing to change its partition count. It returns the stream and its
+// partition count.
+func EnsureReadingsStream(ctx context.Context, js jetstream.JetStream, c StreamConfig) (jetstream.Stream, int, error) {
+	s, err := js.Stream(ctx, ReadingsStream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		if c.Partitions == 0 {
+			c.Partitions = DefaultPartitions
+		}
+		s, err = js.CreateStream(ctx, readingsConfig(c))
+		if err != nil {
+			return nil, 0, fmt.Errorf("create stream %s: %w", ReadingsStream, err)
+		}
+		return s, c.Partitions, nil
+	case err != nil:
+		return nil, 0, fmt.Errorf("look up stream %s: %w", ReadingsStream, err)
+	}
+	got := s.CachedInfo().Config.Metadata[partitionsMetadataKey]
+	n, err := strconv.Atoi(got)
+	if err != nil || n < 1 {
+		return nil, 0, fmt.Errorf("stream %s has no valid partition count (%q)", ReadingsStream, got)
+	}
+	if c.Partitions != 0 && c.Partitions != n {
+		return nil, 0, fmt.Errorf("%w: stream has %d, config says %d (the partition count is fixed for the stream's life)",
+			ErrPartitionsChanged, n, c.Partitions)
+	}
+	c.Partitions = n
+	s, err = js.UpdateStream(ctx, readingsConfig(c))
+	if err != nil {
+		return nil, 0, fmt.Errorf("update stream %s: %w", ReadingsStream, err)
+	}
+	return s, n, nil
+}
+
+func readingsConfig(c StreamConfig) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
 		Name:        ReadingsStream,
 		Description: "UPS readings, batched per partition",
 		Subjects:    []string{ReadingsSubjectPrefix + "*"},
@@ -97,26 +140,6 @@ func EnsureReadingsStream(ctx context.Context, js jetstream.JetStream, c StreamC
 		Replicas:   c.Replicas,
 		Metadata:   map[string]string{partitionsMetadataKey: strconv.Itoa(c.Partitions)},
 	}
-	s, err := js.Stream(ctx, ReadingsStream)
-	switch {
-	case errors.Is(err, jetstream.ErrStreamNotFound):
-		s, err = js.CreateStream(ctx, cfg)
-		if err != nil {
-			return nil, fmt.Errorf("create stream %s: %w", ReadingsStream, err)
-		}
-		return s, nil
-	case err != nil:
-		return nil, fmt.Errorf("look up stream %s: %w", ReadingsStream, err)
-	}
-	if got := s.CachedInfo().Config.Metadata[partitionsMetadataKey]; got != strconv.Itoa(c.Partitions) {
-		return nil, fmt.Errorf("%w: stream has %s, config says %d (the partition count is fixed for the stream's life)",
-			ErrPartitionsChanged, got, c.Partitions)
-	}
-	s, err = js.UpdateStream(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("update stream %s: %w", ReadingsStream, err)
-	}
-	return s, nil
 }
 
 // PartitionsOf reads the partition count of an existing readings stream.

@@ -19,7 +19,7 @@ import (
 func TestStreamMonitorReportsFill(t *testing.T) {
 	ctx := context.Background()
 	_, _, js := bustest.Server(t)
-	if _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: 2, Replicas: 1, MaxAge: time.Hour, MaxBytes: 1 << 20}); err != nil {
+	if _, _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: 2, Replicas: 1, MaxAge: time.Hour, MaxBytes: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
@@ -52,17 +52,34 @@ func TestPartitionsFixed(t *testing.T) {
 	ctx := context.Background()
 	_, _, js := bustest.Server(t)
 	c := bus.StreamConfig{Partitions: 16, Replicas: 1, MaxAge: time.Hour, MaxBytes: 1 << 20}
-	if _, err := bus.EnsureReadingsStream(ctx, js, c); err != nil {
+	if _, _, err := bus.EnsureReadingsStream(ctx, js, c); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bus.EnsureReadingsStream(ctx, js, c); err != nil {
+	if _, _, err := bus.EnsureReadingsStream(ctx, js, c); err != nil {
 		t.Fatalf("same config again: %v", err)
 	}
 	c.Partitions = 8
-	if _, err := bus.EnsureReadingsStream(ctx, js, c); err == nil || !strings.Contains(err.Error(), "stream has 16, config says 8") {
+	if _, _, err := bus.EnsureReadingsStream(ctx, js, c); err == nil || !strings.Contains(err.Error(), "stream has 16, config says 8") {
 		t.Fatalf("err = %v, want a partitions change refused", err)
 	}
 	if n, err := bus.PartitionsOf(ctx, js); err != nil || n != 16 {
+		t.Fatalf("PartitionsOf = %d, %v", n, err)
+	}
+	// Unset (0), an instance takes the stream's count, whatever it is.
+	c.Partitions = 0
+	if _, n, err := bus.EnsureReadingsStream(ctx, js, c); err != nil || n != 16 {
+		t.Fatalf("partitions unset on a stream of 16: %d, %v", n, err)
+	}
+}
+
+// Unset, a new stream gets DefaultPartitions.
+func TestPartitionsDefault(t *testing.T) {
+	ctx := context.Background()
+	_, _, js := bustest.Server(t)
+	if _, n, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Replicas: 1, MaxAge: time.Hour, MaxBytes: 1 << 20}); err != nil || n != bus.DefaultPartitions {
+		t.Fatalf("new stream with partitions unset: %d, %v", n, err)
+	}
+	if n, err := bus.PartitionsOf(ctx, js); err != nil || n != bus.DefaultPartitions {
 		t.Fatalf("PartitionsOf = %d, %v", n, err)
 	}
 }

@@ -160,7 +160,10 @@ type NATS struct {
 	// Listen makes the embedded server also accept TCP clients (for the
 	// nats CLI); empty: in-process only.
 	Listen string `yaml:"listen"`
-	// Partitions of the readings stream. Fixed for the stream's life.
+	// Partitions of the readings stream, fixed for the stream's life. 0
+	// (the default) takes the existing stream's count, or creates it with
+	// bus.DefaultPartitions (4); a count that differs from the stream's
+	// is refused at start.
 	Partitions int `yaml:"partitions"`
 	// Replicas of the streams and buckets on an external cluster.
 	Replicas int `yaml:"replicas"`
@@ -301,7 +304,6 @@ func Default() Config {
 			ConnectFailureRefill:      time.Minute,
 		},
 		NATS: NATS{
-			Partitions:     16,
 			Replicas:       1,
 			StreamMaxAge:   7 * 24 * time.Hour,
 			StreamMaxBytes: 4 << 30,
@@ -425,8 +427,8 @@ func (c *Config) Validate() error {
 	if c.NATS.Listen != "" {
 		checkHostPort(bad, "nats.listen", c.NATS.Listen)
 	}
-	if c.NATS.Partitions < 1 || c.NATS.Partitions > 1024 {
-		bad("nats.partitions", "must be between 1 and 1024, got %d", c.NATS.Partitions)
+	if c.NATS.Partitions < 0 || c.NATS.Partitions > 1024 {
+		bad("nats.partitions", "must be between 1 and 1024 (or 0: the stream's own, 4 for a new one), got %d", c.NATS.Partitions)
 	}
 	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
 		bad("nats.replicas", "must be between 1 and 5, got %d", c.NATS.Replicas)

@@ -46,7 +46,7 @@ func newRig(t *testing.T, stream bus.StreamConfig) *rig {
 func newRigFlush(t *testing.T, stream bus.StreamConfig, flush time.Duration) *rig {
 	t.Helper()
 	_, _, js := bustest.Server(t)
-	if _, err := bus.EnsureReadingsStream(context.Background(), js, stream); err != nil {
+	if _, _, err := bus.EnsureReadingsStream(context.Background(), js, stream); err != nil {
 		t.Fatal(err)
 	}
 	units := fakeUnits{"111111111111": "a", "222222222222": "b"}

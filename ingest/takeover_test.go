@@ -62,7 +62,7 @@ func mosquittoAndBus(t *testing.T, serials []string) (testenv.Credential, fakeUn
 	}
 	mq := testenv.Mosquitto(t, testenv.MosquittoOptions{Devices: creds, Ingest: svc})
 	_, _, js := bustest.Server(t)
-	if _, err := bus.EnsureReadingsStream(context.Background(), js, bus.StreamConfig{Partitions: partitions, Replicas: 1}); err != nil {
+	if _, _, err := bus.EnsureReadingsStream(context.Background(), js, bus.StreamConfig{Partitions: partitions, Replicas: 1}); err != nil {
 		t.Fatal(err)
 	}
 	return svc, units, mq, js

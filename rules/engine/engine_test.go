@@ -80,7 +80,7 @@ type env struct {
 func newEnv(t *testing.T, units fakeUnits) *env {
 	ns, _, js := bustest.Server(t)
 	ctx := context.Background()
-	if _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: parts, Replicas: 1, MaxAge: time.Hour}); err != nil {
+	if _, _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: parts, Replicas: 1, MaxAge: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	return &env{t: t, ns: ns, js: js, clock: newClock(t0), units: units, eval: rules.NewEvaluator(rules.DefaultCatalog())}

@@ -68,7 +68,7 @@ func (f *fakeStore) Close() error                                 { return nil }
 func TestStoreOutageLosesNothing(t *testing.T) {
 	ctx := context.Background()
 	_, _, js := bustest.Server(t)
-	if _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: 2, Replicas: 1, MaxAge: time.Hour, MaxBytes: 64 << 20}); err != nil {
+	if _, _, err := bus.EnsureReadingsStream(ctx, js, bus.StreamConfig{Partitions: 2, Replicas: 1, MaxAge: time.Hour, MaxBytes: 64 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	fs := &fakeStore{down: true, stored: map[ups.Serial]map[int64]bool{}, wrote: make(chan struct{}, 1)}
