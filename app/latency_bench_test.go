@@ -399,7 +399,7 @@ func runAlertLatency(b *testing.B) {
 	fmt.Fprintf(&sb, "background: %d units, target %d readings/s QoS 1: acked %.0f/s, ingested %.0f/s, skipped %d, errors %d; "+
 		"ingest (flush %s, %d partitions): %.0f batches/s of %.1f readings, bus publish %.1f ms, MQTT receipt -> bus ack %.1f ms (means)\n",
 		latBackgroundUnits, latBackgroundRate, simRate, ingestRate, skipped, errs,
-		c.Ingest.FlushInterval, c.NATS.Partitions, batches/secs, delta("upswatch_ingest_readings_accepted_total")/max(batches, 1),
+		c.Ingest.FlushInterval, a.cfg.NATS.Partitions, batches/secs, delta("upswatch_ingest_readings_accepted_total")/max(batches, 1),
 		1000*delta("upswatch_ingest_publish_seconds_sum")/max(delta("upswatch_ingest_publish_seconds_count"), 1),
 		1000*delta("upswatch_ingest_bus_lag_seconds_sum")/max(delta("upswatch_ingest_bus_lag_seconds_count"), 1))
 	fmt.Fprintf(&sb, "%-34s %8s %8s %8s %8s %8s\n", "stage (ms)", "p50", "p90", "p99", "max", "n")

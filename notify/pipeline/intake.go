@@ -122,27 +122,42 @@ const (
 )
 
 // firingSeenKey is the notification log key marking that the intake
-// processed an alert's Firing (whoever it notified, if anyone).
+// processed an alert's Firing (whoever it notified, if anyone). Its value
+// is firingDone once every recipient's part is through, firingOwnersOnly
+// while the part of the unit's site managers still waits on the area
+// evaluator (no verdict yet, or a hold).
 func firingSeenKey(fingerprint string) string {
 	return LogKey("_intake", "seen", fingerprint+"/"+rules.Firing.String())
 }
 
-func (p *Pipeline) markFiringSeen(ctx context.Context, fingerprint string) error {
-	if _, err := p.logKV.Put(ctx, firingSeenKey(fingerprint), []byte("1")); err != nil {
+// Values of the firing mark. "1" is also what marks written before the
+// managers' part could wait say: done.
+const (
+	firingDone       = "1"
+	firingOwnersOnly = "owners"
+)
+
+func (p *Pipeline) markFiring(ctx context.Context, fingerprint, state string) error {
+	if _, err := p.logKV.Put(ctx, firingSeenKey(fingerprint), []byte(state)); err != nil {
 		return fmt.Errorf("notification log: mark firing processed: %w", err)
 	}
 	return nil
 }
 
-func (p *Pipeline) firingSeen(ctx context.Context, fingerprint string) (bool, error) {
-	_, err := p.logKV.Get(ctx, firingSeenKey(fingerprint))
+// firingState reads an alert's firing mark: "" when its Firing was not
+// processed yet.
+func (p *Pipeline) firingState(ctx context.Context, fingerprint string) (string, error) {
+	e, err := p.logKV.Get(ctx, firingSeenKey(fingerprint))
 	switch {
 	case err == nil:
-		return true, nil
+		if st := string(e.Value()); st == firingOwnersOnly {
+			return st, nil
+		}
+		return firingDone, nil
 	case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
-		return false, nil
+		return "", nil
 	}
-	return false, fmt.Errorf("notification log: %w", err)
+	return "", fmt.Errorf("notification log: %w", err)
 }
 
 func (p *Pipeline) handleEvent(ctx context.Context, msg jetstream.Msg) {
@@ -156,16 +171,22 @@ func (p *Pipeline) handleEvent(ctx context.Context, msg jetstream.Msg) {
 	if md, err := msg.Metadata(); err == nil {
 		waited = max(p.cfg.Now().Sub(md.Timestamp), 0)
 	}
+	// managersLater: the site managers' part of a Resolved waits for
+	// their part of the Firing.
+	managersLater := false
 	if ev.Kind == rules.Resolved && !ev.Historical && !ev.Silent {
 		// Its Firing may have been sent away to wait (an area verdict
 		// not stored yet) and not be processed yet: a Resolved taken
 		// first would find no notice of the Firing to follow and be
-		// dropped, and the Firing would then go out alone.
-		seen, err := p.firingSeen(ctx, ev.Fingerprint)
-		if err != nil || (!seen && waited < firingWait) {
+		// dropped, and the Firing would then go out alone. The same
+		// holds, for the site's managers alone, while the Firing's
+		// managers' part waits.
+		state, err := p.firingState(ctx, ev.Fingerprint)
+		if err != nil || (state == "" && waited < firingWait) {
 			_ = msg.NakWithDelay(firingPoll)
 			return
 		}
+		managersLater = state == firingOwnersOnly && waited < firingWait
 	}
 	folded, later := false, time.Duration(0)
 	if p.cfg.Folds != nil {
@@ -178,14 +199,23 @@ func (p *Pipeline) handleEvent(ctx context.Context, msg jetstream.Msg) {
 			_ = msg.NakWithDelay(time.Second)
 			return
 		case wait > 0 && !fold:
-			_ = msg.NakWithDelay(wait) // no verdict yet
-			return
+			// No verdict yet. Only the site's managers' notices can be
+			// folded into an area alert: the unit's owners are notified
+			// now, the managers once the verdict is in.
+			fold = true
 		}
 		folded, later = fold, wait
 	}
+	if managersLater {
+		folded, later = true, max(later, firingPoll)
+	}
 	n, err := p.processEvent(ctx, &ev, folded)
 	if err == nil && ev.Kind == rules.Firing {
-		err = p.markFiringSeen(ctx, ev.Fingerprint)
+		state := firingDone
+		if later > 0 {
+			state = firingOwnersOnly
+		}
+		err = p.markFiring(ctx, ev.Fingerprint, state)
 	}
 	if err != nil {
 		if ctx.Err() == nil {
@@ -195,8 +225,9 @@ func (p *Pipeline) handleEvent(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	if later > 0 {
-		// Held for the site's managers: their part comes back (what
-		// was queued now is in the log and not queued twice).
+		// Held, or no verdict yet, for the site's managers: their part
+		// comes back (what was queued now is in the log and not queued
+		// twice).
 		_ = msg.NakWithDelay(later)
 		return
 	}
