@@ -673,6 +673,23 @@ func TestConsole(t *testing.T) {
 		compareReport(t, reportFigures(t, lan), apiReport(t, s, lan, "site", "hq", from, to), time.Minute)
 	})
 
+	t.Run("a custom range the report cannot take says so and shows the last 7 days", func(t *testing.T) {
+		for _, tc := range []struct{ query, want string }{
+			{"from=2026-01-01T00:00&to=2026-11-01T00:00", "A report covers at most 92 days"},
+			{"from=2026-11-02T00:00&to=2026-11-01T00:00", "That range could not be read"},
+		} {
+			code, b := getAs(t, lan, s.base+"/reports?of=site:hq&"+tc.query)
+			body := string(b)
+			if code != http.StatusOK || !strings.Contains(body, tc.want) || !strings.Contains(body, `id="report-range-error"`) ||
+				!strings.Contains(body, `range=7d" aria-current="true"`) {
+				t.Errorf("GET /reports?%s: %d, want 200 with %q and the last 7 days shown: %.2000s", tc.query, code, tc.want, body)
+			}
+		}
+		if _, body := getAs(t, lan, s.base+"/reports?of=site:hq&range=30d"); strings.Contains(string(body), `id="report-range-error"`) {
+			t.Error("a preset range shows a range error")
+		}
+	})
+
 	t.Run("a report outside the person's scope is 404", func(t *testing.T) {
 		for _, path := range []string{"/reports?of=site:branch", "/reports?of=unit:" + b1.Serial, "/reports?of=account:minh",
 			"/v1/reports?scope=site&id=branch", "/v1/reports?scope=unit&id=" + b1.Serial} {

@@ -42,7 +42,9 @@ type reportPage struct {
 	Choices []reportChoice
 	Ranges  []string
 	Range   string
-	From    time.Time
+	// RangeError says why the custom range asked for was not shown.
+	RangeError string
+	From       time.Time
 	To      time.Time
 	// CSV is the API's CSV of the same scope and range; a query string
 	// made by url.Values.Encode, safe in an href as it is.
@@ -82,7 +84,11 @@ func (c *Console) reportPage(w http.ResponseWriter, r *http.Request, v *view) {
 		return
 	}
 	pg.Title = c.scopeLabel(v, pg.Scope, pg.ID)
-	pg.Range, pg.From, pg.To = reportRange(q, v.Now, v.Loc)
+	var problem string
+	pg.Range, pg.From, pg.To, problem = reportRange(q, v.Now, v.Loc)
+	if problem != rangeAccepted {
+		pg.RangeError = v.T(problem, int(maxReportSpan/(24*time.Hour)))
+	}
 	pg.CSV = template.URL(url.Values{"scope": {pg.Scope}, "id": {pg.ID}, "format": {"csv"},
 		"from": {pg.From.UTC().Format(time.RFC3339)}, "to": {pg.To.UTC().Format(time.RFC3339)}}.Encode())
 
@@ -109,15 +115,33 @@ func (c *Console) reportPage(w http.ResponseWriter, r *http.Request, v *view) {
 	c.render(w, http.StatusOK, "report", v)
 }
 
+// Why a custom range was not taken (the page says so, in the person's
+// language, and shows the last 7 days instead).
+const (
+	rangeInvalid  = "report.range_invalid"
+	rangeTooLong  = "report.range_too_long"
+	rangeAccepted = ""
+)
+
 // reportRange reads the page's range: a preset, or the custom form's
 // datetime-local values in the person's zone (at most 92 days); the last
-// 7 days otherwise.
-func reportRange(q url.Values, now time.Time, loc *time.Location) (string, time.Time, time.Time) {
+// 7 days otherwise. problem is the text key of why a custom range given
+// was refused, "" when none was or it was taken.
+func reportRange(q url.Values, now time.Time, loc *time.Location) (rng string, from, to time.Time, problem string) {
 	// Whole seconds, not minutes: an outage of the last minute is in
 	// "the last 7 days".
 	now = now.Truncate(time.Second)
-	if from, to, ok := parseRange(q.Get("from"), q.Get("to"), loc); ok && to.Sub(from) <= maxReportSpan {
-		return "custom", from, to
+	problem = rangeAccepted
+	if q.Get("from") != "" || q.Get("to") != "" {
+		from, to, ok := parseRange(q.Get("from"), q.Get("to"), loc)
+		switch {
+		case !ok:
+			problem = rangeInvalid
+		case to.Sub(from) > maxReportSpan:
+			problem = rangeTooLong
+		default:
+			return "custom", from, to, rangeAccepted
+		}
 	}
 	switch q.Get("range") {
 	case "lastweek":
@@ -126,11 +150,11 @@ func reportRange(q url.Values, now time.Time, loc *time.Location) (string, time.
 		local := now.In(loc)
 		sinceMonday := (int(local.Weekday()) + 6) % 7
 		monday := time.Date(local.Year(), local.Month(), local.Day()-sinceMonday, 0, 0, 0, 0, loc)
-		return "lastweek", monday.AddDate(0, 0, -7), monday
+		return "lastweek", monday.AddDate(0, 0, -7), monday, problem
 	case "30d":
-		return "30d", now.AddDate(0, 0, -30), now
+		return "30d", now.AddDate(0, 0, -30), now, problem
 	}
-	return "7d", now.AddDate(0, 0, -7), now
+	return "7d", now.AddDate(0, 0, -7), now, problem
 }
 
 // reportChoices lists the scopes the person may pick: their fleet (an
