@@ -45,7 +45,7 @@ type reportPage struct {
 	// RangeError says why the custom range asked for was not shown.
 	RangeError string
 	From       time.Time
-	To      time.Time
+	To         time.Time
 	// CSV is the API's CSV of the same scope and range; a query string
 	// made by url.Values.Encode, safe in an href as it is.
 	CSV    template.URL
