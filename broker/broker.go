@@ -612,7 +612,8 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 // WaitRoom).
 type roomWaiter interface{ WaitRoom() }
 
-// pace waits, before a read from a connection, until the sink has room.
+// pace waits, after a read from a connection that brought a PUBLISH,
+// until the sink has room.
 func (h *authHook) pace() {
 	if s := h.sink.Load(); s != nil {
 		if w, ok := (*s).(roomWaiter); ok {

@@ -377,7 +377,7 @@ func TestWaitRoom(t *testing.T) {
 			tc.settle(in)
 			select {
 			case <-returned:
-			case <-time.After(WaitRoomMax / 2):
+			case <-time.After(5 * time.Second):
 				t.Fatal("WaitRoom did not return")
 			}
 		})

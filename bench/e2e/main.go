@@ -314,6 +314,11 @@ func embedded(ctx context.Context, o options, bin, tmp string) (result, error) {
 				if err := s.fetch(o.heapprof+".metrics", "/metrics", time.Minute); err != nil {
 					fmt.Printf("  metrics failed: %v\n", err)
 				}
+				// Where the goroutines (two per device) wait, and so how
+				// deep their stacks are: counts by call stack.
+				if err := s.fetchProfile(o.heapprof+".goroutines", "goroutine?debug=1"); err != nil {
+					fmt.Printf("  goroutine profile failed: %v\n", err)
+				}
 			}
 		}
 	}
