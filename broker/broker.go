@@ -97,7 +97,9 @@ type Options struct {
 	ServicePassword string
 	Devices         Authenticator
 	// MaxPendingWrites bounds each client's outbound queue. Past it mochi
-	// drops QoS 1 messages to that client; the drops are counted.
+	// drops QoS 1 messages to that client; the drops are counted. With a
+	// sink nothing is routed to the ingest (see OnACLCheck) and devices
+	// receive nothing, so a few slots do.
 	MaxPendingWrites int
 	// DeviceRate and DeviceBurst bound how fast one device may publish
 	// (messages per second, token bucket). A device over its budget gets
@@ -161,7 +163,7 @@ func New(o Options) (*Broker, error) {
 		ClientNetReadBufferSize: clientReadBuffer,
 	})
 	h := &authHook{opts: o, prefix: o.TopicPrefix + "/", logged: map[string]time.Time{}, refused: map[string]*atomic.Int64{},
-		sinkLog: sparseLog{every: sinkFailLogEvery}, now: time.Now}
+		sinkLog: sparseLog{every: sinkFailLogEvery}, now: time.Now, clients: srv.Clients}
 	for _, r := range RefusalReasons {
 		h.refused[r] = new(atomic.Int64)
 	}
@@ -385,6 +387,7 @@ type authHook struct {
 	lastLog  map[string]time.Time
 	logged   map[string]time.Time // refusals logged, by source address
 
+	clients   *mqtt.Clients // mochi's, for a delayed will (OnWill)
 	sink      atomic.Pointer[Sink]
 	sinkFails atomic.Int64
 	sinkLog   sparseLog // the warning for sinkFails
@@ -396,7 +399,7 @@ type authHook struct {
 func (h *authHook) ID() string { return "upswatch-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnWill}, []byte{b})
 }
 
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
@@ -555,10 +558,16 @@ func (h *authHook) logRefusal(user, addr, reason string, now time.Time) {
 
 // OnACLCheck: the service account reads everything and writes nothing; a
 // device writes and reads only below {prefix}/{its serial}/.
+//
+// With a sink, every device message reaches the ingest through it
+// (OnPublish, OnWill) and none by routing: the service account may
+// subscribe (its filters have wildcards), but no message on a topic is
+// delivered to it, or a will would arrive twice (and a retained status be
+// replayed, with a new time, at each resubscribe).
 func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	user := string(cl.Properties.Username)
 	if user == h.opts.ServiceUser {
-		return !write
+		return !write && (h.sink.Load() == nil || strings.ContainsAny(topic, "+#"))
 	}
 	own := h.prefix + user + "/"
 	return strings.HasPrefix(topic, own) && !strings.ContainsAny(topic[len(own):], "+#")
@@ -606,6 +615,59 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		return pk, packets.ErrRejectPacket
 	}
 	return pk, packets.CodeSuccessIgnore
+}
+
+// OnWill hands a device's will (its status, "offline") to the sink when
+// its connection drops, as OnPublish does its other messages. Routed to
+// the ingest's subscription instead, every will would wait in the
+// ingest's outbound queue in mochi, and when thousands of devices drop at
+// once (a site's network, the host's) that queue overflowed unless it was
+// deep: mochi gives every client the same depth
+// (mqtt.max_pending_writes), 512 slots, 4 KiB a device. mochi still
+// retains the will; OnACLCheck keeps it from the ingest's subscription.
+func (h *authHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	sink := h.sink.Load()
+	user := string(cl.Properties.Username)
+	if sink == nil || cl.Net.Inline || user == h.opts.ServiceUser {
+		return will, nil
+	}
+	if !h.OnACLCheck(cl, will.TopicName, true) {
+		// mochi does not check a will's topic at CONNECT; a device may not
+		// speak for another unit through it.
+		h.opts.Logger.Warn("device will on a topic the device may not publish to; not stored",
+			"username", truncate(user, 32), "topic", truncate(will.TopicName, 64))
+		return will, nil
+	}
+	offer := func() {
+		if h.ctx.Err() != nil {
+			// The broker is closing, which drops every device: that says
+			// nothing of the devices, and the ingest stops too.
+			return
+		}
+		(*sink).OfferAsync(will.TopicName, will.Payload, func(err error) {
+			if err != nil {
+				h.sinkFails.Add(1)
+				if ok, quiet := h.sinkLog.allow(h.now()); ok {
+					h.opts.Logger.Warn("device will not stored", "username", truncate(user, 32), "err", err,
+						"not_logged_since_last", quiet)
+				}
+			}
+		})
+	}
+	if will.WillDelayInterval == 0 {
+		offer()
+		return will, nil
+	}
+	// MQTT 5's will delay: sent once the delay is over unless the device
+	// reconnected meanwhile (its client id connected again), as mochi
+	// does for the wills it routes.
+	time.AfterFunc(time.Duration(will.WillDelayInterval)*time.Second, func() {
+		if now, ok := h.clients.Get(cl.ID); ok && now != cl && !now.Closed() {
+			return
+		}
+		offer()
+	})
+	return will, nil
 }
 
 // roomWaiter is a Sink that can say when it has room (the ingest's

@@ -119,7 +119,10 @@ type MQTT struct {
 	SharedGroup string `yaml:"shared_group"`
 	// MaxPendingWrites bounds the embedded broker's per-client outbound
 	// queue; past it the broker drops QoS 1 messages (counted in
-	// upswatch_mqtt_broker_dropped_total).
+	// upswatch_mqtt_broker_dropped_total). Devices receive nothing and
+	// the ingest takes their messages, wills included, before the broker
+	// routes them, so the queue carries next to nothing; it is allocated
+	// for every connected client (8 bytes a slot).
 	MaxPendingWrites int `yaml:"max_pending_writes"`
 	// DeviceRate (messages/s) and DeviceBurst bound one device's publishing
 	// on the embedded broker, so a misbehaving unit cannot crowd out the
@@ -290,7 +293,7 @@ func Default() Config {
 		MQTT: MQTT{
 			Listen:           "127.0.0.1:1883",
 			TopicPrefix:      "ups",
-			MaxPendingWrites: 512,
+			MaxPendingWrites: 32,
 			DeviceRate:       20,
 			DeviceBurst:      200,
 			TLSListen:        ":8883",
@@ -398,8 +401,8 @@ func (c *Config) Validate() error {
 	if c.MQTT.URL == "" {
 		checkHostPort(bad, "mqtt.listen", c.MQTT.Listen)
 		c.MQTT.validateTLS(bad)
-		if c.MQTT.MaxPendingWrites < 64 || c.MQTT.MaxPendingWrites > 1<<20 {
-			bad("mqtt.max_pending_writes", "must be between 64 and 1048576, got %d", c.MQTT.MaxPendingWrites)
+		if c.MQTT.MaxPendingWrites < 8 || c.MQTT.MaxPendingWrites > 1<<20 {
+			bad("mqtt.max_pending_writes", "must be between 8 and 1048576, got %d", c.MQTT.MaxPendingWrites)
 		}
 		if c.MQTT.DeviceRate < 0 {
 			bad("mqtt.device_rate", "must be 0 (no limit) or positive, got %g", c.MQTT.DeviceRate)

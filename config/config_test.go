@@ -90,6 +90,7 @@ func TestValidationErrors(t *testing.T) {
 		{"bad mqtt scheme", "mqtt:\n  url: http://b:1883\n  username: u\n", nil, `config: mqtt.url: scheme must be one of tcp, ssl, tls, mqtt, mqtts, ws, wss, got "http"`},
 		{"external mqtt needs user", "mqtt:\n  url: tcp://b:1883\n", nil, "config: mqtt.username: is required with mqtt.url"},
 		{"partitions", "", map[string]string{"UPSWATCH_NATS_PARTITIONS": "0"}, "config: nats.partitions: must be between 1 and 1024, got 0"},
+		{"max pending writes", "mqtt:\n  max_pending_writes: 4\n", nil, "config: mqtt.max_pending_writes: must be between 8 and 1048576, got 4"},
 		{"env not int", "", map[string]string{"UPSWATCH_NATS_PARTITIONS": "many"}, `config: nats.partitions (from UPSWATCH_NATS_PARTITIONS): not an integer: "many"`},
 		{"env not duration", "", map[string]string{"UPSWATCH_INGEST_FLUSH_INTERVAL": "5"}, `config: ingest.flush_interval (from UPSWATCH_INGEST_FLUSH_INTERVAL): not a duration like 10s or 5m: "5"`},
 		{"short admin token", "admin_token: abc\n", nil, "config: admin_token: must be at least 16 characters"},
