@@ -76,11 +76,12 @@ func run() int {
 		o.serveEnv = append(o.serveEnv, v)
 		return nil
 	})
-	flag.Func("embedded-also", "after the embedded run, run it once more with these space-separated UPSWATCH_KEY=value settings added, e.g. UPSWATCH_MEMORY_LIMIT=400MiB, side by side (repeatable: one more run each)", func(v string) error {
+	flag.Func("embedded-also", "after the embedded run, run it once more with these space-separated UPSWATCH_KEY=value settings added, e.g. UPSWATCH_MEMORY_LIMIT=400MiB, side by side (repeatable: one more run each); GODEBUG=... and GOGC=... are taken too", func(v string) error {
 		var env []string
 		for _, kv := range strings.Fields(v) {
-			if !strings.HasPrefix(kv, "UPSWATCH_") || !strings.Contains(kv, "=") {
-				return fmt.Errorf("want UPSWATCH_KEY=value, got %q", kv)
+			runtimeVar := strings.HasPrefix(kv, "GODEBUG=") || strings.HasPrefix(kv, "GOGC=")
+			if !runtimeVar && (!strings.HasPrefix(kv, "UPSWATCH_") || !strings.Contains(kv, "=")) {
+				return fmt.Errorf("want UPSWATCH_KEY=value, GODEBUG=... or GOGC=..., got %q", kv)
 			}
 			env = append(env, kv)
 		}
