@@ -462,6 +462,13 @@ func (in *Ingest) parseTopic(topic string) (ups.Serial, string, bool) {
 	return ups.Serial(serial), kind, true
 }
 
+// ownSerial copies a serial that is to outlive its message. A serial
+// comes from the message's topic, and the embedded broker's topic is a
+// view into the packet's buffer (mochi decodes without copying): kept as
+// a map key, it would keep the whole packet alive, one per unit (in the
+// embedded bench run, 10,000 packets).
+func ownSerial(s ups.Serial) ups.Serial { return ups.Serial(strings.Clone(string(s))) }
+
 func presence(serial ups.Serial, body []byte, received time.Time) ([]ups.Reading, error) {
 	var p ups.Presence
 	switch strings.ToLower(strings.TrimSpace(string(body))) {
@@ -492,6 +499,9 @@ func (in *Ingest) reject(body []byte, serial ups.Serial, err error) {
 	if logIt {
 		if len(in.rejectLog) > 100000 {
 			clear(in.rejectLog)
+		}
+		if !seen {
+			serial = ownSerial(serial)
 		}
 		in.rejectLog[serial] = now
 	}
@@ -599,7 +609,11 @@ func (p *partition) add(it item) {
 				// A unit first seen on line is no news; anything else
 				// first seen (on battery after a restart) is.
 				p.urgent = p.urgent || known || flags&^ups.OL != 0
-				p.status[r.Serial] = flags
+				key := r.Serial
+				if !known {
+					key = ownSerial(key)
+				}
+				p.status[key] = flags
 			}
 			// While a unit is on battery (or worse), each of its readings
 			// may be the one that ends an alert's pending period or
