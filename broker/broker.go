@@ -5,7 +5,9 @@
 // issued at registration, and a device may publish only under
 // {prefix}/{serial}/. Anonymous clients are refused. The ingest connects
 // like any other client, with a service account that may read every
-// unit's topics, so the same ingest code runs against an external broker.
+// unit's topics, so the same ingest code runs against an external broker;
+// once it is the broker's sink (SetSink), the devices' messages and wills
+// reach it through the sink instead, none by its subscription.
 package broker
 
 import (
@@ -59,11 +61,12 @@ const (
 //
 // OfferAsync is the same without waiting: it must not keep payload after
 // it returns, and it calls done exactly once, from any goroutine, when
-// the message is settled. A device's QoS 0 and 1 telemetry takes it, so
-// the device's connection goroutine goes back to reading at once instead
-// of waiting (up to the ingest's flush interval) deep in the broker's
-// call stack: there, under load, 10,000 connection goroutines held 32 KiB
-// stacks each (BenchmarkConnectionMemory).
+// the message is settled. A device's QoS 0 and 1 telemetry (and its
+// will, OnWill) takes it, so the device's connection goroutine goes back
+// to reading at once instead of waiting (up to the ingest's flush
+// interval) deep in the broker's call stack: there, under load, 10,000
+// connection goroutines held 32 KiB stacks each
+// (BenchmarkConnectionMemory).
 type Sink interface {
 	Offer(ctx context.Context, topic string, payload []byte) error
 	OfferAsync(topic string, payload []byte, done func(error))
