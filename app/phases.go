@@ -524,7 +524,8 @@ func (a *App) startIngest(ctx context.Context, g *group, reg prometheus.Register
 	g.goRun("ingest", in.Run)
 	if mq.embedded != nil {
 		// Devices on the embedded broker are acked only once the bus has
-		// their readings; wills (offline) still come by the subscription.
+		// their readings; their wills (offline) come the same way, not by
+		// the subscription.
 		mq.embedded.SetSink(in)
 	}
 	return nil

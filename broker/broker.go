@@ -5,7 +5,9 @@
 // issued at registration, and a device may publish only under
 // {prefix}/{serial}/. Anonymous clients are refused. The ingest connects
 // like any other client, with a service account that may read every
-// unit's topics, so the same ingest code runs against an external broker.
+// unit's topics, so the same ingest code runs against an external broker;
+// once it is the broker's sink (SetSink), the devices' messages and wills
+// reach it through the sink instead, none by its subscription.
 package broker
 
 import (
@@ -28,7 +30,6 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 
 	"github.com/upswatch/upswatch/access"
 	"github.com/upswatch/upswatch/certs"
@@ -60,11 +61,12 @@ const (
 //
 // OfferAsync is the same without waiting: it must not keep payload after
 // it returns, and it calls done exactly once, from any goroutine, when
-// the message is settled. A device's QoS 0 and 1 telemetry takes it, so
-// the device's connection goroutine goes back to reading at once instead
-// of waiting (up to the ingest's flush interval) deep in the broker's
-// call stack: there, under load, 10,000 connection goroutines held 32 KiB
-// stacks each (BenchmarkConnectionMemory).
+// the message is settled. A device's QoS 0 and 1 telemetry (and its
+// will, OnWill) takes it, so the device's connection goroutine goes back
+// to reading at once instead of waiting (up to the ingest's flush
+// interval) deep in the broker's call stack: there, under load, 10,000
+// connection goroutines held 32 KiB stacks each
+// (BenchmarkConnectionMemory).
 type Sink interface {
 	Offer(ctx context.Context, topic string, payload []byte) error
 	OfferAsync(topic string, payload []byte, done func(error))
@@ -97,7 +99,9 @@ type Options struct {
 	ServicePassword string
 	Devices         Authenticator
 	// MaxPendingWrites bounds each client's outbound queue. Past it mochi
-	// drops QoS 1 messages to that client; the drops are counted.
+	// drops QoS 1 messages to that client; the drops are counted. With a
+	// sink nothing is routed to the ingest (see OnACLCheck) and devices
+	// receive nothing, so a few slots do.
 	MaxPendingWrites int
 	// DeviceRate and DeviceBurst bound how fast one device may publish
 	// (messages per second, token bucket). A device over its budget gets
@@ -161,13 +165,13 @@ func New(o Options) (*Broker, error) {
 		ClientNetReadBufferSize: clientReadBuffer,
 	})
 	h := &authHook{opts: o, prefix: o.TopicPrefix + "/", logged: map[string]time.Time{}, refused: map[string]*atomic.Int64{},
-		sinkLog: sparseLog{every: sinkFailLogEvery}, now: time.Now}
+		sinkLog: sparseLog{every: sinkFailLogEvery}, now: time.Now, clients: srv.Clients}
 	for _, r := range RefusalReasons {
 		h.refused[r] = new(atomic.Int64)
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if o.DeviceRate > 0 {
-		h.limiters = map[string]*rate.Limiter{}
+		h.limiters, h.epoch = map[string]bucket{}, time.Now()
 	}
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("broker auth hook: %w", err)
@@ -381,10 +385,12 @@ type authHook struct {
 	limited  atomic.Int64
 
 	mu       sync.Mutex
-	limiters map[string]*rate.Limiter // by username, so a reconnect keeps its budget
+	limiters map[string]bucket // by username, so a reconnect keeps its budget
+	epoch    time.Time         // the buckets' clock starts here
 	lastLog  map[string]time.Time
 	logged   map[string]time.Time // refusals logged, by source address
 
+	clients   *mqtt.Clients // mochi's, for a delayed will (OnWill)
 	sink      atomic.Pointer[Sink]
 	sinkFails atomic.Int64
 	sinkLog   sparseLog // the warning for sinkFails
@@ -396,7 +402,7 @@ type authHook struct {
 func (h *authHook) ID() string { return "upswatch-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnWill}, []byte{b})
 }
 
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
@@ -555,10 +561,16 @@ func (h *authHook) logRefusal(user, addr, reason string, now time.Time) {
 
 // OnACLCheck: the service account reads everything and writes nothing; a
 // device writes and reads only below {prefix}/{its serial}/.
+//
+// With a sink, every device message reaches the ingest through it
+// (OnPublish, OnWill) and none by routing: the service account may
+// subscribe (its filters have wildcards), but no message on a topic is
+// delivered to it, or a will would arrive twice (and a retained status be
+// replayed, with a new time, at each resubscribe).
 func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	user := string(cl.Properties.Username)
 	if user == h.opts.ServiceUser {
-		return !write
+		return !write && (h.sink.Load() == nil || strings.ContainsAny(topic, "+#"))
 	}
 	own := h.prefix + user + "/"
 	return strings.HasPrefix(topic, own) && !strings.ContainsAny(topic[len(own):], "+#")
@@ -608,11 +620,65 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	return pk, packets.CodeSuccessIgnore
 }
 
+// OnWill hands a device's will (its status, "offline") to the sink when
+// its connection drops, as OnPublish does its other messages. Routed to
+// the ingest's subscription instead, every will would wait in the
+// ingest's outbound queue in mochi, and when thousands of devices drop at
+// once (a site's network, the host's) that queue overflowed unless it was
+// deep: mochi gives every client the same depth
+// (mqtt.max_pending_writes), 512 slots, 4 KiB a device. mochi still
+// retains the will; OnACLCheck keeps it from the ingest's subscription.
+func (h *authHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	sink := h.sink.Load()
+	user := string(cl.Properties.Username)
+	if sink == nil || cl.Net.Inline || user == h.opts.ServiceUser {
+		return will, nil
+	}
+	if !h.OnACLCheck(cl, will.TopicName, true) {
+		// mochi does not check a will's topic at CONNECT; a device may not
+		// speak for another unit through it.
+		h.opts.Logger.Warn("device will on a topic the device may not publish to; not stored",
+			"username", truncate(user, 32), "topic", truncate(will.TopicName, 64))
+		return will, nil
+	}
+	offer := func() {
+		if h.ctx.Err() != nil {
+			// The broker is closing, which drops every device: that says
+			// nothing of the devices, and the ingest stops too.
+			return
+		}
+		(*sink).OfferAsync(will.TopicName, will.Payload, func(err error) {
+			if err != nil {
+				h.sinkFails.Add(1)
+				if ok, quiet := h.sinkLog.allow(h.now()); ok {
+					h.opts.Logger.Warn("device will not stored", "username", truncate(user, 32), "err", err,
+						"not_logged_since_last", quiet)
+				}
+			}
+		})
+	}
+	if will.WillDelayInterval == 0 {
+		offer()
+		return will, nil
+	}
+	// MQTT 5's will delay: sent once the delay is over unless the device
+	// reconnected meanwhile (its client id connected again), as mochi
+	// does for the wills it routes.
+	time.AfterFunc(time.Duration(will.WillDelayInterval)*time.Second, func() {
+		if now, ok := h.clients.Get(cl.ID); ok && now != cl && !now.Closed() {
+			return
+		}
+		offer()
+	})
+	return will, nil
+}
+
 // roomWaiter is a Sink that can say when it has room (the ingest's
 // WaitRoom).
 type roomWaiter interface{ WaitRoom() }
 
-// pace waits, before a read from a connection, until the sink has room.
+// pace waits, after a read from a connection that brought a PUBLISH,
+// until the sink has room.
 func (h *authHook) pace() {
 	if s := h.sink.Load(); s != nil {
 		if w, ok := (*s).(roomWaiter); ok {
@@ -634,16 +700,41 @@ func (h *authHook) unstored(user string, err error) {
 	}
 }
 
+// bucket is one device's token bucket (Options.DeviceRate, DeviceBurst),
+// kept by value in the map: 16 bytes a device, where a *rate.Limiter
+// (its mutex, its two times, the pointer) took about 100, for every
+// device that ever published.
+type bucket struct {
+	tokens float64
+	last   int64 // the last take, in nanoseconds since authHook.epoch (monotonic)
+}
+
+// take refills the bucket for the time since its last take, then takes
+// one token if there is one (rate.Limiter's AllowN(now, 1)).
+func (b *bucket) take(now int64, perSecond float64, burst int) bool {
+	if elapsed := now - b.last; elapsed > 0 {
+		b.tokens = min(float64(burst), b.tokens+float64(elapsed)*perSecond/1e9)
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
 // allow takes one message from the device's budget.
 func (h *authHook) allow(user string) bool {
 	now := time.Now()
+	at := int64(now.Sub(h.epoch))
+	burst := max(h.opts.DeviceBurst, 1)
 	h.mu.Lock()
-	l := h.limiters[user]
-	if l == nil {
-		l = rate.NewLimiter(rate.Limit(h.opts.DeviceRate), max(h.opts.DeviceBurst, 1))
-		h.limiters[user] = l
+	b, seen := h.limiters[user]
+	if !seen {
+		b = bucket{tokens: float64(burst), last: at}
 	}
-	ok := l.AllowN(now, 1)
+	ok := b.take(at, h.opts.DeviceRate, burst)
+	h.limiters[user] = b
 	logIt := false
 	if !ok {
 		if h.lastLog == nil {

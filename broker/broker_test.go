@@ -184,3 +184,27 @@ func TestDeviceRateLimit(t *testing.T) {
 		t.Fatalf("limited = %d, want 7", b.hook.limited.Load())
 	}
 }
+
+// A device's bucket starts full, refills at the rate up to the burst, and
+// never holds more.
+func TestBucket(t *testing.T) {
+	const sec = int64(time.Second)
+	b := bucket{tokens: 2, last: 0}
+	for i, want := range []bool{true, true, false} {
+		if got := b.take(0, 1, 2); got != want {
+			t.Fatalf("take %d at 0 s = %v, want %v", i, got, want)
+		}
+	}
+	if b.take(sec/2, 1, 2) {
+		t.Fatal("half a token taken")
+	}
+	if !b.take(sec, 1, 2) || b.take(sec, 1, 2) {
+		t.Fatal("after 1 s at 1/s: want exactly one token")
+	}
+	if !b.take(100*sec, 1, 2) || !b.take(100*sec, 1, 2) || b.take(100*sec, 1, 2) {
+		t.Fatal("after a long pause: want the burst (2), no more")
+	}
+	if b.take(99*sec, 1, 2) {
+		t.Fatal("a take dated before the last one gave a token")
+	}
+}

@@ -69,7 +69,7 @@ func BenchmarkConnectionMemory(b *testing.B) {
 	}
 	for b.Loop() {
 		br, err := New(Options{Listen: "127.0.0.1:0", TopicPrefix: "ups", ServiceUser: "svc",
-			ServicePassword: "svc-secret-1234", Devices: devs, MaxPendingWrites: 512}) // serve's default
+			ServicePassword: "svc-secret-1234", Devices: devs, MaxPendingWrites: 32}) // serve's default
 		if err != nil {
 			b.Fatal(err)
 		}

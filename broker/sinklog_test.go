@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -177,5 +178,34 @@ func TestAsyncHandOffAcksOnceStored(t *testing.T) {
 	}
 	if got := b.hook.sinkFails.Load(); got != 1 {
 		t.Fatalf("unstored = %d, want 1", got)
+	}
+}
+
+// pacedConn follows MQTT's framing across reads of any size: it waits for
+// room only on a read that brings the start of a PUBLISH, never for a
+// PINGREQ or PUBACK, nor inside a long payload that happens to hold the
+// byte 0x3x where a header would be.
+func TestPacedConnFindsPublishes(t *testing.T) {
+	payload := bytes.Repeat([]byte{0x32}, 300) // looks like PUBLISH headers
+	var stream []byte
+	stream = append(stream, 0xC0, 0x00)          // PINGREQ
+	stream = append(stream, 0x40, 0x02, 0x00, 1) // PUBACK
+	pub := publishPacket("ups/123456789012/telemetry", 7, payload)
+	stream = append(stream, pub...)
+	stream = append(stream, 0xC0, 0x00)
+	pubAt := 6 // offset of the PUBLISH's first byte
+	for _, size := range []int{1, 2, 3, 7, 64, 512} {
+		c := &pacedConn{}
+		var got []int
+		for off := 0; off < len(stream); off += size {
+			end := min(off+size, len(stream))
+			if c.publishes(stream[off:end]) {
+				got = append(got, off)
+			}
+		}
+		want := pubAt / size * size // the read holding the PUBLISH's first byte
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("reads of %d bytes: a PUBLISH seen in the reads at %v, want only at %d", size, got, want)
+		}
 	}
 }

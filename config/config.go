@@ -35,19 +35,28 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// AdminToken authorises the admin API. Empty: generated on first
 	// start into DataDir/admin.token and printed once.
-	AdminToken string   `yaml:"admin_token"`
-	Log        Log      `yaml:"log"`
-	HTTP       HTTP     `yaml:"http"`
-	MQTT       MQTT     `yaml:"mqtt"`
-	NATS       NATS     `yaml:"nats"`
-	Ingest     Ingest   `yaml:"ingest"`
-	Store      Store    `yaml:"store"`
-	Influx     Influx   `yaml:"influx"`
-	Notify     Notify   `yaml:"notify"`
-	Rules      Rules    `yaml:"rules"`
-	Keys       Keyring  `yaml:"keys"`
-	Products   Products `yaml:"products"`
-	Report     Report   `yaml:"report"`
+	AdminToken string `yaml:"admin_token"`
+	// MemoryLimit is serve's soft memory limit for the Go runtime (heap,
+	// goroutine stacks and the runtime's own, not what SQLite allocates
+	// outside the Go heap), in bytes with an
+	// optional unit: 400MiB, 1GiB, 500MB. Near it the garbage collector
+	// runs sooner and returns freed memory to the system sooner; it is
+	// soft (live memory above it is kept, at the cost of collections one
+	// after another). Empty or 0: none. GOMEMLIMIT in the environment,
+	// when set, wins.
+	MemoryLimit string   `yaml:"memory_limit"`
+	Log         Log      `yaml:"log"`
+	HTTP        HTTP     `yaml:"http"`
+	MQTT        MQTT     `yaml:"mqtt"`
+	NATS        NATS     `yaml:"nats"`
+	Ingest      Ingest   `yaml:"ingest"`
+	Store       Store    `yaml:"store"`
+	Influx      Influx   `yaml:"influx"`
+	Notify      Notify   `yaml:"notify"`
+	Rules       Rules    `yaml:"rules"`
+	Keys        Keyring  `yaml:"keys"`
+	Products    Products `yaml:"products"`
+	Report      Report   `yaml:"report"`
 }
 
 // Keyring locates the keyring that seals personal data at rest.
@@ -119,7 +128,10 @@ type MQTT struct {
 	SharedGroup string `yaml:"shared_group"`
 	// MaxPendingWrites bounds the embedded broker's per-client outbound
 	// queue; past it the broker drops QoS 1 messages (counted in
-	// upswatch_mqtt_broker_dropped_total).
+	// upswatch_mqtt_broker_dropped_total). Devices receive nothing and
+	// the ingest takes their messages, wills included, before the broker
+	// routes them, so the queue carries next to nothing; it is allocated
+	// for every connected client (8 bytes a slot).
 	MaxPendingWrites int `yaml:"max_pending_writes"`
 	// DeviceRate (messages/s) and DeviceBurst bound one device's publishing
 	// on the embedded broker, so a misbehaving unit cannot crowd out the
@@ -293,7 +305,7 @@ func Default() Config {
 		MQTT: MQTT{
 			Listen:           "127.0.0.1:1883",
 			TopicPrefix:      "ups",
-			MaxPendingWrites: 512,
+			MaxPendingWrites: 32,
 			DeviceRate:       20,
 			DeviceBurst:      200,
 			TLSListen:        ":8883",
@@ -392,6 +404,11 @@ func (c *Config) Validate() error {
 	if !oneOf(c.Log.Format, "text", "json") {
 		bad("log.format", "must be text or json, got %q", c.Log.Format)
 	}
+	if n, err := ParseBytes(c.MemoryLimit); err != nil {
+		bad("memory_limit", "%v", err)
+	} else if n != 0 && n < 64<<20 {
+		bad("memory_limit", "must be 0 (none) or at least 64MiB, got %q", c.MemoryLimit)
+	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		bad("admin_token", "must be at least 16 characters (or empty to generate one)")
 	}
@@ -400,8 +417,8 @@ func (c *Config) Validate() error {
 	if c.MQTT.URL == "" {
 		checkHostPort(bad, "mqtt.listen", c.MQTT.Listen)
 		c.MQTT.validateTLS(bad)
-		if c.MQTT.MaxPendingWrites < 64 || c.MQTT.MaxPendingWrites > 1<<20 {
-			bad("mqtt.max_pending_writes", "must be between 64 and 1048576, got %d", c.MQTT.MaxPendingWrites)
+		if c.MQTT.MaxPendingWrites < 8 || c.MQTT.MaxPendingWrites > 1<<20 {
+			bad("mqtt.max_pending_writes", "must be between 8 and 1048576, got %d", c.MQTT.MaxPendingWrites)
 		}
 		if c.MQTT.DeviceRate < 0 {
 			bad("mqtt.device_rate", "must be 0 (no limit) or positive, got %g", c.MQTT.DeviceRate)
@@ -592,6 +609,40 @@ func oneOf(s string, options ...string) bool {
 		}
 	}
 	return false
+}
+
+// MemoryLimitBytes is MemoryLimit in bytes (0: none); the configuration
+// is valid.
+func (c *Config) MemoryLimitBytes() int64 {
+	n, _ := ParseBytes(c.MemoryLimit)
+	return n
+}
+
+// byteUnits are the units ParseBytes takes, as GOMEMLIMIT does, plus the
+// decimal ones.
+var byteUnits = map[string]int64{
+	"": 1, "B": 1,
+	"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+	"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+}
+
+// ParseBytes reads a size such as 400MiB, 1GiB, 500MB or 1048576 ("" is
+// 0).
+func ParseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	i := strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+	if i < 0 {
+		i = len(s)
+	}
+	unit, ok := byteUnits[strings.TrimSpace(s[i:])]
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if !ok || err != nil || n > (1<<62)/unit {
+		return 0, fmt.Errorf("must be a size like 400MiB, 1GiB or 500MB, got %q", s)
+	}
+	return n * unit, nil
 }
 
 func checkHostPort(bad func(string, string, ...any), key, addr string) {

@@ -90,6 +90,9 @@ func TestValidationErrors(t *testing.T) {
 		{"bad mqtt scheme", "mqtt:\n  url: http://b:1883\n  username: u\n", nil, `config: mqtt.url: scheme must be one of tcp, ssl, tls, mqtt, mqtts, ws, wss, got "http"`},
 		{"external mqtt needs user", "mqtt:\n  url: tcp://b:1883\n", nil, "config: mqtt.username: is required with mqtt.url"},
 		{"partitions", "", map[string]string{"UPSWATCH_NATS_PARTITIONS": "-1"}, "config: nats.partitions: must be between 1 and 1024 (or 0: the stream's own, 4 for a new one), got -1"},
+		{"memory limit unit", "memory_limit: 400M\n", nil, `config: memory_limit: must be a size like 400MiB, 1GiB or 500MB, got "400M"`},
+		{"memory limit small", "", map[string]string{"UPSWATCH_MEMORY_LIMIT": "1MiB"}, `config: memory_limit: must be 0 (none) or at least 64MiB, got "1MiB"`},
+		{"max pending writes", "mqtt:\n  max_pending_writes: 4\n", nil, "config: mqtt.max_pending_writes: must be between 8 and 1048576, got 4"},
 		{"env not int", "", map[string]string{"UPSWATCH_NATS_PARTITIONS": "many"}, `config: nats.partitions (from UPSWATCH_NATS_PARTITIONS): not an integer: "many"`},
 		{"env not duration", "", map[string]string{"UPSWATCH_INGEST_FLUSH_INTERVAL": "5"}, `config: ingest.flush_interval (from UPSWATCH_INGEST_FLUSH_INTERVAL): not a duration like 10s or 5m: "5"`},
 		{"short admin token", "admin_token: abc\n", nil, "config: admin_token: must be at least 16 characters"},
@@ -173,5 +176,20 @@ func TestNotifyProvidersValid(t *testing.T) {
 	}
 	if c.Notify.SMS.Burst != 5 || c.Notify.SMS.SegmentsPerSecond != 10 || c.Notify.APNS.Topic != "com.example.upswatch" {
 		t.Fatalf("notify = %+v", c.Notify)
+	}
+}
+
+// memory_limit takes GOMEMLIMIT's units and the decimal ones.
+func TestMemoryLimitBytes(t *testing.T) {
+	for in, want := range map[string]int64{"": 0, "0": 0, "400MiB": 400 << 20, "1GiB": 1 << 30, "500MB": 500e6,
+		"1073741824": 1 << 30, " 2 GiB ": 2 << 30} {
+		c := Default()
+		c.MemoryLimit = in
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%q: %v", in, err)
+		}
+		if got := c.MemoryLimitBytes(); got != want {
+			t.Errorf("%q: %d bytes, want %d", in, got, want)
+		}
 	}
 }

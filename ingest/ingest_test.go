@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 	"time"
+	"unsafe"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/nats-io/nats.go/jetstream"
@@ -377,9 +378,23 @@ func TestWaitRoom(t *testing.T) {
 			tc.settle(in)
 			select {
 			case <-returned:
-			case <-time.After(WaitRoomMax / 2):
+			case <-time.After(5 * time.Second):
 				t.Fatal("WaitRoom did not return")
 			}
 		})
+	}
+}
+
+// The partition's memory of each unit's status does not keep the
+// message's buffer: the serial came from the topic, which the embedded
+// broker hands over as a view into its packet.
+func TestStatusKeysOwnTheirSerial(t *testing.T) {
+	buf := []byte("ups/123456789012/telemetry")
+	serial := ups.Serial(unsafe.String(&buf[4], 12))
+	p := &partition{status: map[ups.Serial]ups.Flag{}}
+	p.add(item{readings: []ups.Reading{{Serial: serial, HasStatus: true, Status: ups.Status{Flags: ups.OL}}}})
+	copy(buf[4:], "999999999999") // the broker reuses or frees the packet
+	if _, ok := p.status["123456789012"]; !ok {
+		t.Fatalf("status keys %v: the key changed with the packet's buffer", p.status)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -48,6 +49,9 @@ type options struct {
 	keep       bool
 	first      uint64
 	serveEnv   []string // extra UPSWATCH_* settings for serve (-serve-env)
+	// alsoEmbedded: one more embedded run per entry, with these settings
+	// added (-embedded-also), after the first.
+	alsoEmbedded [][]string
 }
 
 func main() { os.Exit(run()) }
@@ -70,6 +74,21 @@ func run() int {
 			return fmt.Errorf("want UPSWATCH_KEY=value, got %q", v)
 		}
 		o.serveEnv = append(o.serveEnv, v)
+		return nil
+	})
+	flag.Func("embedded-also", "after the embedded run, run it once more with these space-separated UPSWATCH_KEY=value settings added, e.g. UPSWATCH_MEMORY_LIMIT=400MiB, side by side (repeatable: one more run each); GODEBUG=... and GOGC=... are taken too", func(v string) error {
+		var env []string
+		for _, kv := range strings.Fields(v) {
+			runtimeVar := strings.HasPrefix(kv, "GODEBUG=") || strings.HasPrefix(kv, "GOGC=")
+			if !runtimeVar && (!strings.HasPrefix(kv, "UPSWATCH_") || !strings.Contains(kv, "=")) {
+				return fmt.Errorf("want UPSWATCH_KEY=value, GODEBUG=... or GOGC=..., got %q", kv)
+			}
+			env = append(env, kv)
+		}
+		if len(env) == 0 {
+			return errors.New("no settings")
+		}
+		o.alsoEmbedded = append(o.alsoEmbedded, env)
 		return nil
 	})
 	flag.Parse()
@@ -140,11 +159,18 @@ func bench(ctx context.Context, o options) ([]result, error) {
 		}
 	}
 	if want("embedded") {
-		r, err := embedded(ctx, o, bin, tmp)
+		r, err := embedded(ctx, o, bin, tmp, "embedded", nil)
 		if err != nil {
 			return results, fmt.Errorf("embedded: %w", err)
 		}
 		results = append(results, r)
+		for i, env := range o.alsoEmbedded {
+			r, err := embedded(ctx, o, bin, tmp, fmt.Sprintf("embedded-%d", i+2), env)
+			if err != nil {
+				return results, fmt.Errorf("embedded with %s: %w", strings.Join(env, " "), err)
+			}
+			results = append(results, r)
+		}
 	}
 	return results, nil
 }
@@ -266,13 +292,16 @@ func external(ctx context.Context, o options, root, bin, tmp string, withServe, 
 	return append(results, r), nil
 }
 
-func embedded(ctx context.Context, o options, bin, tmp string) (result, error) {
-	dir := mkdir(tmp, "embedded")
+// embedded runs serve alone in tmp/dirName; env, when set, is added to
+// its settings (and named in the run's name), after -serve-env's.
+func embedded(ctx context.Context, o options, bin, tmp, dirName string, env []string) (result, error) {
+	dir := mkdir(tmp, dirName)
 	mqttAddr, err := freeAddr()
 	if err != nil {
 		return result{}, err
 	}
-	s, err := startServe(ctx, bin, dir, append([]string{"UPSWATCH_MQTT_LISTEN=" + mqttAddr}, o.serveEnv...))
+	settings := append(append([]string{"UPSWATCH_MQTT_LISTEN=" + mqttAddr}, o.serveEnv...), env...)
+	s, err := startServe(ctx, bin, dir, settings)
 	if err != nil {
 		return result{}, err
 	}
@@ -292,12 +321,16 @@ func embedded(ctx context.Context, o options, bin, tmp string) (result, error) {
 		return result{}, err
 	}
 	defer closeDB()
+	name := "upswatch serve, embedded (broker + sqlite)"
+	if len(env) > 0 {
+		name += ", " + strings.Join(env, " ")
+	}
 	ld := load{
-		name: "upswatch serve, embedded (broker + sqlite)", kind: kindEmbedded, bin: bin, dir: dir, broker: "tcp://" + mqttAddr,
+		name: name, kind: kindEmbedded, bin: bin, dir: dir, broker: "tcp://" + mqttAddr,
 		credsFile: credsFile, units: o.units, count: o.count, rate: o.rate, timeout: o.timeout,
 		consumer: s.p, stored: count,
 	}
-	if o.cpuprofile != "" || o.heapprof != "" {
+	if (o.cpuprofile != "" || o.heapprof != "") && env == nil {
 		path := o.cpuprofile + ".embedded"
 		ld.onStart = func() {
 			if o.cpuprofile == "" {
@@ -313,6 +346,11 @@ func embedded(ctx context.Context, o options, bin, tmp string) (result, error) {
 				// gauges (goroutines, stack and heap bytes) beside it.
 				if err := s.fetch(o.heapprof+".metrics", "/metrics", time.Minute); err != nil {
 					fmt.Printf("  metrics failed: %v\n", err)
+				}
+				// Where the goroutines (two per device) wait, and so how
+				// deep their stacks are: counts by call stack.
+				if err := s.fetchProfile(o.heapprof+".goroutines", "goroutine?debug=1"); err != nil {
+					fmt.Printf("  goroutine profile failed: %v\n", err)
 				}
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/upswatch/upswatch/app"
@@ -106,6 +107,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(c, stderr)
+	setMemoryLimit(c, log)
 	a, err := app.New(c, log)
 	if err != nil {
 		return err
@@ -140,4 +142,19 @@ func configCmd(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%-28s %s  (%s)\n", "-", kv[0], kv[1])
 	}
 	return nil
+}
+
+// setMemoryLimit applies memory_limit to the Go runtime, unless
+// GOMEMLIMIT (which the runtime read at start) is set.
+func setMemoryLimit(c config.Config, log *slog.Logger) {
+	limit := c.MemoryLimitBytes()
+	if limit == 0 {
+		return
+	}
+	if env := os.Getenv("GOMEMLIMIT"); env != "" {
+		log.Info("memory_limit not applied: GOMEMLIMIT is set", "memory_limit", c.MemoryLimit, "GOMEMLIMIT", env)
+		return
+	}
+	debug.SetMemoryLimit(limit)
+	log.Info("go memory limit set", "memory_limit", c.MemoryLimit, "bytes", limit)
 }

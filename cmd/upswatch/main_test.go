@@ -5,10 +5,12 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 
 	"github.com/upswatch/upswatch/app"
+	"github.com/upswatch/upswatch/config"
 	"github.com/upswatch/upswatch/internal/servetest"
 	"github.com/upswatch/upswatch/keyring"
 )
@@ -99,5 +101,24 @@ func TestKeysGenerate(t *testing.T) {
 	}
 	if _, err := keyring.FromEnv(v); err != nil {
 		t.Fatalf("the printed value does not load: %v", err)
+	}
+}
+
+// memory_limit sets the runtime's memory limit, unless GOMEMLIMIT is set.
+func TestSetMemoryLimit(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	c := config.Default()
+	c.MemoryLimit = "600MiB"
+	t.Setenv("GOMEMLIMIT", "")
+	setMemoryLimit(c, slog.New(slog.DiscardHandler))
+	if got := debug.SetMemoryLimit(-1); got != 600<<20 {
+		t.Fatalf("memory limit %d, want %d", got, 600<<20)
+	}
+	debug.SetMemoryLimit(before)
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	setMemoryLimit(c, slog.New(slog.DiscardHandler))
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Fatalf("memory limit %d with GOMEMLIMIT set, want it untouched (%d)", got, before)
 	}
 }
