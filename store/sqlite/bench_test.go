@@ -37,28 +37,33 @@ func benchReading(serial ups.Serial, at time.Time, i int) ups.Reading {
 
 func benchSerial(u int) ups.Serial { return ups.Serial(fmt.Sprintf("%012d", 100000000000+u)) }
 
-// BenchmarkWriteReadings writes 500-reading batches spread over 200 units,
-// each reading a new (serial, ts), as the history consumer does.
+// BenchmarkWriteReadings writes 500-reading batches spread over 200
+// units, or 2,000-reading batches over 10,000 (each reading then lands on
+// a page of its own: a fleet's worth of units), each reading a new
+// (serial, ts), as the history consumer does.
 func BenchmarkWriteReadings(b *testing.B) {
-	const batch, units = 500, 200
-	s, _ := openStore(b, Options{})
-	ctx := context.Background()
-	rs := make([]ups.Reading, batch)
-	for i := range rs {
-		rs[i] = benchReading(benchSerial(i%units), t0, i)
+	for _, c := range []struct{ batch, units int }{{500, 200}, {2000, 10000}} {
+		b.Run(fmt.Sprintf("units=%d", c.units), func(b *testing.B) {
+			s, _ := openStore(b, Options{})
+			ctx := context.Background()
+			rs := make([]ups.Reading, c.batch)
+			for i := range rs {
+				rs[i] = benchReading(benchSerial(i%c.units), t0, i)
+			}
+			n := 0
+			for b.Loop() {
+				for i := range rs {
+					rs[i].Serial = benchSerial(n % c.units)
+					rs[i].Time = t0.Add(time.Duration(n/c.units) * 10 * time.Second)
+					n++
+				}
+				if err := s.WriteReadings(ctx, rs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "readings/s")
+		})
 	}
-	n := 0
-	for b.Loop() {
-		for i := range rs {
-			rs[i].Serial = benchSerial(n % units)
-			rs[i].Time = t0.Add(time.Duration(n/units) * 10 * time.Second)
-			n++
-		}
-		if err := s.WriteReadings(ctx, rs); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "readings/s")
 }
 
 // dayOfReadings writes a day of readings at 10 s for the given units.

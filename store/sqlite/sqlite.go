@@ -143,8 +143,13 @@ func Open(path string, opts Options) (*Store, error) {
 	// IMMEDIATE takes the write lock at BEGIN, so a transaction never
 	// fails halfway on a lock upgrade; 64 MiB of page cache holds the
 	// right-most leaf page of every unit's key range for ~10k units.
+	// The writer's temporary store is memory: a multi-row INSERT OR
+	// REPLACE keeps a statement journal of the pages it touches, which
+	// otherwise goes to a temp file, a pwrite per page (the readers keep
+	// the default, so a big report's sort can spill to disk).
 	wq.Set("_txlock", "immediate")
 	wq.Add("_pragma", "cache_size(-65536)")
+	wq.Add("_pragma", "temp_store(memory)")
 	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("sqlite store: open %s: %w", path, err)
