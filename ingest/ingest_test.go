@@ -16,6 +16,7 @@ import (
 	"github.com/upswatch/upswatch/broker"
 	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/bus/bustest"
+	"github.com/upswatch/upswatch/internal/wait"
 	"github.com/upswatch/upswatch/ups"
 )
 
@@ -46,13 +47,36 @@ func newRig(t *testing.T, stream bus.StreamConfig) *rig {
 
 func newRigFlush(t *testing.T, stream bus.StreamConfig, flush time.Duration) *rig {
 	t.Helper()
+	return newRigWith(t, rigConfig{stream: stream, flush: flush})
+}
+
+// rigConfig varies a rig; zero values take newRig's.
+type rigConfig struct {
+	stream bus.StreamConfig
+	flush  time.Duration
+	units  fakeUnits // default: two units
+	// maxPendingWrites is the broker's per-client queue.
+	maxPendingWrites int
+	maxInflight      int // the ingest's; default 1000
+	// sink: the broker hands device messages (and wills) to the ingest
+	// directly, as in serve, not through the ingest's subscription.
+	sink bool
+}
+
+func newRigWith(t *testing.T, c rigConfig) *rig {
+	t.Helper()
+	if c.units == nil {
+		c.units = fakeUnits{"111111111111": "a", "222222222222": "b"}
+	}
+	if c.maxInflight == 0 {
+		c.maxInflight = 1000
+	}
 	_, _, js := bustest.Server(t)
-	if _, _, err := bus.EnsureReadingsStream(context.Background(), js, stream); err != nil {
+	if _, _, err := bus.EnsureReadingsStream(context.Background(), js, c.stream); err != nil {
 		t.Fatal(err)
 	}
-	units := fakeUnits{"111111111111": "a", "222222222222": "b"}
 	b, err := broker.New(broker.Options{Listen: "127.0.0.1:0", TopicPrefix: "ups", ServiceUser: "svc",
-		ServicePassword: "svc-password-123", Devices: units})
+		ServicePassword: "svc-password-123", Devices: c.units, MaxPendingWrites: c.maxPendingWrites})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,22 +85,19 @@ func newRigFlush(t *testing.T, stream bus.StreamConfig, flush time.Duration) *ri
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	in, err := New(Config{BrokerURL: b.URL(), Username: "svc", Password: "svc-password-123", ClientID: "ingest-test",
-		TopicPrefix: "ups", Partitions: partitions, BatchSize: 100, FlushInterval: flush,
-		MaxInflight: 1000, Registerer: prometheus.NewRegistry()}, units, js)
+		TopicPrefix: "ups", Partitions: partitions, BatchSize: 100, FlushInterval: c.flush,
+		MaxInflight: c.maxInflight, Registerer: prometheus.NewRegistry()}, c.units, js)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if c.sink {
+		b.SetSink(in)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &rig{t: t, js: js, broker: b, in: in, units: units, cancel: cancel, done: make(chan error, 1)}
+	r := &rig{t: t, js: js, broker: b, in: in, units: c.units, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- in.Run(ctx) }()
 	t.Cleanup(r.stop)
-	deadline := time.Now().Add(10 * time.Second)
-	for !in.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("ingest not ready")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.Within(t, 10*time.Second, "ingest ready", in.Ready)
 	return r
 }
 

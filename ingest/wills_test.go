@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -9,11 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/upswatch/upswatch/broker"
 	"github.com/upswatch/upswatch/bus"
-	"github.com/upswatch/upswatch/bus/bustest"
 	"github.com/upswatch/upswatch/ups"
 )
 
@@ -24,39 +19,13 @@ import (
 // and the ingest takes fewer messages at a time than there are wills.
 func TestEmbeddedBrokerMassDropWills(t *testing.T) {
 	const n = 3000
-	_, _, js := bustest.Server(t)
-	if _, _, err := bus.EnsureReadingsStream(context.Background(), js, bus.StreamConfig{Partitions: partitions}); err != nil {
-		t.Fatal(err)
-	}
 	units := fakeUnits{}
 	for i := range n {
 		units[ups.Serial(fmt.Sprintf("%012d", 500000000000+i))] = "pw"
 	}
-	b, err := broker.New(broker.Options{Listen: "127.0.0.1:0", TopicPrefix: "ups", ServiceUser: "svc",
-		ServicePassword: "svc-password-123", Devices: units, MaxPendingWrites: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	in, err := New(Config{BrokerURL: b.URL(), Username: "svc", Password: "svc-password-123", ClientID: "ingest-test",
-		TopicPrefix: "ups", Partitions: partitions, BatchSize: 100, FlushInterval: 20 * time.Millisecond,
-		MaxInflight: 256, Registerer: prometheus.NewRegistry()}, units, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.SetSink(in)
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &rig{t: t, js: js, broker: b, in: in, units: units, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- in.Run(ctx) }()
-	t.Cleanup(r.stop)
-	for deadline := time.Now().Add(10 * time.Second); !in.Ready(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("ingest not ready")
-		}
-	}
+	r := newRigWith(t, rigConfig{stream: bus.StreamConfig{Partitions: partitions}, flush: 20 * time.Millisecond,
+		units: units, maxPendingWrites: 8, maxInflight: 256, sink: true})
+	b := r.broker
 
 	conns := make([]net.Conn, 0, n)
 	t.Cleanup(func() {
@@ -96,10 +65,9 @@ func TestEmbeddedBrokerMassDropWills(t *testing.T) {
 			t.Errorf("%s: %d offline presence readings, want 1", serial, offline[serial])
 		}
 	}
-	// Nothing more comes later by the ingest's subscription (a will
-	// delivered twice).
-	time.Sleep(200 * time.Millisecond)
-	r.readAll(n)
+	// None comes twice: with a sink the broker routes no device topic to
+	// the ingest's subscription (TestWillsGoToTheSink in the broker
+	// checks that rule), so readAll's exact count is the whole story.
 }
 
 // connectWithWill encodes an MQTT 3.1.1 CONNECT (clean session) whose
