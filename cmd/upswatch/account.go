@@ -15,10 +15,10 @@ import (
 	"github.com/upswatch/upswatch/keyring"
 )
 
-// accountCmd: upswatch account add|list|show|remove|export.
+// accountCmd: upswatch account add|list|show|invite|weekly-report|remove|export.
 func accountCmd(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: upswatch account add|list|show|invite|remove|export")
+		return errors.New("usage: upswatch account add|list|show|invite|weekly-report|remove|export")
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("account "+sub, flag.ContinueOnError)
@@ -34,6 +34,7 @@ func accountCmd(args []string, stdout io.Writer) error {
 	sites := fs.String("sites", "", "comma separated sites a manager may see (add)")
 	units := fs.String("units", "", "comma separated serials the account owns (add)")
 	channels := fs.String("channels", "", "channels for warning and critical alerts, e.g. fcm,apns,sms or log (add)")
+	weeklyOff := fs.Bool("weekly-report-off", false, "no weekly power summary for this account (add)")
 	positional, err := parseInterleaved(fs, args[1:])
 	if err != nil {
 		return err
@@ -58,9 +59,16 @@ func accountCmd(args []string, stdout io.Writer) error {
 		if *units != "" {
 			body["units"] = strings.Split(*units, ",")
 		}
+		prefs := map[string]any{}
 		if *channels != "" {
 			ch := strings.Split(*channels, ",")
-			body["preferences"] = map[string]any{"channels": map[string][]string{"warning": ch, "critical": ch}}
+			prefs["channels"] = map[string][]string{"warning": ch, "critical": ch}
+		}
+		if *weeklyOff {
+			prefs["weekly_report_off"] = true
+		}
+		if len(prefs) > 0 {
+			body["preferences"] = prefs
 		}
 		var out map[string]any
 		if err := c.do("POST", "/v1/accounts", body, &out); err != nil {
@@ -112,6 +120,33 @@ func accountCmd(args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "Send this one-time link to the account's holder; it sets their console password.\nIt works once, until %s:\n\n    %s\n", out.Expires, out.URL)
 		return nil
+	case "weekly-report":
+		// The preferences are replaced whole by their PUT: read them,
+		// change the one setting, write them back.
+		if len(positional) != 2 || (positional[1] != "on" && positional[1] != "off") {
+			return errors.New("usage: upswatch account weekly-report ACCOUNT_ID on|off")
+		}
+		aid := url.PathEscape(positional[0])
+		var acct struct {
+			Preferences map[string]any `json:"preferences"`
+		}
+		if err := c.do("GET", "/v1/accounts/"+aid, nil, &acct); err != nil {
+			return err
+		}
+		prefs := acct.Preferences
+		if prefs == nil {
+			prefs = map[string]any{}
+		}
+		if positional[1] == "off" {
+			prefs["weekly_report_off"] = true
+		} else {
+			delete(prefs, "weekly_report_off")
+		}
+		if err := c.do("PUT", "/v1/accounts/"+aid+"/preferences", prefs, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Weekly power summary for %s: %s.\n", positional[0], positional[1])
+		return nil
 	case "remove", "rm":
 		aid, err := one()
 		if err != nil {
@@ -123,7 +158,7 @@ func accountCmd(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "Erased account %s, its contacts, tokens, notification records and the history of the units it alone owned.\n", positional[0])
 		return nil
 	}
-	return fmt.Errorf("unknown account command %q (add, list, show, invite, remove, export)", sub)
+	return fmt.Errorf("unknown account command %q (add, list, show, invite, weekly-report, remove, export)", sub)
 }
 
 // tokenCmd: upswatch token create ACCOUNT_ID.

@@ -45,6 +45,11 @@ func TestCommands(t *testing.T) {
 		{[]string{"unit", "show", "123456789012"}, 0, `"site": "hq"`},
 		{[]string{"account", "add", "--id", "lan", "--name", "Lan", "--email", "lan@example.com", "--region", "VN", "--language", "vi", "--time-zone", "Asia/Ho_Chi_Minh"}, 0, `"id": "lan"`},
 		{[]string{"account", "list"}, 0, "lan"},
+		{[]string{"account", "weekly-report", "lan", "off"}, 0, "Weekly power summary for lan: off."},
+		{[]string{"account", "show", "lan"}, 0, `"weekly_report_off": true`},
+		{[]string{"account", "weekly-report", "lan", "on"}, 0, "Weekly power summary for lan: on."},
+		{[]string{"account", "weekly-report", "lan", "maybe"}, 1, "usage: upswatch account weekly-report ACCOUNT_ID on|off"},
+		{[]string{"account", "add", "--id", "minh", "--name", "Minh", "--channels", "fcm", "--weekly-report-off"}, 0, `"weekly_report_off": true`},
 		{[]string{"account", "export", "lan"}, 0, "lan@example.com"},
 		{[]string{"token", "create", "lan"}, 0, "uwt_"},
 		{[]string{"keys", "rotate"}, 0, `"primary_key"`}, // then the account below must still read back
