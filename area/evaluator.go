@@ -216,7 +216,14 @@ func (e *Evaluator) loop(ctx context.Context, it jetstream.MessagesContext) {
 			case errors.Is(err, jetstream.ErrMsgIteratorClosed):
 				return
 			case err != nil:
-				continue // a missed heartbeat: the iterator goes on
+				// A missed heartbeat, or the consumer gone: the iterator
+				// goes on (or is closed at stop); not in a busy loop.
+				e.log.Debug("area events: next failed", "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(100 * time.Millisecond):
+				}
+				continue
 			}
 			select {
 			case msgs <- msg:
