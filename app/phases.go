@@ -180,7 +180,14 @@ func (a *App) startAlerting(g *group, b busPhase, dev devicesPhase, reg promethe
 	if err != nil {
 		return alertingPhase{}, err
 	}
-	g.goRun("areas", areas.Run)
+	g.goRun("areas", func(ctx context.Context) error {
+		select { // the engine creates the ALERTS stream and bucket it needs
+		case <-eng.Ready():
+		case <-ctx.Done():
+			return nil
+		}
+		return areas.Run(ctx)
+	})
 	folds, err := area.NewFolds(b.js, areaCfg, dev.units, a.log)
 	if err != nil {
 		return alertingPhase{}, err
