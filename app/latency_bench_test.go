@@ -23,9 +23,13 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/upswatch/upswatch/bus"
 	"github.com/upswatch/upswatch/config"
 	"github.com/upswatch/upswatch/notify/fcm/fcmfake"
+	"github.com/upswatch/upswatch/notify/pipeline"
+	"github.com/upswatch/upswatch/rules/engine"
 	"github.com/upswatch/upswatch/sim"
 	"github.com/upswatch/upswatch/ups"
 )
@@ -196,15 +200,23 @@ func runAlertLatency(b *testing.B) {
 		b.Fatalf("nats connect: %v", err)
 	}
 	defer nc.Close()
+	// The readings' and the alert's instants are when their stream
+	// stored them (the server's timestamp, on this machine's clock), not
+	// when this observer got to them: the observer shares the process
+	// and the cores with the pipeline, and its own queue added up to
+	// tens of milliseconds to a stage.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
 	var rs []ups.Reading
 	subs := []struct {
-		subject string
-		fn      nats.MsgHandler
+		stream, subject string
+		fn              func(m jetstream.Msg, at time.Time)
 	}{
-		{"upswatch.readings.*", func(m *nats.Msg) {
-			at := time.Now()
+		{bus.ReadingsStream, bus.ReadingsSubjectPrefix + "*", func(m jetstream.Msg, at time.Time) {
 			var err error
-			rs, err = ups.DecodeBatch(m.Data, rs[:0])
+			rs, err = ups.DecodeBatch(m.Data(), rs[:0])
 			if err != nil {
 				return
 			}
@@ -217,30 +229,42 @@ func runAlertLatency(b *testing.B) {
 				}
 			}
 		}},
-		{"upswatch.alerts.>", func(m *nats.Msg) {
-			at := time.Now()
-			parts := strings.Split(m.Subject, ".")
-			if len(parts) == 4 && parts[3] == "on_battery" {
+		{engine.AlertsStream, engine.AlertsSubjectPrefix + "*.on_battery", func(m jetstream.Msg, at time.Time) {
+			parts := strings.Split(m.Subject(), ".")
+			if len(parts) == 4 {
 				mark(parts[2], func(p *probeTimes) *time.Time { return &p.alert }, at)
 			}
 		}},
-		{"upswatch.notify.outbox.fcm", func(m *nats.Msg) {
-			at := time.Now()
-			var o struct {
-				Serial string `json:"serial"`
-			}
-			if json.Unmarshal(m.Data, &o) == nil {
-				mark(o.Serial, func(p *probeTimes) *time.Time { return &p.outbox }, at)
-			}
-		}},
+	}
+	// The outbox is a work queue: it takes no second consumer, so its
+	// messages are seen as they pass (the observer's delay splits
+	// "intake" from "sender" a little late; the end to end is exact).
+	if _, err := nc.Subscribe(pipeline.OutboxSubjectPrefix+"fcm", func(m *nats.Msg) {
+		at := time.Now()
+		var o struct {
+			Serial string `json:"serial"`
+		}
+		if json.Unmarshal(m.Data, &o) == nil {
+			mark(o.Serial, func(p *probeTimes) *time.Time { return &p.outbox }, at)
+		}
+	}); err != nil {
+		b.Fatal(err)
 	}
 	for _, s := range subs {
-		if _, err := nc.Subscribe(s.subject, s.fn); err != nil {
-			b.Fatalf("subscribe %s: %v", s.subject, err)
+		cons, err := js.OrderedConsumer(context.Background(), s.stream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{s.subject}, DeliverPolicy: jetstream.DeliverNewPolicy})
+		if err != nil {
+			b.Fatalf("observe %s: %v", s.subject, err)
 		}
-	}
-	if err := nc.Flush(); err != nil {
-		b.Fatal(err)
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			if md, err := m.Metadata(); err == nil {
+				s.fn(m, md.Timestamp)
+			}
+		})
+		if err != nil {
+			b.Fatalf("observe %s: %v", s.subject, err)
+		}
+		defer cc.Stop()
 	}
 
 	// Background load.
