@@ -180,14 +180,7 @@ func (a *App) startAlerting(g *group, b busPhase, dev devicesPhase, reg promethe
 	if err != nil {
 		return alertingPhase{}, err
 	}
-	g.goRun("areas", func(ctx context.Context) error {
-		select { // the engine creates the ALERTS stream and bucket it needs
-		case <-eng.Ready():
-		case <-ctx.Done():
-			return nil
-		}
-		return areas.Run(ctx)
-	})
+	g.goRun("areas", afterEngine(eng, areas.Run))
 	folds, err := area.NewFolds(b.js, areaCfg, dev.units, a.log)
 	if err != nil {
 		return alertingPhase{}, err
@@ -198,15 +191,22 @@ func (a *App) startAlerting(g *group, b busPhase, dev devicesPhase, reg promethe
 	if err != nil {
 		return alertingPhase{}, err
 	}
-	g.goRun("battery", func(ctx context.Context) error {
-		select { // the engine creates the ALERTS stream and bucket it needs
+	g.goRun("battery", afterEngine(eng, bat.Run))
+	return alertingPhase{eng: eng, areas: areas, folds: folds, bat: bat}, nil
+}
+
+// afterEngine runs run once the rule engine is ready: the engine creates
+// the ALERTS stream and the active-alerts bucket that the area evaluator
+// and the battery tracker need.
+func afterEngine(eng *engine.Engine, run func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		select {
 		case <-eng.Ready():
 		case <-ctx.Done():
 			return nil
 		}
-		return bat.Run(ctx)
-	})
-	return alertingPhase{eng: eng, areas: areas, folds: folds, bat: bat}, nil
+		return run(ctx)
+	}
 }
 
 // notifyPhase is the recipients, the actions people take on alerts and

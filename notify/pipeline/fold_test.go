@@ -81,11 +81,7 @@ func TestFolding(t *testing.T) {
 			folds := &foldsFunc{fn: tc.fn}
 			e.folds = folds
 			e.owner(t, "en", allChannels(), recipients.Contacts{FCMTokens: []string{"tok-owner"}})
-			if _, err := e.store.Create(context.Background(), recipients.Recipient{
-				Account:  recipients.Account{Role: recipients.RoleManager, Sites: []string{"hq"}, Language: "en", Preferences: allChannels()},
-				Personal: recipients.Personal{Contacts: recipients.Contacts{FCMTokens: []string{"tok-manager"}}}}); err != nil {
-				t.Fatal(err)
-			}
+			e.manager(t, "tok-manager")
 			e.start(t)
 			ev := event(rules.Firing, "on_battery", rules.Warning, serial, time.Now().Add(-time.Minute))
 			if tc.area != "" {
@@ -157,11 +153,7 @@ func TestResolvedWaitsForItsDeferredFiring(t *testing.T) {
 		return false, 0
 	}}
 	e.owner(t, "en", allChannels(), recipients.Contacts{FCMTokens: []string{"tok-owner"}})
-	if _, err := e.store.Create(context.Background(), recipients.Recipient{
-		Account:  recipients.Account{Role: recipients.RoleManager, Sites: []string{"hq"}, Language: "en", Preferences: allChannels()},
-		Personal: recipients.Personal{Contacts: recipients.Contacts{FCMTokens: []string{"tok-manager"}}}}); err != nil {
-		t.Fatal(err)
-	}
+	e.manager(t, "tok-manager")
 	e.start(t)
 	at := time.Now().Add(-time.Minute)
 	firing := event(rules.Firing, "on_battery", rules.Warning, serial, at)

@@ -204,6 +204,16 @@ func (e *env) owner(t testing.TB, lang string, prefs recipients.Preferences, c r
 	return r
 }
 
+// manager adds the manager of site hq, with one FCM token.
+func (e *env) manager(t testing.TB, token string) {
+	t.Helper()
+	if _, err := e.store.Create(context.Background(), recipients.Recipient{
+		Account:  recipients.Account{Role: recipients.RoleManager, Sites: []string{"hq"}, Language: "en", Preferences: allChannels()},
+		Personal: recipients.Personal{Contacts: recipients.Contacts{FCMTokens: []string{token}}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func allChannels() recipients.Preferences {
 	all := []string{recipients.FCM, recipients.APNS, recipients.SMS}
 	return recipients.Preferences{Channels: map[string][]string{"warning": all, "critical": all}}
