@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -96,6 +97,16 @@ func (c *Changes) Result() []StatusChange { return c.out }
 // definition of "on battery" behind every backend's OnBattery.
 func OnBatterySpans(changes []StatusChange) []Span {
 	return Spans(changes, func(f ups.Flag) bool { return f&ups.OB != 0 && f&(ups.CAL|ups.TEST) == 0 })
+}
+
+// OnBatteryOf is PowerHistory.OnBattery for a backend with StatusChanges:
+// its status changes over the range, as OnBatterySpans.
+func OnBatteryOf(ctx context.Context, h StatusHistory, serial ups.Serial, from, to time.Time) ([]Span, error) {
+	changes, err := h.StatusChanges(ctx, serial, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("on battery: %w", err)
+	}
+	return OnBatterySpans(changes), nil
 }
 
 // Spans returns the stretches of changes in which on holds: each from the

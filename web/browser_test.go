@@ -726,15 +726,7 @@ func TestConsole(t *testing.T) {
 			chromedp.Navigate(s.base+"/reports?of=site:hq"),
 			chromedp.WaitVisible(chromedp.CSS(`#report-units`)),
 		)
-		png := get(t, lan, chromedp.FullScreenshot(100))
-		if get(t, lan, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > 390`)) {
-			t.Error("the report page is wider than a 390 px screen")
-		}
-		path := filepath.Join(t.ArtifactDir(), "report-390px-vi.png")
-		if err := os.WriteFile(path, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot: %s (%d bytes)", path, len(png))
+		phoneScreenshot(t, lan, "the report page", "report-390px-vi.png")
 		do(t, lan, 20*time.Second, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(s.base+"/lang/en?next=/reports"),
 			chromedp.WaitVisible(chromedp.CSS(`#report`)))
 	})
@@ -758,15 +750,7 @@ func TestConsole(t *testing.T) {
 			chromedp.Navigate(s.base+"/"),
 			chromedp.WaitVisible(chromedp.CSS(`[data-feed]`)),
 		)
-		png := get(t, lan, chromedp.FullScreenshot(100))
-		if get(t, lan, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > 390`)) {
-			t.Error("the fleet page is wider than a 390 px screen")
-		}
-		path := filepath.Join(t.ArtifactDir(), "fleet-390px.png")
-		if err := os.WriteFile(path, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot: %s (%d bytes)", path, len(png))
+		phoneScreenshot(t, lan, "the fleet page", "fleet-390px.png")
 		do(t, lan, 10*time.Second, chromedp.EmulateViewport(1280, 900))
 	})
 
@@ -886,6 +870,21 @@ func BenchmarkUnitPageCharts(b *testing.B) {
 	b.ReportMetric(draw/float64(b.N), "draw_ms")
 	b.ReportMetric(total/float64(b.N), "total_ms")
 	b.ReportMetric(points, "points")
+}
+
+// phoneScreenshot checks that the page on screen (at 390 px) is no wider
+// than the screen and saves a screenshot of it in the test's artifacts.
+func phoneScreenshot(t *testing.T, ctx context.Context, page, file string) {
+	t.Helper()
+	png := get(t, ctx, chromedp.FullScreenshot(100))
+	if get(t, ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > 390`)) {
+		t.Errorf("%s is wider than a 390 px screen", page)
+	}
+	path := filepath.Join(t.ArtifactDir(), file)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", path, len(png))
 }
 
 // reportRangeShown is the range of the report page on screen.

@@ -15,9 +15,9 @@ var _ store.PowerHistory = (*Store)(nil)
 // SQLite store does: a report on InfluxDB counts the short outages no
 // on_battery alert covered (blips under its pending period) too.
 func (s *Store) OnBattery(ctx context.Context, serial ups.Serial, from, to time.Time) ([]store.Span, error) {
-	changes, err := s.StatusChanges(ctx, serial, from, to)
+	spans, err := store.OnBatteryOf(ctx, s, serial, from, to)
 	if err != nil {
-		return nil, fmt.Errorf("influx store: on battery: %w", err)
+		return nil, fmt.Errorf("influx store: %w", err)
 	}
-	return store.OnBatterySpans(changes), nil
+	return spans, nil
 }

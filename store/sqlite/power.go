@@ -17,11 +17,11 @@ var _ store.PowerHistory = (*Store)(nil)
 // OnBattery implements store.PowerHistory from the status changes (one
 // pass along the primary key over the range).
 func (s *Store) OnBattery(ctx context.Context, serial ups.Serial, from, to time.Time) ([]store.Span, error) {
-	changes, err := s.StatusChanges(ctx, serial, from, to)
+	spans, err := store.OnBatteryOf(ctx, s, serial, from, to)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite store: on battery: %w", err)
+		return nil, fmt.Errorf("sqlite store: %w", err)
 	}
-	return store.OnBatterySpans(changes), nil
+	return spans, nil
 }
 
 var _ store.StatusHistory = (*Store)(nil)
