@@ -344,6 +344,7 @@ func (a *App) startBroker(g *group, dev devicesPhase, reg prometheus.Registerer)
 		DeviceBurst: a.cfg.MQTT.DeviceBurst, Logger: a.log, Registerer: reg,
 		TLS: tlsConf, WSListen: a.cfg.MQTT.WSListen, ClientCAs: clientCAs,
 		DeviceAuth: a.cfg.MQTT.DeviceAuth, Revoked: dev.revoked, Failures: a.connectFailures(),
+		AwaitSink: true, // the ingest, last to start, is the sink
 	}
 	if tlsConf != nil {
 		opts.TLSListen = a.cfg.MQTT.TLSListen

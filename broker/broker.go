@@ -110,8 +110,14 @@ type Options struct {
 	// reads every device through one ordered subscription. 0 = no limit.
 	DeviceRate  float64
 	DeviceBurst int
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
+	// AwaitSink refuses devices ("server unavailable"; they retry) until
+	// SetSink. The broker must listen before the ingest exists (the
+	// ingest connects to it), and what a device published in between
+	// would be acked and routed to no one: after a restart, a device's
+	// whole replayed backlog.
+	AwaitSink  bool
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // Broker is the embedded MQTT broker.
@@ -165,7 +171,7 @@ func New(o Options) (*Broker, error) {
 		ClientNetReadBufferSize: clientReadBuffer,
 	})
 	h := &authHook{opts: o, prefix: o.TopicPrefix + "/", logged: map[string]time.Time{}, refused: map[string]*atomic.Int64{},
-		sinkLog: sparseLog{every: sinkFailLogEvery}, now: time.Now, clients: srv.Clients}
+		sinkLog: sparseLog{every: sinkFailLogEvery}, now: time.Now, srv: srv, clients: srv.Clients}
 	for _, r := range RefusalReasons {
 		h.refused[r] = new(atomic.Int64)
 	}
@@ -370,7 +376,7 @@ const plainListener = "devices"
 
 // RefusalReasons label upswatch_mqtt_broker_connect_refused_total.
 var RefusalReasons = []string{
-	"anonymous", "bad_password", "unknown_unit", "throttled",
+	"anonymous", "bad_password", "unknown_unit", "throttled", "starting",
 	certs.ReasonNoCertificate, certs.ReasonUntrusted, certs.ReasonExpired, certs.ReasonInvalid,
 	certs.ReasonOtherSerial, certs.ReasonRevoked,
 }
@@ -390,6 +396,7 @@ type authHook struct {
 	lastLog  map[string]time.Time
 	logged   map[string]time.Time // refusals logged, by source address
 
+	srv       *mqtt.Server  // for a refusal's CONNACK (OnConnect)
 	clients   *mqtt.Clients // mochi's, for a delayed will (OnWill)
 	sink      atomic.Pointer[Sink]
 	sinkFails atomic.Int64
@@ -402,7 +409,28 @@ type authHook struct {
 func (h *authHook) ID() string { return "upswatch-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnWill}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnWill}, []byte{b})
+}
+
+// OnConnect refuses devices while the broker awaits its sink
+// (Options.AwaitSink), with "server unavailable": the device keeps its
+// readings and retries, where "bad password" would tell it its
+// credentials are wrong. The service account (the ingest) is let in.
+func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if !h.opts.AwaitSink || h.sink.Load() != nil || string(pk.Connect.Username) == h.opts.ServiceUser {
+		return nil
+	}
+	addr := cl.Net.Remote
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		addr = host
+	}
+	h.rejected.Add(1)
+	h.refused["starting"].Add(1)
+	h.logRefusal(string(pk.Connect.Username), addr, "starting", time.Now())
+	if err := h.srv.SendConnack(cl, packets.ErrServerUnavailable, false, nil); err != nil {
+		return fmt.Errorf("refusing a device while starting: %w", err)
+	}
+	return packets.ErrServerUnavailable
 }
 
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -207,5 +208,55 @@ func TestPacedConnFindsPublishes(t *testing.T) {
 		if len(got) != 1 || got[0] != want {
 			t.Errorf("reads of %d bytes: a PUBLISH seen in the reads at %v, want only at %d", size, got, want)
 		}
+	}
+}
+
+// TestDevicesWaitForTheSink: with AwaitSink, a device that connects before
+// the sink is set is refused as "server unavailable" (it keeps its
+// readings and retries) rather than acked into a broker that routes them
+// to no one; the ingest's account is let in; once the sink is set the
+// device connects and its message reaches the sink.
+func TestDevicesWaitForTheSink(t *testing.T) {
+	b, err := New(Options{
+		Listen: "127.0.0.1:0", TopicPrefix: "ups", ServiceUser: "svc", ServicePassword: "svc-secret-1234",
+		Devices: devices{"123456789012": "pw-a"}, AwaitSink: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+
+	_, err = connect(t, b, "123456789012", "pw-a")
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "server unavailable") {
+		t.Fatalf("device before the sink: err = %v, want server unavailable", err)
+	}
+	if got := b.Refused("starting"); got != 1 {
+		t.Fatalf("refused starting = %d, want 1", got)
+	}
+	if _, err := connect(t, b, "svc", "svc-secret-1234"); err != nil {
+		t.Fatalf("the ingest's account before the sink: %v", err)
+	}
+
+	sink := parkSink{offers: make(chan parked, 1)}
+	b.SetSink(sink)
+	c, err := connect(t, b, "123456789012", "pw-a")
+	if err != nil {
+		t.Fatalf("device after the sink: %v", err)
+	}
+	topic := "ups/123456789012/telemetry"
+	tok := c.Publish(topic, 1, false, `{"battery.charge":50}`)
+	got := <-sink.offers
+	if got.topic != topic {
+		t.Fatalf("offered %q, want %q", got.topic, topic)
+	}
+	got.done(nil)
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish not acked once stored: %v", tok.Error())
+	}
+	if got := b.Refused("starting"); got != 1 {
+		t.Fatalf("refused starting = %d after the sink, want still 1", got)
 	}
 }
