@@ -231,7 +231,12 @@ func (in *Ingest) Run(ctx context.Context) error {
 	<-leasesDone // sessions being drained are let go (their claims expire)
 	close(in.stopping)
 	unsubscribed := false
-	if in.client.IsConnectionOpen() {
+	// Alone, the ingest stays subscribed: its persistent session keeps
+	// queueing what devices publish until the next start (a restart, an
+	// upgrade), where an unsubscribed session would have the broker ack
+	// those messages and drop them. In a shared group it leaves, so the
+	// broker gives the others its share.
+	if in.cfg.SharedGroup != "" && in.client.IsConnectionOpen() {
 		tok := in.client.Unsubscribe(in.filters()...)
 		unsubscribed = tok.WaitTimeout(2*time.Second) && tok.Error() == nil
 	}
