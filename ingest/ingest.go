@@ -230,21 +230,27 @@ func (in *Ingest) Run(ctx context.Context) error {
 	in.ready.Store(false)
 	<-leasesDone // sessions being drained are let go (their claims expire)
 	close(in.stopping)
+	// The ingest leaves a shared group at a clean stop, so the broker
+	// gives its share to the others. Alone, or the last of its group, it
+	// stays subscribed: its persistent session keeps queueing what devices
+	// publish until an instance is back (a restart, an upgrade), where an
+	// unsubscribed session would have the broker ack those messages and
+	// drop them.
 	unsubscribed := false
-	// Alone, the ingest stays subscribed: its persistent session keeps
-	// queueing what devices publish until the next start (a restart, an
-	// upgrade), where an unsubscribed session would have the broker ack
-	// those messages and drop them. In a shared group it leaves, so the
-	// broker gives the others its share.
-	if in.cfg.SharedGroup != "" && in.client.IsConnectionOpen() {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	leave := in.cfg.SharedGroup != ""
+	if leave && in.cfg.Takeover != nil && !in.othersLive(rctx) {
+		leave = false
+		in.log.Info("last instance of the shared group: staying subscribed, so the broker queues what devices send until one is back")
+	}
+	if leave && in.client.IsConnectionOpen() {
 		tok := in.client.Unsubscribe(in.filters()...)
 		unsubscribed = tok.WaitTimeout(2*time.Second) && tok.Error() == nil
 	}
 	if in.cfg.Takeover != nil && unsubscribed {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		in.release(rctx)
-		cancel()
 	}
+	cancel()
 	in.gate.Lock() // waits for running handlers
 	in.closed = true
 	in.gate.Unlock()

@@ -161,6 +161,41 @@ func (in *Ingest) release(ctx context.Context) {
 	}
 }
 
+// othersLive tells whether another instance holds a live lease (its own
+// or one it is draining): then a clean stop leaves the group, and the
+// broker gives those instances this one's share. When the leases cannot
+// be read it answers false: staying subscribed only delays this share
+// (it is drained once the lease expires), leaving with no one left would
+// lose it.
+func (in *Ingest) othersLive(ctx context.Context) bool {
+	tk := in.cfg.Takeover
+	keys, err := tk.Leases.ListKeys(ctx)
+	if err != nil {
+		in.log.Warn("listing session leases at stop failed; staying subscribed", "err", err)
+		return false
+	}
+	defer func() { _ = keys.Stop() }()
+	var names []string
+	for k := range keys.Keys() {
+		names = append(names, k)
+	}
+	now := tk.Now()
+	for _, k := range names {
+		e, err := tk.Leases.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var l lease
+		if json.Unmarshal(e.Value(), &l) != nil {
+			continue
+		}
+		if l.Holder != "" && l.Holder != in.cfg.ClientID && !l.Unsubscribed && now.Before(l.Expires) {
+			return true
+		}
+	}
+	return false
+}
+
 // expiredLease is a lease found expired, with its revision.
 type expiredLease struct {
 	key, owner string

@@ -269,3 +269,98 @@ func TestRestartTakesQueuedMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestLastOfTheGroupStaysSubscribed: of two instances in a shared group,
+// the one stopped first leaves the group (its lease says so) since the
+// other is live; the other, stopped last, stays subscribed, so what
+// devices publish while both are down waits in its session and reaches
+// the bus, once, when it is back.
+func TestLastOfTheGroupStaysSubscribed(t *testing.T) {
+	const perUnit = 50
+	serials := []string{"777777777777", "888888888888"}
+	svc, units, mq, js := mosquittoAndBus(t, serials)
+	ctx := context.Background()
+	kv, err := EnsureLeases(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaseOf := func(id string) (lease, bool) {
+		e, err := kv.Get(ctx, leaseKey(id))
+		if err != nil {
+			return lease{}, false
+		}
+		var l lease
+		return l, json.Unmarshal(e.Value(), &l) == nil
+	}
+	run := func(id string) (stop func()) {
+		in, err := New(Config{BrokerURL: mq.URL, Username: svc.Username, Password: svc.Password, ClientID: id,
+			TopicPrefix: "ups", SharedGroup: "upswatch", Partitions: partitions, BatchSize: 100, FlushInterval: 5 * time.Millisecond,
+			MaxInflight: 1000, Registerer: prometheus.NewRegistry(),
+			Takeover: &Takeover{Leases: kv, LeaseTTL: 3 * time.Second, LeaseRenew: 200 * time.Millisecond, Idle: 500 * time.Millisecond}},
+			units, js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- in.Run(rctx) }()
+		waitUntil(t, id+" subscribed", 10*time.Second, in.Ready)
+		waitUntil(t, id+"'s lease written", 10*time.Second, func() bool {
+			l, ok := leaseOf(id)
+			return ok && l.Holder == id
+		})
+		stopped := false
+		return func() {
+			if stopped {
+				return
+			}
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("ingest %s: %v", id, err)
+			}
+		}
+	}
+	stopA, stopB := run("upswatch-a"), run("upswatch-b")
+	t.Cleanup(stopA)
+	t.Cleanup(stopB)
+	stopA()
+	if l, _ := leaseOf("upswatch-a"); !l.Unsubscribed {
+		t.Fatalf("stopped while another was live: lease %+v, want it to have left the group", l)
+	}
+	stopB()
+	if l, _ := leaseOf("upswatch-b"); l.Unsubscribed {
+		t.Fatalf("stopped last: lease %+v, want it still subscribed", l)
+	}
+
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	for _, s := range serials {
+		c := paho.NewClient(paho.NewClientOptions().AddBroker(mq.URL).SetClientID("dev-" + s).
+			SetUsername(s).SetPassword("pw-" + s))
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("device connect: %v", tok.Error())
+		}
+		var toks []paho.Token
+		for i := range perUnit {
+			toks = append(toks, c.Publish("ups/"+s+"/telemetry", 1, false,
+				fmt.Sprintf(`{"ts":%d,"ups.status":"OL","input.voltage":230}`, base.Add(time.Duration(i)*time.Second).UnixMilli())))
+		}
+		for _, tok := range toks {
+			if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatalf("publish: %v", tok.Error())
+			}
+		}
+		c.Disconnect(0)
+	}
+
+	t.Cleanup(run("upswatch-b"))
+	want := len(serials) * perUnit
+	if !wait.Poll(20*time.Second, func() bool { return len(busCount(t, js)) == want }) {
+		t.Fatalf("%d of %d readings published while every instance was down on the bus", len(busCount(t, js)), want)
+	}
+	for k, n := range busCount(t, js) {
+		if n != 1 {
+			t.Errorf("%s on the bus %d times", k, n)
+		}
+	}
+}
