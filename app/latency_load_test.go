@@ -101,14 +101,28 @@ func startLoad(spec loadSpec) (backgroundLoad, error) {
 	return startLoadChild(spec)
 }
 
+// ending is how a load tells it ended: err is set before ended closes.
+type ending struct {
+	ended chan struct{}
+	err   error
+}
+
+func (e *ending) Err() error {
+	select {
+	case <-e.ended:
+		return e.err
+	default:
+		return nil
+	}
+}
+
 // childLoad is the simulator in a child process.
 type childLoad struct {
+	ending
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	mu    sync.Mutex
 	stats sim.Stats
-	ended chan struct{}
-	err   error // set before ended closes
 }
 
 func startLoadChild(spec loadSpec) (*childLoad, error) {
@@ -130,7 +144,7 @@ func startLoadChild(spec loadSpec) (*childLoad, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start the load child: %w", err)
 	}
-	l := &childLoad{cmd: cmd, stdin: stdin, ended: make(chan struct{})}
+	l := &childLoad{cmd: cmd, stdin: stdin, ending: ending{ended: make(chan struct{})}}
 	go func() {
 		dec := json.NewDecoder(stdout)
 		for {
@@ -166,15 +180,6 @@ func (l *childLoad) Stats() sim.Stats {
 	return l.stats
 }
 
-func (l *childLoad) Err() error {
-	select {
-	case <-l.ended:
-		return l.err
-	default:
-		return nil
-	}
-}
-
 // Stop closes the child's stdin and waits for its last stats.
 func (l *childLoad) Stop() error {
 	_ = l.stdin.Close()
@@ -194,10 +199,9 @@ func (l *childLoad) Stop() error {
 
 // inProcessLoad is the simulator in the benchmark's own process.
 type inProcessLoad struct {
+	ending
 	s      *sim.Simulator
 	cancel context.CancelFunc
-	ended  chan struct{}
-	err    error // set before ended closes
 }
 
 func startLoadInProcess(spec loadSpec) (*inProcessLoad, error) {
@@ -206,7 +210,7 @@ func startLoadInProcess(spec loadSpec) (*inProcessLoad, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &inProcessLoad{s: s, cancel: cancel, ended: make(chan struct{})}
+	l := &inProcessLoad{s: s, cancel: cancel, ending: ending{ended: make(chan struct{})}}
 	go func() {
 		l.err = s.Run(ctx)
 		if l.err == nil && ctx.Err() == nil {
@@ -218,15 +222,6 @@ func startLoadInProcess(spec loadSpec) (*inProcessLoad, error) {
 }
 
 func (l *inProcessLoad) Stats() sim.Stats { return l.s.Stats() }
-
-func (l *inProcessLoad) Err() error {
-	select {
-	case <-l.ended:
-		return l.err
-	default:
-		return nil
-	}
-}
 
 func (l *inProcessLoad) Stop() error {
 	l.cancel()
