@@ -6,6 +6,9 @@
 //	  -> preferences  Historical/Silent skipped; channels per severity,
 //	                  quiet hours (critical passes), muted units; a
 //	                  Resolved only where its Firing was notified
+//	  -> lookup       side by side: the area verdict (the site's managers'
+//	                  notices folded into an area alert), the silence,
+//	                  and each notification's log entry
 //	  -> dedup        against the notification log (KV upswatch_notify_log,
 //	                  key <recipient>.<channel>.<event dedup id>)
 //	  -> silence      a silenced (unit, rule) is logged and audited as
@@ -155,11 +158,10 @@ type Pipeline struct {
 	devMode  bool
 
 	// Set by Run (ensure), read by Deliveries too.
-	setup  sync.Mutex
-	logKV  jetstream.KeyValue
-	audit  jetstream.Stream
-	ready  ready.Signal
-	stages Stage
+	setup sync.Mutex
+	logKV jetstream.KeyValue
+	audit jetstream.Stream
+	ready ready.Signal
 }
 
 // New validates cfg. It starts nothing.
@@ -211,7 +213,6 @@ func New(js jetstream.JetStream, cfg Config) (*Pipeline, error) {
 			add(name, 500, 1, &LogSender{Name: name, Logger: p.log})
 		}
 	}
-	p.stages = MultiStage{StageFunc(p.preferences), StageFunc(p.dedup), StageFunc(p.silence), StageFunc(p.enqueue)}
 	return p, nil
 }
 
