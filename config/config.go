@@ -42,8 +42,9 @@ type Config struct {
 	// optional unit: 400MiB, 1GiB, 500MB. Near it the garbage collector
 	// runs sooner and returns freed memory to the system sooner; it is
 	// soft (live memory above it is kept, at the cost of collections one
-	// after another). Empty or 0: none. GOMEMLIMIT in the environment,
-	// when set, wins.
+	// after another). Empty: 90 % of the memory limit of serve's cgroup
+	// (a container), if it has one; 0: none. GOMEMLIMIT in the
+	// environment, when set, wins.
 	MemoryLimit string   `yaml:"memory_limit"`
 	Log         Log      `yaml:"log"`
 	HTTP        HTTP     `yaml:"http"`

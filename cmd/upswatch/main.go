@@ -9,10 +9,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 
 	"github.com/upswatch/upswatch/app"
 	"github.com/upswatch/upswatch/config"
@@ -144,17 +148,40 @@ func configCmd(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// setMemoryLimit applies memory_limit to the Go runtime, unless
-// GOMEMLIMIT (which the runtime read at start) is set.
+// setMemoryLimit applies the Go runtime's soft memory limit that
+// memoryLimit picks.
 func setMemoryLimit(c config.Config, log *slog.Logger) {
-	limit := c.MemoryLimitBytes()
-	if limit == 0 {
-		return
+	limit, from := memoryLimit(c, os.Getenv("GOMEMLIMIT"), memlimit.FromCgroup)
+	switch {
+	case from == "GOMEMLIMIT":
+		log.Info("go memory limit from GOMEMLIMIT", "GOMEMLIMIT", os.Getenv("GOMEMLIMIT"), "memory_limit", c.MemoryLimit)
+	case limit > 0:
+		debug.SetMemoryLimit(limit)
+		log.Info("go memory limit set", "from", from, "bytes", limit, "memory_limit", c.MemoryLimit)
 	}
-	if env := os.Getenv("GOMEMLIMIT"); env != "" {
-		log.Info("memory_limit not applied: GOMEMLIMIT is set", "memory_limit", c.MemoryLimit, "GOMEMLIMIT", env)
-		return
+}
+
+// cgroupShare is the part of a container's memory limit serve takes as
+// its Go memory limit when memory_limit is unset: the rest is for what
+// the runtime does not count (SQLite's page cache is in the Go heap;
+// the kernel's buffers for thousands of sockets are not).
+const cgroupShare = 0.9
+
+// memoryLimit picks the Go memory limit and says where it comes from:
+// GOMEMLIMIT (which the runtime read at start) wins; then memory_limit;
+// unset, 90 % of the memory limit of serve's cgroup (a container), so
+// the collector works harder near it instead of the kernel killing
+// serve past it. memory_limit: 0 sets none. 0: no limit.
+func memoryLimit(c config.Config, gomemlimit string, cgroup func() (uint64, error)) (int64, string) {
+	if gomemlimit != "" {
+		return 0, "GOMEMLIMIT"
 	}
-	debug.SetMemoryLimit(limit)
-	log.Info("go memory limit set", "memory_limit", c.MemoryLimit, "bytes", limit)
+	if strings.TrimSpace(c.MemoryLimit) != "" {
+		return c.MemoryLimitBytes(), "memory_limit"
+	}
+	n, err := cgroup()
+	if err != nil || n == 0 || n > math.MaxInt64/2 {
+		return 0, "" // no cgroup, or no limit on it
+	}
+	return int64(float64(n) * cgroupShare), "cgroup"
 }

@@ -2,10 +2,16 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -109,21 +115,115 @@ func TestKeysGenerate(t *testing.T) {
 	}
 }
 
-// memory_limit sets the runtime's memory limit, unless GOMEMLIMIT is set.
-func TestSetMemoryLimit(t *testing.T) {
-	before := debug.SetMemoryLimit(-1)
-	t.Cleanup(func() { debug.SetMemoryLimit(before) })
-	c := config.Default()
-	c.MemoryLimit = "600MiB"
-	t.Setenv("GOMEMLIMIT", "")
-	setMemoryLimit(c, slog.New(slog.DiscardHandler))
-	if got := debug.SetMemoryLimit(-1); got != 600<<20 {
-		t.Fatalf("memory limit %d, want %d", got, 600<<20)
+// memoryLimit: GOMEMLIMIT wins, then memory_limit (0: none), then 90 %
+// of the cgroup's limit.
+func TestMemoryLimit(t *testing.T) {
+	const gib = 1 << 30
+	limited := func() (uint64, error) { return 2 * gib, nil }
+	unlimited := func() (uint64, error) { return 0, errors.New("memory is not limited") }
+	tests := []struct {
+		name, memoryLimit, gomemlimit string
+		cgroup                        func() (uint64, error)
+		want                          int64
+		from                          string
+	}{
+		{"GOMEMLIMIT wins", "600MiB", "1GiB", limited, 0, "GOMEMLIMIT"},
+		{"memory_limit", "600MiB", "", limited, 600 << 20, "memory_limit"},
+		{"memory_limit 0 is none", "0", "", limited, 0, "memory_limit"},
+		{"unset, in a limited cgroup", "", "", limited, ninetyPercent(2 * gib), "cgroup"},
+		{"unset, no limit", "", "", unlimited, 0, ""},
+		{"unset, a cgroup v1 limit of all memory", "", "", func() (uint64, error) { return 9223372036854771712, nil }, 0, ""},
 	}
-	debug.SetMemoryLimit(before)
-	t.Setenv("GOMEMLIMIT", "1GiB")
-	setMemoryLimit(c, slog.New(slog.DiscardHandler))
-	if got := debug.SetMemoryLimit(-1); got != before {
-		t.Fatalf("memory limit %d with GOMEMLIMIT set, want it untouched (%d)", got, before)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := config.Default()
+			c.MemoryLimit = tt.memoryLimit
+			got, from := memoryLimit(c, tt.gomemlimit, tt.cgroup)
+			if got != tt.want || from != tt.from {
+				t.Fatalf("memoryLimit = %d from %q, want %d from %q", got, from, tt.want, tt.from)
+			}
+		})
 	}
+}
+
+// setMemoryLimit in a real cgroup with a 1 GiB memory limit: the test
+// binary runs again inside it (v1 or v2 memory controller, as root) and
+// reports the runtime's limit, 90 % of the cgroup's.
+func TestSetMemoryLimitInACgroup(t *testing.T) {
+	dir, err := memoryCgroup(t, 1<<30)
+	if err != nil {
+		t.Skipf("no memory cgroup of our own here: %v", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", `echo $$ > "$1/cgroup.procs" && exec "$2" -test.run '^$'`, "sh", dir, exe)
+	cmd.Env = append(os.Environ(), cgroupChildEnv+"=1", "GOMEMLIMIT=")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child in the cgroup: %v\n%s", err, out)
+	}
+	got, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil {
+		t.Fatalf("child printed %q", out)
+	}
+	if want := ninetyPercent(1 << 30); got != want {
+		t.Fatalf("go memory limit in a 1 GiB cgroup = %d, want %d", got, want)
+	}
+}
+
+// ninetyPercent is n x cgroupShare as memoryLimit computes it.
+func ninetyPercent(n uint64) int64 { return int64(float64(n) * cgroupShare) }
+
+// cgroupChildEnv makes the test binary the child of
+// TestSetMemoryLimitInACgroup: it applies the default configuration's
+// memory limit and prints the runtime's.
+const cgroupChildEnv = "UPSWATCH_TEST_CGROUP_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(cgroupChildEnv) != "" {
+		setMemoryLimit(config.Default(), slog.New(slog.DiscardHandler))
+		fmt.Println(debug.SetMemoryLimit(-1))
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// memoryCgroup creates a memory cgroup below our own with limit bytes
+// and removes it at cleanup (once the child has exited).
+func memoryCgroup(t *testing.T, limit int64) (string, error) {
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", err
+	}
+	name := fmt.Sprintf("upswatch-test-%d", os.Getpid())
+	for line := range strings.Lines(string(self)) {
+		parts := strings.SplitN(strings.TrimSpace(line), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var dir, file string
+		switch {
+		case slices.Contains(strings.Split(parts[1], ","), "memory"): // v1
+			dir, file = filepath.Join("/sys/fs/cgroup/memory", parts[2], name), "memory.limit_in_bytes"
+		case parts[0] == "0" && parts[1] == "": // v2, when it has the memory controller
+			root := "/sys/fs/cgroup"
+			if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err != nil {
+				continue
+			}
+			dir, file = filepath.Join(root, parts[2], name), "memory.max"
+		default:
+			continue
+		}
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			continue
+		}
+		t.Cleanup(func() { _ = os.Remove(dir) })
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(strconv.FormatInt(limit, 10)), 0o644); err != nil {
+			return "", err
+		}
+		return dir, nil
+	}
+	return "", errors.New("no writable memory controller in /proc/self/cgroup")
 }
