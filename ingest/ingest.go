@@ -237,9 +237,8 @@ func (in *Ingest) Run(ctx context.Context) error {
 	// unsubscribed session would have the broker ack those messages and
 	// drop them.
 	unsubscribed := false
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	leave := in.cfg.SharedGroup != ""
-	if leave && in.cfg.Takeover != nil && !in.othersLive(rctx) {
+	if leave && in.cfg.Takeover != nil && !in.othersLive(context.WithoutCancel(ctx)) {
 		leave = false
 		in.log.Info("last instance of the shared group: staying subscribed, so the broker queues what devices send until one is back")
 	}
@@ -248,9 +247,10 @@ func (in *Ingest) Run(ctx context.Context) error {
 		unsubscribed = tok.WaitTimeout(2*time.Second) && tok.Error() == nil
 	}
 	if in.cfg.Takeover != nil && unsubscribed {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		in.release(rctx)
+		cancel()
 	}
-	cancel()
 	in.gate.Lock() // waits for running handlers
 	in.closed = true
 	in.gate.Unlock()

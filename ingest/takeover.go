@@ -168,6 +168,8 @@ func (in *Ingest) release(ctx context.Context) {
 // (it is drained once the lease expires), leaving with no one left would
 // lose it.
 func (in *Ingest) othersLive(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
 	tk := in.cfg.Takeover
 	keys, err := tk.Leases.ListKeys(ctx)
 	if err != nil {
