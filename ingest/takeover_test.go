@@ -102,11 +102,7 @@ func TestTakeoverDrainsDeadSession(t *testing.T) {
 	}
 
 	reg := prometheus.NewRegistry()
-	in, err := New(Config{BrokerURL: mq.URL, Username: svc.Username, Password: svc.Password, ClientID: "upswatch-live",
-		TopicPrefix: "ups", SharedGroup: group, Partitions: partitions, BatchSize: 100, FlushInterval: 5 * time.Millisecond,
-		MaxInflight: 1000, Registerer: reg,
-		Takeover: &Takeover{Leases: kv, LeaseTTL: 3 * time.Second, LeaseRenew: 200 * time.Millisecond, Idle: 500 * time.Millisecond}},
-		units, js)
+	in, err := New(groupConfig(mq, svc, "upswatch-live", group, kv, reg), units, js)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,6 +177,15 @@ func TestTakeoverDrainsDeadSession(t *testing.T) {
 	if got := testutil.ToFloat64(in.m.drained); got != drained {
 		t.Fatalf("drained grew from %v to %v after the session left the group", drained, got)
 	}
+}
+
+// groupConfig is an ingest in a shared group on mq with session
+// takeover, its leases quick enough for a test (3 s).
+func groupConfig(mq *testenv.Broker, svc testenv.Credential, id, group string, kv jetstream.KeyValue, reg prometheus.Registerer) Config {
+	return Config{BrokerURL: mq.URL, Username: svc.Username, Password: svc.Password, ClientID: id,
+		TopicPrefix: "ups", SharedGroup: group, Partitions: partitions, BatchSize: 100, FlushInterval: 5 * time.Millisecond,
+		MaxInflight: 1000, Registerer: reg,
+		Takeover: &Takeover{Leases: kv, LeaseTTL: 3 * time.Second, LeaseRenew: 200 * time.Millisecond, Idle: 500 * time.Millisecond}}
 }
 
 func waitUntil(t *testing.T, what string, within time.Duration, cond func() bool) {
@@ -267,11 +272,7 @@ func TestLastOfTheGroupStaysSubscribed(t *testing.T) {
 		return l, json.Unmarshal(e.Value(), &l) == nil
 	}
 	run := func(id string) (stop func()) {
-		in, err := New(Config{BrokerURL: mq.URL, Username: svc.Username, Password: svc.Password, ClientID: id,
-			TopicPrefix: "ups", SharedGroup: "upswatch", Partitions: partitions, BatchSize: 100, FlushInterval: 5 * time.Millisecond,
-			MaxInflight: 1000, Registerer: prometheus.NewRegistry(),
-			Takeover: &Takeover{Leases: kv, LeaseTTL: 3 * time.Second, LeaseRenew: 200 * time.Millisecond, Idle: 500 * time.Millisecond}},
-			units, js)
+		in, err := New(groupConfig(mq, svc, id, "upswatch", kv, prometheus.NewRegistry()), units, js)
 		if err != nil {
 			t.Fatal(err)
 		}
