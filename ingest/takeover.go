@@ -170,32 +170,55 @@ func (in *Ingest) release(ctx context.Context) {
 func (in *Ingest) othersLive(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	tk := in.cfg.Takeover
-	keys, err := tk.Leases.ListKeys(ctx)
+	ls, err := in.readLeases(ctx)
 	if err != nil {
 		in.log.Warn("listing session leases at stop failed; staying subscribed", "err", err)
 		return false
+	}
+	now := in.cfg.Takeover.Now()
+	for _, l := range ls {
+		if l.Holder != "" && l.Holder != in.cfg.ClientID && !l.Unsubscribed && now.Before(l.Expires) {
+			return true
+		}
+	}
+	return false
+}
+
+// storedLease is a lease as read, with its key and revision.
+type storedLease struct {
+	lease
+	key string
+	rev uint64
+}
+
+// readLeases reads every session lease. One deleted meanwhile, or not
+// readable now (the bus away), is left for the next round; one that does
+// not decode is logged and skipped.
+func (in *Ingest) readLeases(ctx context.Context) ([]storedLease, error) {
+	kv := in.cfg.Takeover.Leases
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
 	}
 	defer func() { _ = keys.Stop() }()
 	var names []string
 	for k := range keys.Keys() {
 		names = append(names, k)
 	}
-	now := tk.Now()
+	var out []storedLease
 	for _, k := range names {
-		e, err := tk.Leases.Get(ctx, k)
+		e, err := kv.Get(ctx, k)
 		if err != nil {
 			continue
 		}
 		var l lease
-		if json.Unmarshal(e.Value(), &l) != nil {
+		if err := json.Unmarshal(e.Value(), &l); err != nil {
+			in.log.Warn("session lease unreadable; ignored", "key", k, "err", err)
 			continue
 		}
-		if l.Holder != "" && l.Holder != in.cfg.ClientID && !l.Unsubscribed && now.Before(l.Expires) {
-			return true
-		}
+		out = append(out, storedLease{lease: l, key: k, rev: e.Revision()})
 	}
-	return false
+	return out, nil
 }
 
 // expiredLease is a lease found expired, with its revision.
@@ -208,38 +231,20 @@ type expiredLease struct {
 // expired lists the other instances' sessions whose lease has expired
 // while still subscribed.
 func (in *Ingest) expired(ctx context.Context) []expiredLease {
-	tk := in.cfg.Takeover
-	keys, err := tk.Leases.ListKeys(ctx)
+	ls, err := in.readLeases(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			in.log.Warn("listing session leases failed", "err", err)
 		}
 		return nil
 	}
-	defer func() { _ = keys.Stop() }()
-	var names []string
-	for k := range keys.Keys() {
-		names = append(names, k)
-	}
 	var out []expiredLease
-	now := tk.Now()
-	for _, k := range names {
-		if k == leaseKey(in.cfg.ClientID) {
+	now := in.cfg.Takeover.Now()
+	for _, l := range ls {
+		if l.key == leaseKey(in.cfg.ClientID) || l.Unsubscribed || now.Before(l.Expires) || l.Owner == "" {
 			continue
 		}
-		e, err := tk.Leases.Get(ctx, k)
-		if err != nil {
-			continue // deleted meanwhile, or the bus is away: next round
-		}
-		var l lease
-		if err := json.Unmarshal(e.Value(), &l); err != nil {
-			in.log.Warn("session lease unreadable; ignored", "key", k, "err", err)
-			continue
-		}
-		if l.Unsubscribed || now.Before(l.Expires) || l.Owner == "" {
-			continue
-		}
-		out = append(out, expiredLease{key: k, owner: l.Owner, rev: e.Revision(), expired: l.Expires})
+		out = append(out, expiredLease{key: l.key, owner: l.Owner, rev: l.rev, expired: l.Expires})
 	}
 	return out
 }
